@@ -20,6 +20,8 @@ import keras
 import numpy as np
 from keras import ops
 
+from cpc_tf.models.fastops import FusedBatchNormalization, MatmulConv1D
+
 Shape = tuple[Any, ...]
 
 ACTIVATIONS = ("relu", "leaky_relu", "linear")
@@ -74,6 +76,9 @@ def chain_output_shape(layers: Sequence[keras.layers.Layer | None], input_shape:
 class ConvBlock(keras.layers.Layer):
     """Conv1D → (BatchNorm) → activation: the unit every raw-audio encoder here is made of.
 
+    The convolution and BatchNorm are the drop-in faster versions of
+    :mod:`cpc_tf.models.fastops` (same variables and results as Keras' layers).
+
     Used for seed 004 Table 1 (strided, valid padding, LeakyReLU), SampleCNN (seed 000
     §3.3: kernel 3, BN, ReLU), TUNe (seed 003 §3.1: kernel 3, stride 1, same padding, BN,
     ReLU) and CLMR's CPC encoder (seed 000 §3.5, explicit zero padding, ReLU).
@@ -112,12 +117,11 @@ class ConvBlock(keras.layers.Layer):
         dt = self.dtype_policy
         self.pad = (keras.layers.ZeroPadding1D(self.explicit_padding, dtype=dt, name="pad")
                     if self.explicit_padding else None)
-        self.conv = keras.layers.Conv1D(self.filters, self.kernel_size, strides=self.strides,
-                                        padding=self.padding,
-                                        kernel_initializer=keras.initializers.get(kernel_initializer),
-                                        dtype=dt, name="conv")
-        self.bn = (keras.layers.BatchNormalization(synchronized=self.synchronized, momentum=self.bn_momentum,
-                                                   dtype=dt, name="bn")
+        self.conv = MatmulConv1D(self.filters, self.kernel_size, strides=self.strides, padding=self.padding,
+                                 kernel_initializer=keras.initializers.get(kernel_initializer),
+                                 dtype=dt, name="conv")
+        self.bn = (FusedBatchNormalization(synchronized=self.synchronized, momentum=self.bn_momentum,
+                                           dtype=dt, name="bn")
                    if self.batch_norm else None)
         self.act = activation_layer(activation, dt, "act")
 
