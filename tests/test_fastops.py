@@ -30,55 +30,82 @@ def _forward_and_grads(layer: keras.layers.Layer, x: tf.Tensor, **call_kw: objec
     return [np.asarray(t, dtype=np.float32) for t in _output_and_grads(layer, x, **call_kw)]
 
 
+def _assert_close(got: np.ndarray, want: np.ndarray, what: str = "") -> None:
+    """Equal up to float32 rounding of sums: tolerance relative to the tensor's largest entry."""
+    scale = float(np.max(np.abs(want))) if want.size else 0.0
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5 * scale + 1e-6, err_msg=what)
+
+
 def _pair(stock: keras.layers.Layer, fast: keras.layers.Layer, shape: tuple[int, ...]) -> None:
     stock.build(shape)
     fast.build(shape)
     fast.set_weights(stock.get_weights())
 
 
-# (length, in-channels, kernel, stride, padding, batch): which path each case takes is noted
+# (length, in-channels, filters, kernel, stride, padding, batch): the path each case takes
+WIDE = 128  # in × out channels ≥ 128 × 128 selects the matmul kernel gradient
 CONV_CASES = [
-    (116, 8, 8, 4, "valid", 3),  # folded stride, width-2 stride-1 conv (seed 004 block 2)
-    (13, 4, 4, 2, "valid", 3),  # folded, the unread last step dropped
-    (5, 4, 4, 2, "valid", 3),  # folded to a single output step: one matmul
-    (588, 1, 10, 5, "valid", 2),  # seed 004 first layer (mono input)
-    (30, 1, 3, 3, "valid", 2),  # kernel == stride (SampleCNN stem): one matmul
-    (17, 2, 6, 3, "valid", 3),  # folded, tail dropped
-    (20, 3, 3, 1, "same", 3),  # SampleCNN / TUNe block: matmul kernel gradient
-    (20, 3, 3, 1, "same", 1),  # batch of one: no example boundaries
-    (9, 3, 4, 1, "same", 3),  # even kernel: asymmetric 'same' padding
-    (9, 3, 5, 1, "same", 2),
-    (3, 2, 3, 1, "same", 4),  # length equal to the kernel
-    (1, 2, 3, 1, "same", 3),  # shorter than the kernel: stock path
-    (12, 3, 3, 1, "valid", 3),  # stride-1 'valid'
-    (10, 3, 1, 1, "same", 3),  # 1x1: stock path
-    (11, 3, 3, 2, "same", 3),  # strided 'same': stock path
-    (11, 3, 5, 2, "valid", 3),  # kernel not a multiple of the stride: stock path
+    (116, 32, WIDE, 8, 4, "valid", 3),  # folded to 4·32 channels, width-2 conv, matmul gradient (seed 004)
+    (116, 8, 5, 8, 4, "valid", 3),  # folded, narrow: stock gradient of the folded conv
+    (13, 64, WIDE, 4, 2, "valid", 3),  # folded, matmul gradient, the unread last step dropped
+    (5, 4, 5, 4, 2, "valid", 3),  # folded to a single output step: one matmul
+    (588, 1, 6, 10, 5, "valid", 2),  # seed 004 first layer (mono input)
+    (30, 1, 6, 3, 3, "valid", 2),  # kernel == stride (SampleCNN stem): one matmul
+    (17, 2, 5, 6, 3, "valid", 3),  # folded, tail dropped
+    (20, WIDE, WIDE, 3, 1, "same", 3),  # SampleCNN block: matmul kernel gradient
+    (20, WIDE, WIDE, 3, 1, "same", 1),  # batch of one: no example boundaries
+    (9, WIDE, WIDE, 4, 1, "same", 3),  # even kernel: asymmetric 'same' padding
+    (9, WIDE, WIDE, 5, 1, "same", 2),
+    (3, WIDE, WIDE, 3, 1, "same", 4),  # length equal to the kernel
+    (12, WIDE, WIDE, 3, 1, "valid", 3),  # stride-1 'valid', matmul gradient
+    (20, 11, 11, 3, 1, "same", 3),  # narrow channels (TUNe Tail+5): stock path
+    (1, WIDE, WIDE, 3, 1, "same", 3),  # shorter than the kernel: stock path
+    (10, 3, 5, 1, 1, "same", 3),  # 1x1: stock path
+    (11, 3, 5, 3, 2, "same", 3),  # strided 'same': stock path
+    (11, 3, 5, 5, 2, "valid", 3),  # kernel not a multiple of the stride: stock path
 ]
 
 
-@pytest.mark.parametrize("length,cin,kernel,stride,padding,batch", CONV_CASES)
-def test_matmul_conv1d_matches_keras_conv1d(length: int, cin: int, kernel: int, stride: int, padding: str,
-                                            batch: int) -> None:
+@pytest.mark.parametrize("length,cin,filters,kernel,stride,padding,batch", CONV_CASES)
+def test_matmul_conv1d_matches_keras_conv1d(length: int, cin: int, filters: int, kernel: int, stride: int,
+                                            padding: str, batch: int) -> None:
     x = tf.constant(np.random.default_rng(length * 31 + kernel).normal(size=(batch, length, cin)), tf.float32)
-    stock = keras.layers.Conv1D(5, kernel, strides=stride, padding=padding)
-    fast = MatmulConv1D(5, kernel, strides=stride, padding=padding)
+    stock = keras.layers.Conv1D(filters, kernel, strides=stride, padding=padding)
+    fast = MatmulConv1D(filters, kernel, strides=stride, padding=padding)
     _pair(stock, fast, x.shape)
     want, got = _forward_and_grads(stock, x), _forward_and_grads(fast, x)
     for name, w, g in zip(("output", "d input", "d kernel", "d bias"), want, got):
         assert g.shape == w.shape, name
-        np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-5, err_msg=name)
+        _assert_close(g, w, name)
+
+
+def test_the_wide_cases_take_the_matmul_gradient() -> None:
+    """The cases above only test the custom gradient if it is really selected."""
+    import cpc_tf.models.fastops as fastops
+
+    calls = []
+    original = fastops.conv1d_matmul_grad
+    fastops.conv1d_matmul_grad = lambda *a: calls.append(a) or original(*a)
+    try:
+        x = tf.zeros([2, 20, WIDE])
+        MatmulConv1D(WIDE, 3, padding="same")(x)
+        MatmulConv1D(WIDE, 8, strides=4)(tf.zeros([2, 116, 32]))
+        assert len(calls) == 2
+        MatmulConv1D(11, 3, padding="same")(tf.zeros([2, 20, 11]))
+        assert len(calls) == 2
+    finally:
+        fastops.conv1d_matmul_grad = original
 
 
 def test_matmul_conv1d_same_gradient_inside_tf_function_with_unknown_batch() -> None:
-    stock = keras.layers.Conv1D(4, 3, padding="same")
-    fast = MatmulConv1D(4, 3, padding="same")
-    _pair(stock, fast, (None, 40, 6))
-    x = tf.constant(np.random.default_rng(1).normal(size=(5, 40, 6)), tf.float32)
-    spec = tf.TensorSpec([None, 40, 6], tf.float32)
+    stock = keras.layers.Conv1D(WIDE, 3, padding="same")
+    fast = MatmulConv1D(WIDE, 3, padding="same")
+    _pair(stock, fast, (None, 40, WIDE))
+    x = tf.constant(np.random.default_rng(1).normal(size=(5, 40, WIDE)), tf.float32)
+    spec = tf.TensorSpec([None, 40, WIDE], tf.float32)
     fast_fn = tf.function(lambda t: _output_and_grads(fast, t), input_signature=[spec])
     for w, g in zip(_forward_and_grads(stock, x), fast_fn(x)):
-        np.testing.assert_allclose(np.asarray(g), np.asarray(w), rtol=1e-4, atol=1e-5)
+        _assert_close(np.asarray(g), np.asarray(w))
 
 
 def test_matmul_conv1d_keeps_the_stock_variables_and_config() -> None:
@@ -91,10 +118,10 @@ def test_matmul_conv1d_keeps_the_stock_variables_and_config() -> None:
 
 
 def test_matmul_conv1d_under_bfloat16_policy() -> None:
-    x = tf.constant(np.random.default_rng(2).normal(size=(2, 116, 4)), tf.float32)
+    x = tf.constant(np.random.default_rng(2).normal(size=(2, 116, WIDE)), tf.float32)
     for padding, stride, kernel in (("valid", 4, 8), ("same", 1, 3)):
-        fast = MatmulConv1D(6, kernel, strides=stride, padding=padding, dtype="mixed_bfloat16")
-        stock = keras.layers.Conv1D(6, kernel, strides=stride, padding=padding)
+        fast = MatmulConv1D(WIDE, kernel, strides=stride, padding=padding, dtype="mixed_bfloat16")
+        stock = keras.layers.Conv1D(WIDE, kernel, strides=stride, padding=padding)
         _pair(stock, fast, x.shape)
         with tf.GradientTape() as tape:
             y = fast(x)
@@ -105,7 +132,8 @@ def test_matmul_conv1d_under_bfloat16_policy() -> None:
         np.testing.assert_allclose(np.asarray(tf.cast(y, tf.float32)), np.asarray(stock(x)), rtol=0.05, atol=0.05)
 
 
-@pytest.mark.parametrize("shape", [(6, 7), (4, 9, 7), (3, 5, 4, 7)])
+@pytest.mark.parametrize("shape", [(6, 8), (4, 9, 8), (3, 5, 4, 8),  # fused kernel
+                                   (6, 7), (4, 9, 7)])  # channels not a multiple of 4: two-pass
 def test_fused_batch_norm_matches_keras_in_training(shape: tuple[int, ...]) -> None:
     x = tf.constant(np.random.default_rng(len(shape)).normal(2.0, 3.0, size=shape), tf.float32)
     stock = keras.layers.BatchNormalization(momentum=0.8)
@@ -165,3 +193,13 @@ def test_synchronized_statistics_are_as_accurate_as_one_replica() -> None:
     assert np.max(np.abs(y - want)) < 1e-4
     single = FusedBatchNormalization()
     np.testing.assert_allclose(y, np.asarray(single(tf.constant(x), training=True)), atol=1e-4)
+
+
+@pytest.mark.parametrize("channels,fused", [(8, True), (128, True), (7, False), (11, False)])
+def test_fused_kernel_is_used_for_channel_counts_it_handles_well(channels: int, fused: bool) -> None:
+    layer = FusedBatchNormalization()
+    layer.build((None, 10, channels))
+    graph = tf.function(lambda t: layer(t, training=True)).get_concrete_function(
+        tf.TensorSpec([None, 10, channels], tf.float32)).graph
+    ops = {op.type for op in graph.get_operations()}
+    assert ("FusedBatchNormV3" in ops) == fused, sorted(ops)
