@@ -221,6 +221,8 @@ class TrainConfig:
     clipnorm: float = _f(0.0, min=0.0, help="0 = no gradient clipping")
     mixed_precision: bool = _f(False, help="mixed_float16 (GPU) / mixed_bfloat16; logits and loss stay float32")
     jit_compile: bool = _f(False, help="XLA-compile the train step")
+    export_savedmodel: bool = _f(False, help="also write RUN_DIR/saved_model/ with model.export(): a TF "
+                                             "SavedModel whose `serve` maps model inputs to the representation")
     strategy: Literal["auto", "none", "mirrored", "multiworker"] = _f("auto")
     log_every_steps: int = _f(0, min=0, help="also write TensorBoard scalars every N steps; 0 = per epoch only")
     seed: int = _f(0)

@@ -183,6 +183,10 @@ class RunFolder:
         return os.path.join(self.root, "encoder.keras")
 
     @property
+    def saved_model_path(self) -> str:
+        return os.path.join(self.root, "saved_model")
+
+    @property
     def checkpoint_dir(self) -> str:
         return os.path.join(self.root, "checkpoints")
 
@@ -579,11 +583,36 @@ def train(cfg: Config, options: TrainOptions, model: keras.Model | None = None,
         if chief:
             atomic_write(lambda p: model.save(p), run.model_path)
             atomic_write(lambda p: model.encoder.save(p), run.encoder_path)
+            if cfg.train.export_savedmodel:
+                export_savedmodel(model, run.saved_model_path)
             run.write_state(status="finished", epochs_completed=result.epochs_completed, finished=time.time())
         return result
     finally:
         if scratch:
             shutil.rmtree(scratch, ignore_errors=True)
+
+
+def export_savedmodel(model: keras.Model, path: str) -> None:
+    """``model.export()`` to `path`: a SavedModel whose ``serve`` endpoint is the representation.
+
+    The endpoint takes a float32 batch shaped like the model's input (CPC windows
+    ``[B, T+k, W]``, or a waveform crop ``[B, n]``) and returns what ``extract`` stores
+    (c_T, the time-averaged context, or h). The folder is replaced as a whole: it is
+    written beside `path` and renamed into place, so a reader never sees half of it.
+    """
+    spec = tf.TensorSpec([None, *model.example_input(1).shape[1:]], tf.float32)
+    folder, name = os.path.split(os.path.abspath(path))
+    tmp = os.path.join(folder, f".tmp-{os.getpid()}-{name}")
+    old = os.path.join(folder, f".old-{os.getpid()}-{name}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        model.export(tmp, format="tf_saved_model", input_signature=[spec], verbose=False)
+        if os.path.exists(path):
+            os.replace(path, old)
+        os.replace(tmp, path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def load_run_model(run_dir: str) -> keras.Model:

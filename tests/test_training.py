@@ -196,3 +196,32 @@ def test_a_start_that_fails_on_the_data_leaves_no_run(tmp_path):
     out = run_cli("train", "--audio-dir", str(tmp_path / "missing"), "--out", str(run), *set_flags(TINY_CPC))
     assert out.returncode == 1 and "Traceback" not in out.stderr
     assert not (run / "config.yaml").exists()  # so the retry is a fresh start, not a --resume
+
+
+def test_export_savedmodel_serves_the_representation(tmp_path):
+    """The seed-default CPC (wide convolutions: the custom-gradient paths of fastops) exports and serves."""
+    from cpc_tf.config import Config
+    from cpc_tf.training import export_savedmodel
+
+    model = build_model(Config())
+    x = np.random.default_rng(3).normal(size=(2, 30, 588)).astype("float32")
+    path = tmp_path / "saved_model"
+    export_savedmodel(model, str(path))
+    export_savedmodel(model, str(path))  # replacing an earlier export
+    assert sorted(p for p in os.listdir(tmp_path) if p.startswith(".")) == []  # no temp or old folder left
+    loaded = tf.saved_model.load(str(path))  # keep a reference: it owns the variables
+    served = loaded.serve(tf.constant(x))
+    np.testing.assert_allclose(served.numpy(), model(x, training=False).numpy(), rtol=1e-5, atol=1e-5)
+    assert served.shape == (2, 512)
+
+
+def test_train_can_export_a_savedmodel(audio_dir, tmp_path):
+    run = tmp_path / "run"
+    out = run_cli("train", "--audio-dir", str(audio_dir), "--out", str(run), "--cache-dir", str(tmp_path / "cache"),
+                  *set_flags(TINY_CPC), "--set", "train.epochs=1", "--set", "train.export_savedmodel=true")
+    assert out.returncode == 0, out.stderr[-3000:]
+    x = np.random.default_rng(0).normal(size=(3, 6, 800)).astype("float32")
+    loaded = tf.saved_model.load(str(run / "saved_model"))
+    served = loaded.serve(tf.constant(x))
+    model = keras.saving.load_model(run / "model.keras")
+    np.testing.assert_allclose(served.numpy(), model(x).numpy(), rtol=1e-5, atol=1e-6)
