@@ -8,6 +8,7 @@ evaluation report alike. No heavy imports: this sits at the bottom of the packag
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Callable
 
 
@@ -41,8 +42,12 @@ def remove_stale_temps(folder: str) -> None:
         return
     for name in names:
         if name.startswith(".tmp-"):
+            path = os.path.join(folder, name)
             try:
-                os.remove(os.path.join(folder, name))
+                if os.path.isdir(path):  # an exported SavedModel folder
+                    shutil.rmtree(path)
+                else:
+                    os.remove(path)
             except OSError:
                 pass
 

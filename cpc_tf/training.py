@@ -603,7 +603,7 @@ def export_savedmodel(model: keras.Model, path: str) -> None:
     spec = tf.TensorSpec([None, *model.example_input(1).shape[1:]], tf.float32)
     folder, name = os.path.split(os.path.abspath(path))
     tmp = os.path.join(folder, f".tmp-{os.getpid()}-{name}")
-    old = os.path.join(folder, f".old-{os.getpid()}-{name}")
+    old = os.path.join(folder, f".tmp-{os.getpid()}-old-{name}")  # both cleared by remove_stale_temps
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         model.export(tmp, format="tf_saved_model", input_signature=[spec], verbose=False)

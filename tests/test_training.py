@@ -225,3 +225,15 @@ def test_train_can_export_a_savedmodel(audio_dir, tmp_path):
     served = loaded.serve(tf.constant(x))
     model = keras.saving.load_model(run / "model.keras")
     np.testing.assert_allclose(served.numpy(), model(x).numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_remove_stale_temps_clears_files_and_export_folders(tmp_path):
+    from cpc_tf.fileio import remove_stale_temps
+
+    (tmp_path / ".tmp-11-model.keras").write_text("half")
+    (tmp_path / ".tmp-12-saved_model" / "variables").mkdir(parents=True)
+    (tmp_path / ".tmp-12-saved_model" / "saved_model.pb").write_text("half")
+    (tmp_path / "model.keras").write_text("kept")
+    (tmp_path / "saved_model").mkdir()
+    remove_stale_temps(str(tmp_path))
+    assert sorted(os.listdir(tmp_path)) == ["model.keras", "saved_model"]

@@ -28,12 +28,6 @@ import keras
 import tensorflow as tf
 
 
-def _tap_offsets(kernel_width: int, padding: str) -> list[int]:
-    """Input offset of each kernel tap: output t reads input t + offset (stride 1)."""
-    left = (kernel_width - 1) // 2 if padding == "SAME" else 0
-    return [a - left for a in range(kernel_width)]
-
-
 def _kernel_grad_valid(x: tf.Tensor, dy: tf.Tensor, width: int) -> tf.Tensor:
     """``dk[a] = Σ_{n,t} x[n, t+a]ᵀ dy[n, t]`` for a stride-1 'valid' convolution."""
     channels, filters = x.shape[-1], dy.shape[-1]
@@ -61,7 +55,7 @@ def _kernel_grad_same(x: tf.Tensor, dy: tf.Tensor, width: int) -> tf.Tensor:
         return tf.matmul(tf.reshape(a, [-1, channels]), tf.reshape(b, [-1, filters]), transpose_a=True)
 
     taps = []
-    for d in _tap_offsets(width, "SAME"):
+    for d in range(-((width - 1) // 2), width - (width - 1) // 2):  # output t reads input t + d
         if d > 0:  # x[n, t+d] · dy[n, t]; the flat view also pairs x[n+1, j] with dy[n, L-d+j]
             g = product(xf[d:], df[: rows - d]) - product(x[1:, :d], dy[:-1, length - d:])
         elif d < 0:  # x[n, t-e] · dy[n, t]; the flat view also pairs x[n-1, L-e+j] with dy[n, j]
@@ -114,8 +108,8 @@ class MatmulConv1D(keras.layers.Conv1D):
     """``keras.layers.Conv1D`` that trains faster on long sequences; same variables, same results.
 
     * **Stride 1, 'same' or 'valid'** (SampleCNN and TUNe blocks): forward and input
-      gradient are the stock convolutions; the kernel gradient is k large matrix
-      products (:func:`conv1d_matmul_grad`).
+      gradient are the stock convolutions; with at least 128×128 channels the kernel
+      gradient is k large matrix products (:func:`conv1d_matmul_grad`).
     * **Stride s > 1, 'valid', kernel k a multiple of s** (seed 004 Table 1: strides
       5,4,2,2,2 with kernels 10,8,4,4,4; SampleCNN's stem, k = s = 3): every s steps are
       folded into the channel axis (``[N, L, C] → [N, L/s, s·C]``, a free reshape), which
@@ -136,10 +130,9 @@ class MatmulConv1D(keras.layers.Conv1D):
         if self._plain():
             return super().call(inputs)
         if s == 1:
-            if (k == 1 or (self.padding == "same" and (length is None or length < k))
-                    or self.kernel.shape[1] * self.filters < MATMUL_GRAD_MIN_CHANNELS):
+            if k == 1 or (self.padding == "same" and (length is None or length < k)):
                 return super().call(inputs)
-            outputs = conv1d_matmul_grad(inputs, tf.convert_to_tensor(self.kernel), self.padding.upper())
+            outputs = conv1d_stride1(inputs, tf.convert_to_tensor(self.kernel), self.padding.upper())
         elif self.padding == "valid" and k % s == 0:
             outputs = self._folded(inputs, k, s)
         else:
@@ -157,10 +150,7 @@ class MatmulConv1D(keras.layers.Conv1D):
         out_steps = (length - k) // s + 1
         used = (out_steps - 1) * s + k  # the tail a strided 'valid' convolution never reads
         x = inputs if isinstance(used, int) and used == length else inputs[:, :used]
-        if isinstance(out_steps, int) and out_steps == 1:  # one output step: one product
-            y = tf.matmul(tf.reshape(x, [-1, k * channels]), tf.reshape(kernel, [k * channels, filters]))
-            return tf.expand_dims(y, 1)
-        if k == s:  # non-overlapping windows: one product over all steps
+        if k == s or (isinstance(out_steps, int) and out_steps == 1):  # disjoint windows: one product
             y = tf.matmul(tf.reshape(x, [-1, k * channels]), tf.reshape(kernel, [k * channels, filters]))
             return tf.reshape(y, [-1, out_steps, filters])
         x = tf.reshape(x, [-1, used // s, s * channels])
