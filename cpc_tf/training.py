@@ -583,9 +583,13 @@ def train(cfg: Config, options: TrainOptions, model: keras.Model | None = None,
         if chief:
             atomic_write(lambda p: model.save(p), run.model_path)
             atomic_write(lambda p: model.encoder.save(p), run.encoder_path)
-            if cfg.train.export_savedmodel:
-                export_savedmodel(model, run.saved_model_path)
             run.write_state(status="finished", epochs_completed=result.epochs_completed, finished=time.time())
+            if cfg.train.export_savedmodel:
+                try:
+                    export_savedmodel(model, run.saved_model_path)
+                except (OSError, ValueError, tf.errors.OpError) as exc:
+                    raise TrainingError(f"training finished and {run.model_path} is saved, but exporting the "
+                                        f"SavedModel to {run.saved_model_path} failed: {exc}") from None
         return result
     finally:
         if scratch:

@@ -237,3 +237,22 @@ def test_remove_stale_temps_clears_files_and_export_folders(tmp_path):
     (tmp_path / "saved_model").mkdir()
     remove_stale_temps(str(tmp_path))
     assert sorted(os.listdir(tmp_path)) == ["model.keras", "saved_model"]
+
+
+def test_a_failed_export_is_one_error_and_keeps_the_trained_model(audio_dir, tmp_path, monkeypatch):
+    import json
+
+    import cpc_tf.training as training
+    from cpc_tf.errors import TrainingError
+
+    def disk_full(model, path):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(training, "export_savedmodel", disk_full)
+    cfg = tiny_config(TINY_CPC, train={"epochs": 1, "export_savedmodel": True})
+    run = tmp_path / "run"
+    with pytest.raises(TrainingError, match="model.keras is saved, but exporting the SavedModel .* No space left"):
+        training.train(cfg, training.TrainOptions(run_dir=str(run), audio_dir=str(audio_dir),
+                                                  cache_dir=str(tmp_path / "cache"), verbose=0))
+    assert (run / "model.keras").is_file() and (run / "encoder.keras").is_file()
+    assert json.loads((run / "run.json").read_text())["status"] == "finished"
