@@ -73,25 +73,22 @@ extract() {
   done
 }
 
-evaluate() {
-  local task
+report() {  # a report suffix, then extra `evaluate` flags: one report per task, skipped when done
+  local suffix="$1" task out; shift
   for task in $TASKS; do
-    if [[ -f "$OUT/report_$task/metrics.json" ]]; then echo "evaluate: $task done"; continue; fi
+    out="$OUT/report_${task}${suffix}"
+    if [[ -f "$out/metrics.json" ]]; then echo "evaluate: $(basename "$out") done"; continue; fi
     "${CPC[@]}" evaluate --embeddings "$OUT/emb/trained_train_$task.npz" \
       --test "$OUT/emb/trained_test_$task.npz" --baseline "$OUT/emb/random_all_$task.npz" \
-      --seeds 3 --out "$OUT/report_$task"
+      --seeds 3 --out "$out" "$@"
   done
 }
 
-probe_check() {
-  local task
-  for task in $TASKS; do
-    if [[ -f "$OUT/report_${task}_probe_lr1e-3/metrics.json" ]]; then echo "probe-check: $task done"; continue; fi
-    "${CPC[@]}" evaluate --embeddings "$OUT/emb/trained_train_$task.npz" \
-      --test "$OUT/emb/trained_test_$task.npz" --baseline "$OUT/emb/random_all_$task.npz" \
-      --seeds 3 --out "$OUT/report_${task}_probe_lr1e-3" \
-      --set eval.probe_learning_rate=1e-3 --set eval.probe_epochs=30 --set eval.tsne_max_points=10
-  done
+evaluate() { report ""; }
+
+probe_check() {  # a probe that converges: higher learning rate, more epochs
+  report "_probe_lr1e-3" --set eval.probe_learning_rate=1e-3 --set eval.probe_epochs=30 \
+    --set eval.tsne_max_points=10
 }
 
 case "$STAGE" in
