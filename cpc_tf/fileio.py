@@ -12,22 +12,34 @@ import shutil
 from collections.abc import Callable
 
 
+def _remove(path: str) -> None:
+    if os.path.isdir(path):
+        shutil.rmtree(path)
+    elif os.path.exists(path):
+        os.remove(path)
+
+
 def atomic_write(save: Callable[[str], object], path: str) -> None:
     """Call ``save(tmp_path)`` and rename the result over `path`.
 
     The temporary name keeps the target's suffix (``.weights.h5``, ``.keras``...),
-    which Keras uses to pick the file format.
+    which Keras uses to pick the file format. `save` may also write a folder (a
+    SavedModel): a folder already at `path` is moved aside first and deleted once the
+    new one is in place, since a rename cannot replace a non-empty folder.
     """
     folder, name = os.path.split(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     suffix = ".weights.h5" if name.endswith(".weights.h5") else os.path.splitext(name)[1]
     tmp = os.path.join(folder, f".tmp-{os.getpid()}-{name[: len(name) - len(suffix)]}{suffix}")
+    old = os.path.join(folder, f".tmp-{os.getpid()}-old-{name}")
     try:
         save(tmp)
+        if os.path.isdir(tmp) and os.path.isdir(path):
+            os.replace(path, old)
         os.replace(tmp, path)
     finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+        _remove(tmp)
+        _remove(old)
 
 
 def remove_stale_temps(folder: str) -> None:
@@ -42,12 +54,8 @@ def remove_stale_temps(folder: str) -> None:
         return
     for name in names:
         if name.startswith(".tmp-"):
-            path = os.path.join(folder, name)
             try:
-                if os.path.isdir(path):  # an exported SavedModel folder
-                    shutil.rmtree(path)
-                else:
-                    os.remove(path)
+                _remove(os.path.join(folder, name))  # a file, or a SavedModel folder
             except OSError:
                 pass
 

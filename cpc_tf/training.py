@@ -601,22 +601,12 @@ def export_savedmodel(model: keras.Model, path: str) -> None:
 
     The endpoint takes a float32 batch shaped like the model's input (CPC windows
     ``[B, T+k, W]``, or a waveform crop ``[B, n]``) and returns what ``extract`` stores
-    (c_T, the time-averaged context, or h). The folder is replaced as a whole: it is
-    written beside `path` and renamed into place, so a reader never sees half of it.
+    (c_T, the time-averaged context, or h). The folder is replaced as a whole
+    (``atomic_write``), so a reader never sees half of it.
     """
     spec = tf.TensorSpec([None, *model.example_input(1).shape[1:]], tf.float32)
-    folder, name = os.path.split(os.path.abspath(path))
-    tmp = os.path.join(folder, f".tmp-{os.getpid()}-{name}")
-    old = os.path.join(folder, f".tmp-{os.getpid()}-old-{name}")  # both cleared by remove_stale_temps
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
-        model.export(tmp, format="tf_saved_model", input_signature=[spec], verbose=False)
-        if os.path.exists(path):
-            os.replace(path, old)
-        os.replace(tmp, path)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-        shutil.rmtree(old, ignore_errors=True)
+    atomic_write(lambda tmp: model.export(tmp, format="tf_saved_model", input_signature=[spec], verbose=False),
+                 path)
 
 
 def load_run_model(run_dir: str) -> keras.Model:

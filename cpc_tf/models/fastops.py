@@ -14,8 +14,8 @@ moves that arithmetic onto faster kernels without changing what is computed:
   cancellation-prone E[x²] − E[x]².
 
 Both keep the stock layers' variables (names, shapes, counts), so checkpoints and
-``.keras`` files are interchangeable with models built from the stock layers, and
-both fall back to the stock computation whenever a case is not covered.
+``.keras`` files are interchangeable with models built from the stock layers. Cases
+they do not speed up (and BatchNorm inference) run the stock computation.
 ``benchmarks/bench_cpc_step.py`` and ``benchmarks/bench_simclr_step.py`` measure the
 effect on whole training steps.
 """
