@@ -94,6 +94,19 @@ class AugmentConfig:
     reverb_room_size: list[float] = _f([0.0, 100.0], help="U[lo, hi], 0..100")
     reverb_reverberance: list[float] = _f([0.0, 100.0], help="U[lo, hi], 0..100")
     reverb_damping: list[float] = _f([0.0, 100.0], help="U[lo, hi], 0..100")
+    chain: Literal["waveform", "spectrogram"] = _f(
+        "waveform", help="waveform: the seven CLMR transforms above on the audio; spectrogram: "
+                         "BYOL-A's mixup, random resized crop and gain on the log-mel input of the "
+                         "melconv encoder (Niizumi et al. 2021, §3.3), always inside the model")
+    mixup_p: float = _f(1.0, min=0.0, max=1.0, help="spectrogram chain: mix with another clip of the batch")
+    mixup_ratio: float = _f(0.4, min=0.0, max=1.0,
+                            help="mixup weight of the other clip, U[0, ratio] (BYOL-A: 0.4)")
+    rrc_p: float = _f(1.0, min=0.0, max=1.0, help="spectrogram chain: random resized crop")
+    rrc_time_scale: list[float] = _f([0.6, 1.5], min=0.0, min_exclusive=True,
+                                     help="crop length / spectrogram length, U[lo, hi] (BYOL-A)")
+    rrc_freq_scale: list[float] = _f([0.6, 1.5], min=0.0, min_exclusive=True,
+                                     help="crop height / number of mel bands, U[lo, hi] (BYOL-A)")
+    rrc_virtual_scale: float = _f(1.5, min=1.0, help="canvas size the crop is placed in (BYOL-A: 1.5)")
 
 
 # ---------------------------------------------------------------------------- model
@@ -106,6 +119,10 @@ class Conv1DEncoderConfig:
     filters: int = _f(512, min=1)
     hidden_units: int = _f(512, min=1)
     dropout: float = _f(0.1, min=0.0, max=0.99)
+    norm: Literal["batch", "channel", "layer", "none"] = _f(
+        "batch", help="after each conv: batch (the seed's BatchNorm), channel (per time step over "
+                      "the channels, CPC_audio's channel norm), layer (per window over time and "
+                      "channels) or none. Only batch shares statistics between windows and clips")
 
 
 @dataclass
@@ -133,7 +150,36 @@ class FrameEncoderConfig:
     filters: int = _f(512, min=1)
     paddings: list[int] = _f([2, 2, 2, 2, 1, 1, 1], min=0,
                              help="zeros added on each side before each conv (CLMR's code)")
-    batch_norm: bool = _f(False, help="BatchNorm after each conv (CLMR's code: ReLU only)")
+    norm: Literal["batch", "channel", "layer", "none"] = _f(
+        "none", help="after each conv, as model.conv1d.norm (CLMR's code: none, ReLU only)")
+    dim: int = _f(0, min=0, help="a linear map of each frame to this size (0 = the raw conv output)")
+
+
+@dataclass
+class MelConvConfig:
+    """Log-mel frames through Conv2D blocks (BYOL-A's encoder, Niizumi et al. 2021 §3.4).
+
+    The model takes raw audio and computes the log-mel itself (25 ms / 10 ms frames at
+    16 kHz by default). CPC sees the frame sequence; SimCLR pools it over time.
+    """
+
+    n_fft: int = _f(400, min=16, help="FFT window in samples (400 = 25 ms at 16 kHz)")
+    hop: int = _f(160, min=1, help="samples between frames (160 = 10 ms at 16 kHz)")
+    n_mels: int = _f(64, min=4)
+    fmin: float = _f(0.0, min=0.0)
+    fmax: float = _f(0.0, min=0.0, help="0 = Nyquist")
+    filters: list[int] = _f([64, 64, 64], min=1, help="channels of each Conv2D block")
+    time_pools: list[int] = _f([1, 2, 1], min=1,
+                               help="max-pool over time after each block; the product is the code hop "
+                                    "in frames (2 = 20 ms codes)")
+    freq_pool: int = _f(2, min=1, help="max-pool over frequency after each block")
+    dims: list[int] = _f([256], min=1, help="per-frame dense layers; the last size is the code size")
+    norm: Literal["batch", "channel", "none"] = _f(
+        "channel", help="after each conv: batch or channel (each frame over its own features)")
+    input_norm: Literal["example", "batch", "none"] = _f(
+        "example", help="example: standardise each clip's log-mel; batch: BatchNorm over the bands")
+    pooling: Literal["mean", "mean_max"] = _f("mean_max", help="SimCLR only: pooling over time into h")
+    dropout: float = _f(0.0, min=0.0, max=0.99, help="dropout before each dense layer")
 
 
 @dataclass
@@ -180,7 +226,7 @@ class ModelConfig:
     """Which model to build; each component's own settings sit in its sub-section."""
 
     family: Literal["cpc", "simclr"] = _f("cpc")
-    encoder: str = _f("conv1d", help="conv1d | mel2d | frame | samplecnn | tune")
+    encoder: str = _f("conv1d", help="conv1d | mel2d | frame | melconv | samplecnn | tune")
     autoregressor: str = _f("gru", help="gru | transformer (CPC only)")
     z_dim: int = _f(256, min=1, help="encoder output per window (seed 004 Table 1)")
     c_dim: int = _f(512, min=1, help="context size (seed 004 §2.2.3)")
@@ -188,6 +234,18 @@ class ModelConfig:
     predict_steps: int = _f(3, min=1, help="k, future windows predicted (seed 004 §2.2.1)")
     step_weighting: Literal["uniform", "linear"] = _f(
         "uniform", help="linear weights the nearer future heavier (seed 004 §4)")
+    prediction: Literal["auto", "last", "all"] = _f(
+        "auto", help="CPC: predict the future from c_T only (last, Bajorath et al. 2021) or from every "
+                     "context position c_t (all, van den Oord et al. 2018). auto: last for window "
+                     "encoders, all for frame-sequence encoders")
+    negatives: Literal["same_step", "batch"] = _f(
+        "same_step", help="CPC negatives: same_step = the other clips' windows at the same position "
+                          "(Bajorath et al. 2021); batch = any window of the global batch, other "
+                          "positions of the same clip included (Rivière et al. 2020)")
+    num_negatives: int = _f(0, min=0, help="with negatives=batch: negatives drawn per prediction "
+                                           "(CPC_audio: 128); 0 = every window of the batch")
+    queue_size: int = _f(0, min=0, help="with negatives=batch: also score against this many codes "
+                                        "from earlier batches (a MoCo-style queue, He et al. 2020)")
     projection_dims: list[int] = _f([512, 128], help="SimCLR head (seed 000 §3.4)")
     temperature: float = _f(0.5, min=0.0, min_exclusive=True, help="NT-Xent tau (seed 000 §3.4)")
     synchronized_bn: bool = _f(True, help="cross-replica BatchNorm under a strategy")
@@ -198,6 +256,7 @@ class ModelConfig:
     conv1d: Conv1DEncoderConfig = field(default_factory=Conv1DEncoderConfig)
     mel2d: Mel2DEncoderConfig = field(default_factory=Mel2DEncoderConfig)
     frame: FrameEncoderConfig = field(default_factory=FrameEncoderConfig)
+    melconv: MelConvConfig = field(default_factory=MelConvConfig)
     samplecnn: SampleCNNConfig = field(default_factory=SampleCNNConfig)
     tune: TUNeConfig = field(default_factory=TUNeConfig)
     gru: GRUConfig = field(default_factory=GRUConfig)
@@ -215,12 +274,19 @@ class TrainConfig:
     validation_steps: int = _f(0, min=0, help="0 = one crop per validation clip")
     optimizer: Literal["adam", "adamw", "sgd"] = _f("adam")
     learning_rate: float = _f(1e-5, min=0.0, min_exclusive=True)
+    lr_schedule: Literal["constant", "cosine"] = _f(
+        "constant", help="after the warm-up: keep the rate, or decay it to 0 along a cosine over the "
+                         "run (Loshchilov & Hutter 2017)")
+    warmup_steps: int = _f(0, min=0, help="linear warm-up from 0 to train.learning_rate")
     beta_1: float = _f(0.9, min=0.0, max=1.0)
     beta_2: float = _f(0.999, min=0.0, max=1.0)
     weight_decay: float = _f(0.0, min=0.0)
     clipnorm: float = _f(0.0, min=0.0, help="0 = no gradient clipping")
     mixed_precision: bool = _f(False, help="mixed_float16 (GPU) / mixed_bfloat16; logits and loss stay float32")
     jit_compile: bool = _f(False, help="XLA-compile the train step")
+    supervised: bool = _f(False, help="train the encoder and a linear head with cross-entropy on "
+                                      "data.labels instead of the self-supervised loss (the "
+                                      "end-to-end reference, Spijkervet & Burgoyne 2021 §4.3)")
     export_savedmodel: bool = _f(False, help="also write RUN_DIR/saved_model/ with model.export(): a TF "
                                              "SavedModel whose `serve` maps model inputs to the representation")
     strategy: Literal["auto", "none", "mirrored", "multiworker"] = _f("auto")
@@ -234,10 +300,28 @@ class EvalConfig:
     """Downstream evaluation (seed 004 §2.3, Tables 4-5; seed 000 §3.6 and §4.4)."""
 
     crops_per_file: int = _f(10, min=1, help="num_em_samples_per_data (seed 004 §2.3)")
-    crop_mode: Literal["random", "sliding"] = _f("random")
+    crop_mode: Literal["random", "sliding"] = _f(
+        "random", help="random crops, or sliding chunks that cover each whole file")
+    hop_seconds: float = _f(0.0, min=0.0, help="sliding chunks: seconds between chunk starts "
+                                               "(0 = the chunk length, no overlap)")
+    cpc_representation: Literal["auto", "c_last", "c_mean", "z_mean"] = _f(
+        "auto", help="what a CPC crop embeds to: the last context c_T (Bajorath et al. 2021 §2.3), "
+                     "the time-mean of the contexts c_t, or the time-mean of the codes z_t. auto: "
+                     "c_last for window encoders, c_mean for frame-sequence encoders (CLMR §3.5)")
     frame_level: bool = _f(False, help="also store frame-level z/c with timestamps")
     batch_size: int = _f(64, min=1, help="extraction batch")
-    classifier: Literal["linear", "mlp"] = _f("linear")
+    classifier: Literal["logistic", "linear", "mlp"] = _f(
+        "logistic", help="logistic: L2 logistic regression trained to convergence on standardised "
+                         "features, its C chosen by cross-validation on the training files; linear: "
+                         "the Keras probe of Bajorath et al. 2021 Table 5 (10 epochs, lr 1e-4); mlp: "
+                         "one hidden layer (Spijkervet & Burgoyne 2021 §3.6)")
+    pool: Literal["mean", "mean_std", "none"] = _f(
+        "mean", help="file-level features for the headline: the mean (or mean and std) of a file's "
+                     "crop embeddings, probed one row per file; none = probe crops, average "
+                     "their probabilities per file")
+    logistic_c: list[float] = _f([0.001, 0.01, 0.1, 1.0, 10.0, 100.0], min=0.0, min_exclusive=True,
+                                 help="inverse L2 strengths tried for the logistic probe")
+    logistic_folds: int = _f(3, min=2, help="cross-validation folds (by file) that choose C")
     mlp_hidden: int = _f(512, min=1)
     probe_epochs: int = _f(10, min=1, help="seed 004 Table 5")
     probe_learning_rate: float = _f(1e-4, min=0.0, min_exclusive=True, help="seed 004 Table 5")
@@ -288,12 +372,6 @@ class Config:
 
 
 # ============================================================== generic machinery
-# Family rules of the built-in encoders. Whether a name is registered at all is checked
-# by cpc_tf.models.registry.check_fits, so a new encoder needs no change here.
-_SIMCLR_ENCODERS = ("samplecnn", "tune")
-_CPC_WINDOW_ENCODERS = ("conv1d", "mel2d")
-
-
 def _hints(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 
@@ -426,10 +504,23 @@ def _apply_mapping(obj: Any, mapping: Any, prefix: str) -> None:
             setattr(obj, k, value)
 
 
+def _migrate(mapping: dict[str, Any]) -> dict[str, Any]:
+    """Rename keys of configs written by earlier versions (run folders keep working).
+
+    ``model.frame.batch_norm: true|false`` became ``model.frame.norm: batch|none``.
+    """
+    frame = mapping.get("model", {}).get("frame") if isinstance(mapping.get("model"), dict) else None
+    if isinstance(frame, dict) and "batch_norm" in frame and "norm" not in frame:
+        frame = dict(frame)
+        frame["norm"] = "batch" if frame.pop("batch_norm") is True else "none"
+        mapping = {**mapping, "model": {**mapping["model"], "frame": frame}}
+    return mapping
+
+
 def from_dict(mapping: dict[str, Any] | None) -> Config:
     """Build a validated config from a nested mapping of overrides on the defaults."""
     cfg = Config()
-    _apply_mapping(cfg, mapping or {}, "")
+    _apply_mapping(cfg, _migrate(mapping or {}), "")
     validate(cfg)
     return cfg
 
@@ -568,20 +659,11 @@ def replace_keys(cfg: Config, values: dict[str, Any]) -> Config:
 # ------------------------------------------------------------------ cross-field checks
 def validate(cfg: Config) -> None:
     """Checks that span several fields. Each failure names the settings involved."""
+    # Which encoder fits which family, and whether the shapes fit the encoder, is checked
+    # where the encoders register (cpc_tf.models.registry.check_fits).
     m, d, a, t = cfg.model, cfg.data, cfg.augment, cfg.train
-    if m.family == "cpc":
-        if m.encoder in _SIMCLR_ENCODERS:
-            raise ConfigError(f"model.encoder={m.encoder!r} is a SimCLR encoder; set model.family=simclr "
-                              "or choose conv1d, mel2d or frame")
-        if m.encoder in _CPC_WINDOW_ENCODERS and cfg.window_samples < 1:
-            raise ConfigError(f"data.clip_seconds={d.clip_seconds} at data.sample_rate={d.sample_rate} "
-                              f"gives {cfg.crop_samples} samples, fewer than T+k={cfg.num_windows} windows")
-    else:
-        if m.encoder in _CPC_WINDOW_ENCODERS + ("frame",):
-            raise ConfigError(f"model.family=simclr needs model.encoder samplecnn or tune, "
-                              f"not {m.encoder!r}")
-        if not m.projection_dims or any(u < 1 for u in m.projection_dims):
-            raise ConfigError("model.projection_dims: needs at least one positive layer size")
+    if m.family == "simclr" and (not m.projection_dims or any(u < 1 for u in m.projection_dims)):
+        raise ConfigError("model.projection_dims: needs at least one positive layer size")
     for name in ("strides", "kernels"):
         for sec in ("conv1d", "frame"):
             vals = getattr(getattr(m, sec), name)
@@ -608,8 +690,12 @@ def validate(cfg: Config) -> None:
         v = getattr(a, name)
         if len(v) != 2 or not 0 <= v[0] <= v[1] <= 100:
             raise ConfigError(f"augment.{name}: expected [lo, hi] with 0 <= lo <= hi <= 100, got {v}")
+    for name in ("rrc_time_scale", "rrc_freq_scale"):
+        v = getattr(a, name)
+        if len(v) != 2 or v[0] > v[1]:
+            raise ConfigError(f"augment.{name}: expected [lo, hi] with 0 < lo <= hi, got {v}")
     nyquist = d.sample_rate / 2
-    if a.enabled and m.family == "simclr":
+    if a.enabled and m.family == "simclr" and a.chain == "waveform":
         if a.lowpass_max_hz >= nyquist or a.highpass_max_hz >= nyquist:
             raise ConfigError(f"augment filter cut-offs must stay below Nyquist ({nyquist:g} Hz) "
                               f"at data.sample_rate={d.sample_rate}")

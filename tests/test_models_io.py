@@ -5,6 +5,8 @@ Small variants keep these fast; the exact full-size counts are in test_models_pa
 
 from __future__ import annotations
 
+import re
+
 from typing import Any
 
 import numpy as np
@@ -127,10 +129,10 @@ def test_autoregressor_shapes_and_save_load(name: str, tmp_path: Any) -> None:
     steps = cfg.model.context_steps if name != "frame" else 9
     x = _batch((3, steps, dim), seed=1)
     y = ar(x, training=False)
-    if name == "frame":  # CLMR's CPC: every context c_t
-        assert tuple(y.shape) == (3, steps, cfg.model.c_dim)
-    else:
+    if name == "transformer":  # the seed's Transformer folds the windows into one vector
         assert tuple(y.shape) == (3, cfg.model.c_dim)
+    else:  # the GRU returns every context c_t (c_T is the last)
+        assert tuple(y.shape) == (3, steps, cfg.model.c_dim)
     _roundtrip(ar, x, tmp_path)
 
 
@@ -276,7 +278,7 @@ def test_count_params_needs_a_built_layer() -> None:
 def test_register_encoder_adds_one_name() -> None:
     name = "test_only_encoder"
 
-    @registry.register_encoder(name, input_shape=lambda cfg: (10,))
+    @registry.register_encoder(name, families=("cpc",), input_shape=lambda cfg: (10,))
     def _build(cfg: Config) -> keras.layers.Layer:
         return keras.layers.Dense(cfg.model.z_dim, name="dense_encoder")
 
@@ -289,6 +291,18 @@ def test_register_encoder_adds_one_name() -> None:
     finally:
         registry.ENCODERS.pop(name, None)
         registry._ENCODER_INPUT_SHAPES.pop(name, None)
+        registry._ENCODER_FAMILIES.pop(name, None)
+
+
+@pytest.mark.parametrize("family, encoder, message", [
+    ("simclr", "conv1d", "model.encoder='conv1d' is a cpc encoder; set model.family=cpc or choose one of "
+                         "melconv, samplecnn, tune"),
+    ("cpc", "samplecnn", "model.encoder='samplecnn' is a simclr encoder; set model.family=simclr"),
+])
+def test_the_family_of_an_encoder_is_checked_where_it_registers(family: str, encoder: str, message: str) -> None:
+    cfg = from_dict({"model": {"family": family, "encoder": encoder}, "data": {"sample_rate": 22050}})
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        registry.check_fits(cfg)
 
 
 # ------------------------------------------------------------------ check_fits

@@ -44,7 +44,7 @@ def test_mel2d_encoder_count_seed004_table2() -> None:
 def test_gru_autoregressor_count() -> None:
     ar = registry.build_autoregressor(Config())
     assert ar.name == "autoregressor"
-    assert ar.output_shape == (None, 512)
+    assert ar.output_shape == (None, None, 512)  # every context c_t; c_T is the last
     assert registry.count_params(ar) == (1_182_720, 1_182_720)
 
 
@@ -53,7 +53,7 @@ def test_transformer_autoregressor_count_seed004_table3() -> None:
     assert cfg.model.context_steps == 27
     ar = registry.build_autoregressor(cfg)
     assert ar.input_shape == (None, 27, 256)
-    assert ar.output_shape == (None, 512)
+    assert ar.output_shape == (None, 512)  # folds the 27 windows into one context
     assert registry.count_params(ar) == (1_374_508, 1_374_508)
 
 

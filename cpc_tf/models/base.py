@@ -73,7 +73,10 @@ class ContrastiveModel(keras.Model):
             scaled = loss / float(num_replicas)
             scaled = self.optimizer.scale_loss(scaled)
         grads = tape.gradient(scaled, self.trainable_variables)
-        self.optimizer.apply_gradients(zip(grads, self.trainable_variables))
+        # Variables the loss does not reach (a supervised run's unused CPC predictors or
+        # SimCLR projector) have no gradient and are left out rather than fed None.
+        pairs = [(g, v) for g, v in zip(grads, self.trainable_variables) if g is not None]
+        self.optimizer.apply_gradients(pairs)
         return {"loss": loss, **metrics}
 
     def test_step(self, data: Any) -> dict[str, tf.Tensor]:

@@ -51,8 +51,8 @@ class Conv1DEncoder(keras.layers.Layer):
 
     def __init__(self, z_dim: int = 256, strides: Sequence[int] = (5, 4, 2, 2, 2),
                  kernels: Sequence[int] = (10, 8, 4, 4, 4), filters: int = 512,
-                 hidden_units: int = 512, dropout: float = 0.1, synchronized_bn: bool = False, bn_momentum: float = 0.9,
-                 **kwargs: Any) -> None:
+                 hidden_units: int = 512, dropout: float = 0.1, synchronized_bn: bool = False,
+                 bn_momentum: float = 0.9, norm: str = "batch", **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if len(strides) != len(kernels):
             raise ValueError(f"strides {list(strides)} and kernels {list(kernels)} differ in length")
@@ -64,11 +64,12 @@ class Conv1DEncoder(keras.layers.Layer):
         self.dropout = float(dropout)
         self.synchronized_bn = bool(synchronized_bn)
         self.bn_momentum = float(bn_momentum)
+        self.norm = norm
         dt = self.dtype_policy
         self.blocks = [
-            ConvBlock(self.filters, k, strides=s, padding="valid", batch_norm=True,
-                      synchronized=self.synchronized_bn, bn_momentum=self.bn_momentum, activation="leaky_relu", dtype=dt,
-                      name=f"conv_block_{i}")
+            ConvBlock(self.filters, k, strides=s, padding="valid", norm=self.norm,
+                      synchronized=self.synchronized_bn, bn_momentum=self.bn_momentum,
+                      activation="leaky_relu", dtype=dt, name=f"conv_block_{i}")
             for i, (s, k) in enumerate(zip(self.strides, self.kernels))
         ]
         self.head = [
@@ -106,7 +107,8 @@ class Conv1DEncoder(keras.layers.Layer):
         config = super().get_config()
         config.update({"z_dim": self.z_dim, "strides": self.strides, "kernels": self.kernels,
                        "filters": self.filters, "hidden_units": self.hidden_units,
-                       "dropout": self.dropout, "synchronized_bn": self.synchronized_bn, "bn_momentum": self.bn_momentum})
+                       "dropout": self.dropout, "synchronized_bn": self.synchronized_bn,
+                       "bn_momentum": self.bn_momentum, "norm": self.norm})
         return config
 
 
@@ -196,15 +198,18 @@ class FrameEncoder(keras.layers.Layer):
     Seven Conv1D layers with 512 filters, kernels [10,6,4,4,4,2,2] and strides
     [5,3,2,2,2,2,2]. The paper gives no normalisation or padding; CLMR's code zero-pads
     by [2,2,2,2,1,1,1] and follows each convolution with ReLU only, which is the default
-    here (``batch_norm`` adds a BatchNorm before each ReLU). He initialisation as for
-    all of CLMR's convolutions (seed 000 §3.7). 5,775,872 parameters with the defaults.
-    Use :meth:`output_length` (or :func:`frame_encoder_length`) for L.
+    here (``norm`` adds a normalisation before each ReLU: 'batch', or CPC_audio's
+    per-frame 'channel' norm). He initialisation as for all of CLMR's convolutions
+    (seed 000 §3.7). 5,775,872 parameters with the defaults. ``dim`` > 0 adds a linear
+    map of every frame to ``dim`` features. Use :meth:`output_length` (or
+    :func:`frame_encoder_length`) for L.
     """
 
     def __init__(self, strides: Sequence[int] = (5, 3, 2, 2, 2, 2, 2),
                  kernels: Sequence[int] = (10, 6, 4, 4, 4, 2, 2), filters: int = 512,
                  paddings: Sequence[int] = (2, 2, 2, 2, 1, 1, 1), batch_norm: bool = False,
-                 synchronized_bn: bool = False, bn_momentum: float = 0.9, **kwargs: Any) -> None:
+                 synchronized_bn: bool = False, bn_momentum: float = 0.9, norm: str | None = None,
+                 dim: int = 0, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if not len(strides) == len(kernels) == len(paddings):
             raise ValueError(f"strides {list(strides)}, kernels {list(kernels)} and paddings "
@@ -213,17 +218,21 @@ class FrameEncoder(keras.layers.Layer):
         self.kernels = _ints(kernels)
         self.filters = int(filters)
         self.paddings = _ints(paddings)
-        self.batch_norm = bool(batch_norm)
+        self.norm = norm if norm is not None else ("batch" if batch_norm else "none")
+        self.batch_norm = self.norm == "batch"
         self.synchronized_bn = bool(synchronized_bn)
         self.bn_momentum = float(bn_momentum)
+        self.dim = int(dim)
         dt = self.dtype_policy
-        self.blocks = [
+        self.blocks: list[keras.layers.Layer] = [
             ConvBlock(self.filters, k, strides=s, padding="valid", explicit_padding=p,
-                      batch_norm=self.batch_norm, synchronized=self.synchronized_bn, bn_momentum=self.bn_momentum,
+                      norm=self.norm, synchronized=self.synchronized_bn, bn_momentum=self.bn_momentum,
                       activation="relu", kernel_initializer="he_uniform", dtype=dt,
                       name=f"conv_block_{i}")
             for i, (s, k, p) in enumerate(zip(self.strides, self.kernels, self.paddings))
         ]
+        if self.dim:
+            self.blocks.append(keras.layers.Dense(self.dim, dtype=dt, name="projection"))
 
     def output_length(self, samples: int) -> int:
         """Frames for an input of ``samples`` samples (0 if it is too short)."""
@@ -240,13 +249,15 @@ class FrameEncoder(keras.layers.Layer):
 
     def compute_output_shape(self, input_shape: Shape) -> Shape:
         steps = input_shape[-1]
-        return (input_shape[0], None if steps is None else self.output_length(int(steps)), self.filters)
+        return (input_shape[0], None if steps is None else self.output_length(int(steps)),
+                self.dim or self.filters)
 
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()
         config.update({"strides": self.strides, "kernels": self.kernels, "filters": self.filters,
-                       "paddings": self.paddings, "batch_norm": self.batch_norm,
-                       "synchronized_bn": self.synchronized_bn, "bn_momentum": self.bn_momentum})
+                       "paddings": self.paddings, "batch_norm": self.batch_norm, "norm": self.norm,
+                       "dim": self.dim, "synchronized_bn": self.synchronized_bn,
+                       "bn_momentum": self.bn_momentum})
         return config
 
 

@@ -21,8 +21,17 @@ def _simclr(cfg: Config) -> ContrastiveModel:
 MODEL_FAMILIES: dict[str, Callable[[Config], ContrastiveModel]] = {"cpc": _cpc, "simclr": _simclr}
 
 
-def build_model(cfg: Config) -> ContrastiveModel:
-    """A built (variables created) CPC or SimCLR model for `cfg`."""
-    model = MODEL_FAMILIES[cfg.model.family](cfg)
+def build_model(cfg: Config, classes: list[str] | None = None) -> ContrastiveModel:
+    """A built (variables created) CPC or SimCLR model for `cfg`.
+
+    With ``train.supervised`` the model is the family's model under a linear head over
+    ``classes`` (:class:`~cpc_tf.models.supervised.SupervisedModel`).
+    """
+    if cfg.train.supervised:
+        from cpc_tf.models.supervised import SupervisedModel
+
+        model: ContrastiveModel = SupervisedModel(cfg, classes=classes)
+    else:
+        model = MODEL_FAMILIES[cfg.model.family](cfg)
     model.build()
     return model

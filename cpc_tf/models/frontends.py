@@ -12,7 +12,18 @@ from cpc_tf.config import Config, to_dict
 
 
 def build_frontend(cfg: Config) -> keras.layers.Layer | None:
-    """The log-mel patch layer for the ``mel2d`` encoder (seed 004 §2.2.1), else None."""
+    """The log-mel layer a model needs before its encoder, else None.
+
+    ``mel2d``: square patches per CPC window (seed 004 §2.2.1). ``melconv``: one log-mel
+    spectrogram of the whole crop (centred frames of ``n_fft`` samples every ``hop``).
+    """
+    if cfg.model.encoder == "melconv":
+        from cpc_tf.dsp.frontend import LogMelSpectrogram
+
+        mc = cfg.model.melconv
+        return LogMelSpectrogram(sample_rate=cfg.data.sample_rate, n_fft=mc.n_fft, hop_length=mc.hop,
+                                 n_mels=mc.n_mels, fmin=mc.fmin, fmax=mc.fmax, pad_mode="constant",
+                                 top_db=None, name="frontend")
     if cfg.model.encoder != "mel2d":
         return None
     from cpc_tf.dsp.frontend import MelPatches
@@ -23,7 +34,15 @@ def build_frontend(cfg: Config) -> keras.layers.Layer | None:
 
 
 def build_augmenter(cfg: Config) -> keras.layers.Layer:
-    """The CLMR augmentation chain as a layer (seed 000 appendix B)."""
+    """The configured augmentation chain as a layer.
+
+    ``augment.chain=waveform``: CLMR's chain on the audio (seed 000 appendix B);
+    ``spectrogram``: BYOL-A's chain on the log-mel input (Niizumi et al. 2021, §3.3).
+    """
+    if cfg.augment.chain == "spectrogram":
+        from cpc_tf.dsp.spec_augment import SpectrogramAugment
+
+        return SpectrogramAugment(to_dict(cfg.augment), seed=cfg.data.seed, name="augment")
     from cpc_tf.dsp.augment import AudioAugment
 
     return AudioAugment(to_dict(cfg.augment), sample_rate=cfg.data.sample_rate,

@@ -81,3 +81,47 @@ class Predictors(keras.layers.Layer):
         config = super().get_config()
         config.update({"steps": self.steps, "units": self.units, "use_bias": self.use_bias})
         return config
+
+
+@keras.saving.register_keras_serializable(package="cpc_tf")
+class NegativeQueue(keras.layers.Layer):
+    """Codes of earlier batches kept as extra CPC negatives (He et al. 2020, MoCo).
+
+    A first-in first-out buffer of ``size`` code vectors: the newest codes sit at the
+    top, ``count`` says how many rows hold codes (the rest are still empty after a
+    start). Both are non-trainable weights, so checkpoints and ``--resume`` carry the
+    queue along. Under a strategy every replica pushes the same gathered codes, and the
+    variables are written once (``only_first_replica``).
+    """
+
+    def __init__(self, size: int, dim: int, **kwargs: Any) -> None:
+        kwargs.setdefault("dtype", "float32")
+        super().__init__(**kwargs)
+        self.size = int(size)
+        self.dim = int(dim)
+        if self.size < 1 or self.dim < 1:
+            raise ValueError(f"NegativeQueue needs a positive size and dim, got {self.size} and {self.dim}")
+
+    def build(self, input_shape: Shape | None = None) -> None:
+        self.codes = self.add_weight(shape=(self.size, self.dim), initializer="zeros", trainable=False,
+                                     aggregation="only_first_replica", name="codes")
+        self.count = self.add_weight(shape=(), dtype="int32", initializer="zeros", trainable=False,
+                                     aggregation="only_first_replica", name="count")
+        self.built = True
+
+    def push(self, codes: Any) -> None:
+        """Put ``codes [N, dim]`` on top; the oldest rows beyond ``size`` are dropped."""
+        import tensorflow as tf
+
+        codes = tf.stop_gradient(tf.cast(codes, tf.float32))
+        merged = tf.concat([codes, tf.convert_to_tensor(self.codes)], axis=0)[: self.size]
+        self.codes.assign(merged)
+        self.count.assign(tf.minimum(tf.convert_to_tensor(self.count) + tf.shape(codes)[0], self.size))
+
+    def call(self, x: Any = None) -> Any:
+        return self.codes
+
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        config.update({"size": self.size, "dim": self.dim})
+        return config

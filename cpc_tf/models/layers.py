@@ -25,6 +25,7 @@ from cpc_tf.models.fastops import FusedBatchNormalization, MatmulConv1D
 Shape = tuple[Any, ...]
 
 ACTIVATIONS = ("relu", "leaky_relu", "linear")
+NORMS = ("batch", "channel", "layer", "none")
 
 
 def activation_layer(name: str, dtype: Any = None,
@@ -73,8 +74,65 @@ def chain_output_shape(layers: Sequence[keras.layers.Layer | None], input_shape:
 
 
 @keras.saving.register_keras_serializable(package="cpc_tf")
+class FrameNormalization(keras.layers.Layer):
+    """Normalises each time step of ``[B, T, ...features]`` over its own features.
+
+    The mean and variance of step t are taken over every axis after the time axis (the
+    channels of a sequence, or frequency and channels of a 2-D feature map), so nothing
+    is shared between time steps or examples. A learned scale and offset per channel
+    follow. This is the "channel norm" of Rivière et al. 2020 (CPC_audio), which keeps
+    CPC from reading one window's statistics out of another's.
+    """
+
+    def __init__(self, epsilon: float = 1e-5, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.epsilon = float(epsilon)
+
+    def build(self, input_shape: Shape) -> None:
+        channels = int(input_shape[-1])
+        self.gamma = self.add_weight(shape=(channels,), initializer="ones", name="gamma")
+        self.beta = self.add_weight(shape=(channels,), initializer="zeros", name="beta")
+        self.built = True
+
+    def call(self, x: Any) -> Any:
+        axes = list(range(2, len(x.shape)))
+        mean = ops.mean(x, axis=axes, keepdims=True)
+        var = ops.mean(ops.square(x - mean), axis=axes, keepdims=True)
+        x = (x - mean) * ops.rsqrt(var + ops.cast(self.epsilon, x.dtype))
+        return x * ops.cast(self.gamma, x.dtype) + ops.cast(self.beta, x.dtype)
+
+    def compute_output_shape(self, input_shape: Shape) -> Shape:
+        return tuple(input_shape)
+
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        config["epsilon"] = self.epsilon
+        return config
+
+
+def norm_layer(kind: str, *, synchronized: bool = False, momentum: float = 0.9, dtype: Any = None,
+               name: str | None = None) -> keras.layers.Layer | None:
+    """The normalisation after a convolution: 'batch', 'channel', 'layer' or 'none' (None).
+
+    'batch' is BatchNorm (the fast :class:`~cpc_tf.models.fastops.FusedBatchNormalization`),
+    whose statistics mix every window and clip of the batch; 'channel' normalises each
+    time step over its features (:class:`FrameNormalization`); 'layer' normalises each
+    example over all its time steps and channels (a one-group GroupNorm).
+    """
+    if kind == "batch":
+        return FusedBatchNormalization(synchronized=synchronized, momentum=momentum, dtype=dtype, name=name)
+    if kind == "channel":
+        return FrameNormalization(dtype=dtype, name=name)
+    if kind == "layer":
+        return keras.layers.GroupNormalization(groups=1, epsilon=1e-5, dtype=dtype, name=name)
+    if kind == "none":
+        return None
+    raise ValueError(f"unknown normalisation {kind!r}; expected one of {', '.join(NORMS)}")
+
+
+@keras.saving.register_keras_serializable(package="cpc_tf")
 class ConvBlock(keras.layers.Layer):
-    """Conv1D → (BatchNorm) → activation: the unit every raw-audio encoder here is made of.
+    """Conv1D → (normalisation) → activation: the unit every raw-audio encoder here is made of.
 
     The convolution and BatchNorm are the drop-in faster versions of
     :mod:`cpc_tf.models.fastops` (same variables and results as Keras' layers).
@@ -90,7 +148,9 @@ class ConvBlock(keras.layers.Layer):
         padding: Keras padding mode of the convolution, 'valid' or 'same'.
         explicit_padding: zeros added on both sides before the convolution (PyTorch-style
             ``padding=p``); 0 for none.
-        batch_norm: add a BatchNormalization after the convolution.
+        batch_norm: add a BatchNormalization after the convolution (when `norm` is not given).
+        norm: the normalisation after the convolution, one of :data:`NORMS` (see
+            :func:`norm_layer`); overrides `batch_norm`.
         synchronized: cross-replica BatchNorm (``BatchNormalization(synchronized=True)``).
         bn_momentum: moving-statistics momentum of the BatchNorm (Keras convention; 0.9
             equals PyTorch's default momentum=0.1).
@@ -102,14 +162,17 @@ class ConvBlock(keras.layers.Layer):
     def __init__(self, filters: int, kernel_size: int, strides: int = 1, padding: str = "same",
                  explicit_padding: int = 0, batch_norm: bool = True, synchronized: bool = False,
                  activation: str = "relu", kernel_initializer: Any = "glorot_uniform",
-                 bn_momentum: float = 0.9, **kwargs: Any) -> None:
+                 bn_momentum: float = 0.9, norm: str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        self.norm = norm if norm is not None else ("batch" if batch_norm else "none")
+        if self.norm not in NORMS:
+            raise ValueError(f"unknown normalisation {self.norm!r}; expected one of {', '.join(NORMS)}")
         self.filters = int(filters)
         self.kernel_size = int(kernel_size)
         self.strides = int(strides)
         self.padding = padding
         self.explicit_padding = int(explicit_padding)
-        self.batch_norm = bool(batch_norm)
+        self.batch_norm = self.norm == "batch"
         self.synchronized = bool(synchronized)
         self.bn_momentum = float(bn_momentum)
         self.activation = activation
@@ -120,9 +183,9 @@ class ConvBlock(keras.layers.Layer):
         self.conv = MatmulConv1D(self.filters, self.kernel_size, strides=self.strides, padding=self.padding,
                                  kernel_initializer=keras.initializers.get(kernel_initializer),
                                  dtype=dt, name="conv")
-        self.bn = (FusedBatchNormalization(synchronized=self.synchronized, momentum=self.bn_momentum,
-                                           dtype=dt, name="bn")
-                   if self.batch_norm else None)
+        # BatchNorm keeps its historical name "bn" so that older weight files still load.
+        self.bn = norm_layer(self.norm, synchronized=self.synchronized, momentum=self.bn_momentum,
+                             dtype=dt, name="bn" if self.norm == "batch" else "norm")
         self.act = activation_layer(activation, dt, "act")
 
     def _chain(self) -> list[keras.layers.Layer | None]:
@@ -143,7 +206,8 @@ class ConvBlock(keras.layers.Layer):
         config.update({
             "filters": self.filters, "kernel_size": self.kernel_size, "strides": self.strides,
             "padding": self.padding, "explicit_padding": self.explicit_padding,
-            "batch_norm": self.batch_norm, "synchronized": self.synchronized, "bn_momentum": self.bn_momentum,
+            "batch_norm": self.batch_norm, "norm": self.norm, "synchronized": self.synchronized,
+            "bn_momentum": self.bn_momentum,
             "activation": self.activation,
             "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
         })

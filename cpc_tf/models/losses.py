@@ -14,6 +14,8 @@ the seed's bug (SPEC §2, "InfoNCE").
 
 from __future__ import annotations
 
+from typing import Any
+
 import tensorflow as tf
 
 _MASK_VALUE = -1e9  # large negative logit for masked self-similarities (float32 safe)
@@ -76,6 +78,92 @@ def info_nce(predictions: tf.Tensor, targets: tf.Tensor,
     xent = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
     hits = tf.cast(tf.equal(tf.argmax(logits, axis=-1, output_type=tf.int32), labels), tf.float32)
     return tf.reduce_mean(xent, axis=-1), tf.reduce_mean(hits, axis=-1)
+
+
+def info_nce_windows(predictions: tf.Tensor, codes: tf.Tensor, *, num_negatives: int = 0,
+                     queue: tf.Tensor | None = None, queue_count: tf.Tensor | None = None,
+                     seed: tf.Tensor | None = None, first_position: Any = 0,
+                     gather: bool = True) -> tuple[tf.Tensor, tf.Tensor]:
+    """InfoNCE whose candidates are all windows of the global batch (van den Oord et al. 2018).
+
+    This is the objective of the strong CPC implementations (van den Oord et al. 2018,
+    §2.3; Rivière et al. 2020, facebookresearch/CPC_audio): every context position
+    predicts the next K codes, and the negatives of a prediction are drawn from every
+    window of the global batch -- other positions of the same clip as well as other
+    clips -- plus, optionally, a queue of codes from earlier batches (He et al. 2020,
+    MoCo), so that a small batch still sees hundreds of negatives.
+
+    Args:
+      predictions: ``[B, P, K, D]``: the prediction of z_{t+k} made from c_t, for
+        context positions t = 0..P-1 and steps k = 1..K (local batch B).
+      codes: ``[B, S, D]``: every window (or frame) code of the local batch. The
+        target of (b, t, k) is ``codes[b, first_position + t + k]``; queries whose
+        target would lie past the end have none and are left out.
+      num_negatives: 0 scores each query against every other candidate (a softmax over
+        all windows of the global batch and the queue); n > 0 draws n negatives per
+        query, uniformly with replacement from the candidates other than the positive
+        (CPC_audio draws 128).
+      queue: optional ``[Q, D]`` codes of earlier batches, used as extra negatives.
+      queue_count: how many leading rows of `queue` hold codes (the rest are empty).
+      seed: int ``[2]`` stateless seed of the negative draw. The draw is made for the
+        global batch at once and each replica takes its own rows, so the loss under a
+        strategy equals the loss of one device holding the global batch.
+      first_position: the window index of context position 0 (e.g. T-1 when only c_T
+        predicts).
+      gather: gather the codes of all replicas as candidates.
+
+    Returns:
+      ``(loss, accuracy)``, each ``[K]``: per step, the cross-entropy of the positive
+      among its candidates averaged over the local queries, and the fraction of queries
+      whose best-scoring candidate is the positive. With M candidates in all the chance
+      loss is log(M) for ``num_negatives=0`` and log(n + 1) otherwise.
+    """
+    predictions = tf.cast(predictions, tf.float32)
+    codes = tf.cast(codes, tf.float32)
+    local_b, positions = tf.shape(predictions)[0], tf.shape(predictions)[1]
+    steps, dim = predictions.shape[2], predictions.shape[3]
+    windows = tf.shape(codes)[1]
+    all_codes = gather_across_replicas(codes) if gather else codes
+    global_b = tf.shape(all_codes)[0]
+    candidates = tf.reshape(all_codes, [-1, dim])              # [Bg*S, D]
+    in_batch = global_b * windows
+    valid = in_batch
+    if queue is not None:
+        queue = tf.cast(queue, tf.float32)
+        count = tf.cast(queue_count if queue_count is not None else tf.shape(queue)[0], tf.int32)
+        candidates = tf.concat([candidates, queue], axis=0)
+        valid = in_batch + count
+    first_row = _local_offset(local_b) if gather else tf.constant(0, tf.int32)
+    losses, accs = [], []
+    for k in range(1, steps + 1):
+        n_t = tf.minimum(positions, windows - first_position - k)   # positions with a target
+        queries = tf.reshape(predictions[:, :n_t, k - 1], [-1, dim])   # [B*n_t, D], b-major
+        b = tf.repeat(tf.range(local_b), n_t) + first_row
+        t = tf.tile(tf.range(n_t), [local_b])
+        labels = b * windows + first_position + t + k           # row of the positive in `candidates`
+        scores = tf.matmul(queries, candidates, transpose_b=True)  # [B*n_t, M]
+        if num_negatives <= 0:
+            if queue is not None:  # empty queue rows never compete
+                scores = scores + tf.where(tf.range(tf.shape(candidates)[0]) < valid, 0.0, _MASK_VALUE)
+            logits, target = scores, labels
+        else:
+            rows = tf.shape(queries)[0]
+            draw_seed = tf.zeros([2], tf.int64) if seed is None else tf.cast(seed, tf.int64)
+            draw_seed = tf.random.experimental.stateless_fold_in(draw_seed, k)
+            drawn = tf.random.stateless_uniform([global_b * n_t, num_negatives], draw_seed, minval=0,
+                                                maxval=valid - 1, dtype=tf.int32)
+            start = (first_row * n_t) if gather else 0
+            drawn = drawn[start: start + rows]
+            drawn = drawn + tf.cast(drawn >= labels[:, None], tf.int32)   # skip the positive
+            positive = tf.gather(scores, labels[:, None], batch_dims=1)  # [B*n_t, 1]
+            negative = tf.gather(scores, drawn, batch_dims=1)            # [B*n_t, n]
+            logits = tf.concat([positive, negative], axis=1)
+            target = tf.zeros_like(labels)
+        xent = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=target, logits=logits)
+        hits = tf.cast(tf.equal(tf.argmax(logits, axis=-1, output_type=tf.int32), target), tf.float32)
+        losses.append(tf.reduce_mean(xent))
+        accs.append(tf.reduce_mean(hits))
+    return tf.stack(losses), tf.stack(accs)
 
 
 def step_weights(num_steps: int, kind: str = "uniform") -> tf.Tensor:

@@ -2,12 +2,13 @@
 
 Adding an encoder is one class plus one decorated builder::
 
-    @register_encoder("my_encoder", input_shape=lambda cfg: (cfg.crop_samples,))
+    @register_encoder("my_encoder", families=("simclr",), input_shape=lambda cfg: (cfg.crop_samples,))
     def _my_encoder(cfg: Config) -> keras.layers.Layer:
         return MyEncoder(units=cfg.model.z_dim, name="my_encoder")
 
-(``config.py`` lists the accepted ``model.encoder`` names, so add the name there too.)
-Builders read every setting from the config; the defaults live in ``cpc_tf/config.py``.
+``families`` says which model families (``cpc``, ``simclr``) may use it; that is the
+only place the rule lives. Builders read every setting from the config; the defaults
+live in ``cpc_tf/config.py``.
 ``build_encoder`` / ``build_autoregressor`` wrap the layer into a functional
 ``keras.Model`` named "encoder" / "autoregressor", built for the shape it will see.
 """
@@ -15,6 +16,7 @@ Builders read every setting from the config; the defaults live in ``cpc_tf/confi
 from __future__ import annotations
 
 import difflib
+import math
 
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -34,6 +36,7 @@ from cpc_tf.models.encoders import (
 )
 from cpc_tf.models.heads import Predictors, ProjectionHead
 from cpc_tf.models.layers import conv_output_length
+from cpc_tf.models.melconv import MelConvEncoder, melconv_output_frames
 from cpc_tf.models.tunet import TUNe, tune_plan
 
 Builder = Callable[[Config], keras.layers.Layer]
@@ -45,6 +48,7 @@ ENCODERS: dict[str, Builder] = {}
 AUTOREGRESSORS: dict[str, Builder] = {}
 _ENCODER_INPUT_SHAPES: dict[str, ShapeFn] = {}
 _ENCODER_CHECKS: dict[str, CheckFn] = {}
+_ENCODER_FAMILIES: dict[str, tuple[str, ...]] = {}
 _AUTOREGRESSOR_CHECKS: dict[str, CheckFn] = {}
 
 
@@ -52,16 +56,18 @@ def _raw_crop(cfg: Config) -> tuple[int, ...]:
     return (cfg.crop_samples,)
 
 
-def register_encoder(name: str, input_shape: ShapeFn = _raw_crop,
+def register_encoder(name: str, families: tuple[str, ...], input_shape: ShapeFn = _raw_crop,
                      check: CheckFn | None = None) -> Callable[[F], F]:
     """Decorator: register ``builder(cfg) -> keras.layers.Layer`` as encoder ``name``.
 
+    ``families`` are the model families that may use it (``"cpc"``, ``"simclr"``);
     ``input_shape(cfg)`` is the per-example input shape (default: a raw crop of
     ``cfg.crop_samples`` samples); ``check(cfg)`` raises ConfigError when the config
     cannot fit this encoder.
     """
     def decorate(builder: F) -> F:
         ENCODERS[name] = builder
+        _ENCODER_FAMILIES[name] = tuple(families)
         _ENCODER_INPUT_SHAPES[name] = input_shape
         if check is not None:
             _ENCODER_CHECKS[name] = check
@@ -102,7 +108,15 @@ def _min_valid_input(kernels: list[int], strides: list[int], paddings: list[int]
     return need
 
 
+def _check_windows(cfg: Config) -> None:
+    """A window encoder needs at least one sample per window."""
+    if cfg.window_samples < 1:
+        raise ConfigError(f"{_crop_text(cfg)} is fewer samples than T+k={cfg.num_windows} windows "
+                          "(model.context_steps + model.predict_steps)")
+
+
 def _check_conv1d(cfg: Config) -> None:
+    _check_windows(cfg)
     c = cfg.model.conv1d
     steps = cfg.window_samples
     for s, k in zip(c.strides, c.kernels):
@@ -115,6 +129,7 @@ def _check_conv1d(cfg: Config) -> None:
 
 
 def _check_mel2d(cfg: Config) -> None:
+    _check_windows(cfg)
     m = cfg.model.mel2d
     if cfg.window_samples < m.frames:
         raise ConfigError(f"model.mel2d.frames={m.frames} frames cannot be cut from {_window_text(cfg)}: "
@@ -185,7 +200,13 @@ def _check_registered(key: str, name: str, registry: dict[str, Any], checks: dic
 
 def check_encoder(cfg: Config) -> None:
     """Raise ConfigError (naming the settings) when ``cfg`` cannot build its encoder."""
-    _check_registered("model.encoder", cfg.model.encoder, ENCODERS, _ENCODER_CHECKS, cfg)
+    name, family = cfg.model.encoder, cfg.model.family
+    if name in ENCODERS and family not in _ENCODER_FAMILIES[name]:
+        fitting = sorted(n for n, fams in _ENCODER_FAMILIES.items() if family in fams)
+        other = " or ".join(sorted(set(_ENCODER_FAMILIES[name])))
+        raise ConfigError(f"model.encoder={name!r} is a {other} encoder; set model.family={other} or "
+                          f"choose one of {', '.join(fitting)}")
+    _check_registered("model.encoder", name, ENCODERS, _ENCODER_CHECKS, cfg)
 
 
 def check_autoregressor(cfg: Config) -> None:
@@ -204,18 +225,98 @@ def check_fits(cfg: Config) -> None:
     check_encoder(cfg)
     if cfg.model.family == "cpc":
         check_autoregressor(cfg)
+        _check_cpc_objective(cfg)
+    elif cfg.augment.enabled and cfg.augment.chain == "spectrogram" and cfg.model.encoder != "melconv":
+        raise ConfigError(f"augment.chain=spectrogram works on the log-mel input of model.encoder=melconv; "
+                          f"model.encoder={cfg.model.encoder!r} takes raw audio: use augment.chain=waveform")
+
+
+def model_input_shape(cfg: Config) -> tuple[int, ...]:
+    """One example as the whole model takes it: ``(T+k, W)`` windows for CPC with a
+    window encoder (conv1d, mel2d), else ``(crop_samples,)`` samples."""
+    if cfg.model.family == "cpc" and not is_sequence_encoder(cfg):
+        return (cfg.num_windows, cfg.window_samples)
+    return (cfg.crop_samples,)
+
+
+def code_hop_samples(cfg: Config) -> int:
+    """Input samples between consecutive CPC codes: the window length in window mode, the
+    product of the strides (frame) or hop × time pooling (melconv) in sequence mode."""
+    if cfg.model.encoder == "frame":
+        return int(math.prod(cfg.model.frame.strides))
+    if cfg.model.encoder == "melconv":
+        return cfg.model.melconv.hop * int(math.prod(cfg.model.melconv.time_pools))
+    return cfg.window_samples
+
+
+def is_sequence_encoder(cfg: Config) -> bool:
+    """True when the encoder turns a whole crop into a code sequence (frame, melconv)."""
+    return len(encoder_output_shape(cfg)) == 2
+
+
+def _code_positions(cfg: Config) -> int:
+    """Codes per crop: T+k windows, or the length of the encoder's sequence."""
+    shape = encoder_output_shape(cfg)
+    return int(shape[0]) if len(shape) == 2 else cfg.num_windows
+
+
+def cpc_prediction(cfg: Config) -> str:
+    """``model.prediction`` with ``auto`` resolved: last for window encoders, all for sequences."""
+    p = cfg.model.prediction
+    if p == "auto":
+        return "all" if is_sequence_encoder(cfg) else "last"
+    return p
+
+
+def cpc_representation(cfg: Config) -> str:
+    """``eval.cpc_representation`` with ``auto`` resolved (c_last for windows, c_mean for sequences)."""
+    r = cfg.eval.cpc_representation
+    if r == "auto":
+        return "c_mean" if is_sequence_encoder(cfg) else "c_last"
+    return r
+
+
+def _check_cpc_objective(cfg: Config) -> None:
+    m = cfg.model
+    prediction = cpc_prediction(cfg)
+    folds = m.autoregressor == "transformer"  # one context vector for the whole crop
+    if folds and prediction == "all":
+        raise ConfigError("model.prediction=all needs a context at every position, but "
+                          "model.autoregressor=transformer folds the windows into one vector; use "
+                          "model.autoregressor=gru or model.prediction=last")
+    if folds and cpc_representation(cfg) == "c_mean":
+        raise ConfigError("eval.cpc_representation=c_mean needs a context at every position, but "
+                          "model.autoregressor=transformer gives only c_T; use c_last or z_mean")
+    if prediction == "last" and is_sequence_encoder(cfg):
+        raise ConfigError(f"model.prediction=last predicts from c_T of a fixed window layout; "
+                          f"model.encoder={m.encoder!r} gives a code sequence: use model.prediction=all")
+    if m.negatives != "batch":
+        for key, value in (("num_negatives", m.num_negatives), ("queue_size", m.queue_size)):
+            if value:
+                raise ConfigError(f"model.{key}={value} needs model.negatives=batch (same_step scores "
+                                  "each prediction against the other clips at its position)")
+        return
+    candidates = cfg.train.batch_size * _code_positions(cfg) + m.queue_size
+    if m.num_negatives > candidates - 1:
+        raise ConfigError(f"model.num_negatives={m.num_negatives} is more than the {candidates - 1} other "
+                          f"codes a prediction can be scored against (train.batch_size="
+                          f"{cfg.train.batch_size} × {_code_positions(cfg)} codes per crop"
+                          + (f" + model.queue_size={m.queue_size}" if m.queue_size else "") + ")")
 
 
 # ====================================================================== encoders
-@register_encoder("conv1d", input_shape=lambda cfg: (cfg.window_samples,), check=_check_conv1d)
+@register_encoder("conv1d", families=("cpc",), input_shape=lambda cfg: (cfg.window_samples,),
+                  check=_check_conv1d)
 def _build_conv1d(cfg: Config) -> keras.layers.Layer:
     c = cfg.model.conv1d
     return Conv1DEncoder(z_dim=cfg.model.z_dim, strides=c.strides, kernels=c.kernels, filters=c.filters,
-                         hidden_units=c.hidden_units, dropout=c.dropout,
-                         synchronized_bn=cfg.model.synchronized_bn, bn_momentum=cfg.model.bn_momentum, name="conv1d_encoder")
+                         hidden_units=c.hidden_units, dropout=c.dropout, norm=c.norm,
+                         synchronized_bn=cfg.model.synchronized_bn, bn_momentum=cfg.model.bn_momentum,
+                         name="conv1d_encoder")
 
 
-@register_encoder("mel2d", input_shape=lambda cfg: (cfg.model.mel2d.frames, cfg.model.mel2d.n_mels),
+@register_encoder("mel2d", families=("cpc",),
+                  input_shape=lambda cfg: (cfg.model.mel2d.frames, cfg.model.mel2d.n_mels),
                   check=_check_mel2d)
 def _build_mel2d(cfg: Config) -> keras.layers.Layer:
     m = cfg.model.mel2d
@@ -223,35 +324,68 @@ def _build_mel2d(cfg: Config) -> keras.layers.Layer:
                         hidden_units=m.hidden_units, dropout=m.dropout, name="mel2d_encoder")
 
 
-@register_encoder("frame", check=_check_frame)
+@register_encoder("frame", families=("cpc",), check=_check_frame)
 def _build_frame(cfg: Config) -> keras.layers.Layer:
     f = cfg.model.frame
     return FrameEncoder(strides=f.strides, kernels=f.kernels, filters=f.filters, paddings=f.paddings,
-                        batch_norm=f.batch_norm, synchronized_bn=cfg.model.synchronized_bn, bn_momentum=cfg.model.bn_momentum,
-                        name="frame_encoder")
+                        norm=f.norm, dim=f.dim, synchronized_bn=cfg.model.synchronized_bn,
+                        bn_momentum=cfg.model.bn_momentum, name="frame_encoder")
 
 
-@register_encoder("samplecnn", check=_check_samplecnn)
+@register_encoder("samplecnn", families=("simclr",), check=_check_samplecnn)
 def _build_samplecnn(cfg: Config) -> keras.layers.Layer:
     s = cfg.model.samplecnn
     return SampleCNN(channels=s.channels, stem_filters=s.stem_filters, out_filters=s.out_filters,
                      synchronized_bn=cfg.model.synchronized_bn, bn_momentum=cfg.model.bn_momentum, name="samplecnn")
 
 
-@register_encoder("tune", check=_check_tune)
+@register_encoder("tune", families=("simclr",), check=_check_tune)
 def _build_tune(cfg: Config) -> keras.layers.Layer:
     t = cfg.model.tune
     return TUNe(n_con=t.n_con, n_exp=t.n_exp, n_tail=t.n_tail, filters=t.filters, rep_dim=t.rep_dim,
                 plus=t.plus, synchronized_bn=cfg.model.synchronized_bn, bn_momentum=cfg.model.bn_momentum, name="tune")
 
 
+def melconv_frames(cfg: Config) -> int:
+    """Log-mel frames of one crop (centred STFT: 1 + crop // hop)."""
+    return 1 + cfg.crop_samples // cfg.model.melconv.hop
+
+
+def _check_melconv(cfg: Config) -> None:
+    m = cfg.model.melconv
+    if len(m.filters) != len(m.time_pools):
+        raise ConfigError(f"model.melconv.filters has {len(m.filters)} entries but model.melconv.time_pools "
+                          f"has {len(m.time_pools)}")
+    if m.hop > m.n_fft:
+        raise ConfigError(f"model.melconv.hop={m.hop} is longer than model.melconv.n_fft={m.n_fft}: "
+                          "samples between the frames would never be seen")
+    if m.fmax and m.fmax > cfg.data.sample_rate / 2:
+        raise ConfigError(f"model.melconv.fmax={m.fmax:g} is above Nyquist at data.sample_rate="
+                          f"{cfg.data.sample_rate}")
+    codes = melconv_output_frames(melconv_frames(cfg), m.time_pools)
+    if cfg.model.family == "cpc" and codes < cfg.model.predict_steps + 1:
+        raise ConfigError(f"{_crop_text(cfg)} gives {codes} codes after model.melconv.time_pools="
+                          f"{m.time_pools}, fewer than model.predict_steps + 1 = "
+                          f"{cfg.model.predict_steps + 1}; lengthen the crop")
+
+
+@register_encoder("melconv", families=("cpc", "simclr"),
+                  input_shape=lambda cfg: (melconv_frames(cfg), cfg.model.melconv.n_mels), check=_check_melconv)
+def _build_melconv(cfg: Config) -> keras.layers.Layer:
+    m = cfg.model.melconv
+    pooling = "none" if cfg.model.family == "cpc" else m.pooling
+    return MelConvEncoder(n_mels=m.n_mels, filters=m.filters, time_pools=m.time_pools, freq_pool=m.freq_pool,
+                          dims=m.dims, norm=m.norm, input_norm=m.input_norm, pooling=pooling,
+                          dropout=m.dropout, synchronized_bn=cfg.model.synchronized_bn,
+                          bn_momentum=cfg.model.bn_momentum, name="melconv_encoder")
+
+
 # ================================================================ autoregressors
 @register_autoregressor("gru")
 def _build_gru(cfg: Config) -> keras.layers.Layer:
-    # Frame-level encoders (CLMR's CPC) need every context c_t, not only c_T.
-    sequences = len(encoder_output_shape(cfg)) == 2
+    # Every context c_t is returned; c_T is the last one (same weights either way).
     return GRUAutoregressor(units=cfg.model.c_dim, reset_after=cfg.model.gru.reset_after,
-                            return_sequences=sequences, name="gru_autoregressor")
+                            return_sequences=True, name="gru_autoregressor")
 
 
 @register_autoregressor("transformer", check=_check_transformer)
@@ -294,7 +428,7 @@ def build_encoder(cfg: Config) -> keras.Model:
     """The configured encoder as a built functional model named "encoder"."""
     check_encoder(cfg)
     layer = ENCODERS[cfg.model.encoder](cfg)
-    name = "log_mel" if cfg.model.encoder == "mel2d" else "audio"
+    name = "log_mel" if cfg.model.encoder in ("mel2d", "melconv") else "audio"
     inputs = keras.Input(shape=encoder_input_shape(cfg), name=name)
     return keras.Model(inputs, layer(inputs), name="encoder")
 
@@ -303,8 +437,8 @@ def build_autoregressor(cfg: Config) -> keras.Model:
     """The configured autoregressor as a built functional model named "autoregressor".
 
     Input ``[B, T, D]`` with D the encoder's output size and T = model.context_steps
-    (any length for the GRU). Output c_T ``[B, c_dim]``, or ``[B, T, c_dim]`` after a
-    frame-level encoder.
+    (any length for the GRU). Output: every context ``[B, T, c_dim]`` (GRU), or the one
+    vector c_T ``[B, c_dim]`` of the seed's Transformer.
     """
     check_autoregressor(cfg)
     layer = AUTOREGRESSORS[cfg.model.autoregressor](cfg)

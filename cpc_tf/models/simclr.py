@@ -7,6 +7,11 @@ representation evaluated downstream is h, not z (seed 000 §3.4).
 
 The augmentation chain runs either in the input pipeline (the views arrive augmented)
 or inside the model (``augment.where: model``), where it runs on the accelerator.
+
+With the ``melconv`` encoder the model computes a log-mel spectrogram first (its
+``frontend``), and the spectrogram chain of BYOL-A (``augment.chain: spectrogram``:
+mixup, random resized crop, gain; Niizumi et al. 2021 §3.3) runs on it inside the
+model, between the frontend and the encoder.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ import tensorflow as tf
 from cpc_tf.config import Config
 from cpc_tf.models.base import ContrastiveModel
 from cpc_tf.models.losses import nt_xent
-from cpc_tf.models.frontends import build_augmenter
+from cpc_tf.models.frontends import build_augmenter, build_frontend
 from cpc_tf.models.registry import build_encoder, build_projector
 
 
@@ -35,10 +40,12 @@ class SimCLR(ContrastiveModel):
         super().__init__(config, **kwargs)
         cfg = self.cfg
         self.temperature = cfg.model.temperature
+        self.frontend = build_frontend(cfg)
         self.encoder = build_encoder(cfg)
         self.projector = build_projector(cfg)
-        self.augmenter = build_augmenter(cfg) if (
-            cfg.augment.enabled and cfg.augment.where == "model") else None
+        self.spectrogram_augment = cfg.augment.chain == "spectrogram"
+        self.augmenter = build_augmenter(cfg) if cfg.augment.enabled and (
+            cfg.augment.where == "model" or self.spectrogram_augment) else None
 
     def example_input(self, batch: int = 2) -> tf.Tensor:
         return tf.zeros([batch, self.cfg.crop_samples])
@@ -47,21 +54,29 @@ class SimCLR(ContrastiveModel):
         return self.example_input(batch), self.example_input(batch)
 
 
+    def _features(self, x: tf.Tensor) -> tf.Tensor:
+        return self.frontend(x) if self.frontend is not None else x
+
     def call(self, x: tf.Tensor, training: bool = False) -> tf.Tensor:
-        return self.encoder(x, training=training)
+        return self.encoder(self._features(x), training=training)
 
     def project(self, x: tf.Tensor, training: bool = False) -> tf.Tensor:
         """z = g(f(x)), the projected view used by the loss."""
-        return self.projector(self.encoder(x, training=training), training=training)
+        return self.projector(self(x, training=training), training=training)
 
     def contrastive_loss(self, data: Any, training: bool) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
         view1, view2 = data[0], data[1]
-        if self.augmenter is not None and training:
+        augment = self.augmenter is not None and training
+        if augment and not self.spectrogram_augment:
             view1 = self.augmenter(view1, training=True)
             view2 = self.augmenter(view2, training=True)
         batch = tf.shape(view1)[0]
         # One encoder pass over both views (as the TF2 SimCLR code does).
-        z = self.project(tf.concat([view1, view2], axis=0), training=training)
+        feats = self._features(tf.concat([view1, view2], axis=0))
+        if augment and self.spectrogram_augment:
+            feats = tf.concat([self.augmenter(feats[:batch], training=True),
+                               self.augmenter(feats[batch:], training=True)], axis=0)
+        z = self.projector(self.encoder(feats, training=training), training=training)
         loss, acc = nt_xent(z[:batch], z[batch:], self.temperature)
         return loss, {"simclr_acc": acc}
 

@@ -16,7 +16,7 @@ def component_counts(cfg: Config) -> list[tuple[str, int, int]]:
     check_fits(cfg)
     model = build_model(cfg)
     names = (["frontend", "encoder", "autoregressor", "predictors"] if cfg.model.family == "cpc"
-             else ["augmenter", "encoder", "projector"])
+             else ["frontend", "augmenter", "encoder", "projector"])
     rows = []
     for name in names:
         layer = getattr(model, name, None)
