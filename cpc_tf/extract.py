@@ -62,15 +62,27 @@ class ExtractOptions:
 
 def model_input_length(cfg: Config) -> int:
     """Samples per crop that the model consumes."""
-    if cfg.model.family == "cpc" and cfg.model.encoder != "frame":
-        return cfg.num_windows * cfg.window_samples
-    return cfg.crop_samples
+    from cpc_tf.models.registry import model_input_shape
+
+    return int(np.prod(model_input_shape(cfg)))
 
 
 def _shape_for_model(cfg: Config, crops: tf.Tensor) -> tf.Tensor:
-    if cfg.model.family == "cpc" and cfg.model.encoder != "frame":
-        return tf.reshape(crops, [-1, cfg.num_windows, cfg.window_samples])
-    return crops
+    from cpc_tf.models.registry import model_input_shape
+
+    return tf.reshape(crops, [-1, *model_input_shape(cfg)])
+
+
+def _hop_samples(cfg: Config, length: int) -> int:
+    """Samples between sliding chunk starts: ``eval.hop_seconds``, or the chunk length."""
+    if cfg.eval.hop_seconds <= 0:
+        return length
+    return max(1, int(round(cfg.eval.hop_seconds * cfg.data.sample_rate)))
+
+
+def sliding_count(num_samples: int, length: int, hop: int) -> int:
+    """Chunks of `length` every `hop` samples that cover `num_samples` (at least one)."""
+    return 1 + max(0, math.ceil((int(num_samples) - length) / hop))
 
 
 def _piece_lengths(num_samples: int, records: int, sample_rate: int) -> list[int]:
@@ -85,7 +97,8 @@ def expected_rows(cache: AudioCache, cfg: Config) -> int:
     if cfg.eval.crop_mode != "sliding":
         return len(cache.clips) * cfg.eval.crops_per_file
     length = model_input_length(cfg)
-    return sum(max(1, math.ceil(n / length))
+    hop = _hop_samples(cfg, length)
+    return sum(sliding_count(n, length, hop)
                for c in cache.clips for n in _piece_lengths(c.num_samples, c.records, cache.sample_rate))
 
 
@@ -98,6 +111,7 @@ def crop_dataset(cache: AudioCache, cfg: Config, batch_size: int) -> tuple[tf.da
     if not cache.clips:
         raise DataError("the cache holds no audio to extract from")
     length = model_input_length(cfg)
+    hop = _hop_samples(cfg, length)
     per_file = int(cfg.eval.crops_per_file)
     sliding = cfg.eval.crop_mode == "sliding"
     policy = cfg.data.short_clip_policy
@@ -111,11 +125,11 @@ def crop_dataset(cache: AudioCache, cfg: Config, batch_size: int) -> tuple[tf.da
         audio = tf.cond(tf.size(audio) > 0, lambda: audio, lambda: tf.zeros([1], audio.dtype))
         n = tf.shape(audio, out_type=tf.int64)[0]
         offset = record["offset"]
-        if sliding:
-            count = tf.maximum(tf.constant(1, tf.int64), (n + length - 1) // length)
-            padded = fit_length(audio, tf.cast(count, tf.int32) * length, policy)
-            crops = tf.reshape(padded[: tf.cast(count, tf.int32) * length], [-1, length])
-            starts = tf.range(count, dtype=tf.int64) * length
+        if sliding:  # chunks every `hop` samples; the last one is completed by the policy
+            count = 1 + tf.maximum(tf.constant(0, tf.int64), (n - length + hop - 1) // hop)
+            padded = fit_length(audio, tf.cast((count - 1) * hop, tf.int32) + length, policy)
+            starts = tf.range(count, dtype=tf.int64) * hop
+            crops = tf.gather(padded, tf.cast(starts, tf.int32)[:, None] + tf.range(length)[None, :])
         else:
             # Crops shared out between a clip's records by cumulative rounding: the
             # counts of all its records add up to exactly `per_file`.
@@ -144,11 +158,9 @@ def crop_dataset(cache: AudioCache, cfg: Config, batch_size: int) -> tuple[tf.da
 
 def _frame_times(cfg: Config, steps: int) -> np.ndarray:
     """Start of each frame in seconds, counted from its crop's start."""
-    if cfg.model.encoder == "frame":
-        hop = int(np.prod(cfg.model.frame.strides))
-    else:
-        hop = cfg.window_samples
-    return (np.arange(steps) * hop / cfg.data.sample_rate).astype(np.float32)
+    from cpc_tf.models.registry import code_hop_samples
+
+    return (np.arange(steps) * code_hop_samples(cfg) / cfg.data.sample_rate).astype(np.float32)
 
 
 def extract_embeddings(model: Any, cfg: Config, cache: AudioCache,
@@ -165,19 +177,21 @@ def extract_embeddings(model: Any, cfg: Config, cache: AudioCache,
     if frame_level and cfg.model.family != "cpc":
         raise ConfigError("eval.frame_level (--frame-level) needs a CPC model: "
                           f"{cfg.model.family} has no frame sequence")
+    from cpc_tf.models.registry import cpc_representation
+
     ds, total = crop_dataset(cache, cfg, cfg.eval.batch_size)
-    frame_mode = cfg.model.encoder == "frame"
+    base = getattr(model, "base", model)  # a supervised run wraps its family's model
+    kind = cpc_representation(cfg) if cfg.model.family == "cpc" else None
 
     @tf.function(reduce_retracing=True)
     def embed(x: tf.Tensor) -> dict[str, tf.Tensor]:
         x = _shape_for_model(cfg, x)
-        out = {"embedding": tf.cast(model(x, training=False), tf.float32)}
+        rep = base.representation(x, kind=kind) if kind else model(x, training=False)
+        out = {"embedding": tf.cast(rep, tf.float32)}
         if frame_level:
-            if frame_mode:  # the context c_t at every frame; the embedding is its mean
-                z = model.encoder(x, training=False)
-                out["frames"] = tf.cast(model.autoregressor(z, training=False), tf.float32)
-            else:           # z of every window
-                out["frames"] = tf.cast(model.encode_windows(x, training=False), tf.float32)
+            z, c = base.codes_and_contexts(x, training=False)
+            # sequence mode: the context c_t of every frame; window mode: z of every window
+            out["frames"] = tf.cast(c if base.frame_mode else z, tf.float32)
         return out
 
     chunks: dict[str, list[np.ndarray]] = {"embeddings": [], "clip_id": [], "start": [], "frames": []}
@@ -204,14 +218,9 @@ def extract_embeddings(model: Any, cfg: Config, cache: AudioCache,
     return result
 
 
-def extract(cfg: Config, model: Any, options: ExtractOptions) -> dict[str, Any]:
-    """`cpc_tf extract`: cache → crops → embeddings → embeddings.npz (written atomically).
-
-    Returns the arrays written. Undecodable files are listed in ``skipped_paths`` /
-    ``skipped_reasons``; every decodable file has at least one row.
-    """
+def _prepare(cfg: Config, options: ExtractOptions, sample_rate: int) -> tuple[AudioCache, Any]:
+    """Check --out, build or open the cache at `sample_rate`, parse the label source."""
     from cpc_tf.audio.labels import parse_label_source
-    from cpc_tf.evaluation.embeddings import save_embeddings
 
     if os.path.isdir(options.out):
         raise ConfigError(f"--out {options.out} is a folder; give a file name such as embeddings.npz")
@@ -221,12 +230,62 @@ def extract(cfg: Config, model: Any, options: ExtractOptions) -> dict[str, Any]:
     except OSError as exc:
         raise DataError(f"cannot create {out_dir}: {exc.strerror or exc}") from None
     label_source = parse_label_source(options.labels or cfg.data.labels, options.audio_dir)
-    cache = open_cache(options.audio_dir, cfg.data.sample_rate,
+    cache = open_cache(options.audio_dir, sample_rate,
                        cache_dir=options.cache_dir or cfg.data.cache_dir or None,
                        workers=cfg.data.decode_workers, progress=options.progress,
                        min_shards=cfg.data.min_shards, shard_seconds=cfg.data.shard_seconds)
     if options.progress:
         print(f"cpc_tf: {cache.summary()}", flush=True)
+    return cache, label_source
+
+
+def _payload(cache: AudioCache, label_source: Any, options: ExtractOptions, embeddings: np.ndarray,
+             clip_index: np.ndarray, crop_start: np.ndarray, run: str, model: str, config: str
+             ) -> dict[str, Any]:
+    """The arrays of an embeddings file (ARCHITECTURE.md contract plus provenance)."""
+    rel_paths = [c.path for c in cache.clips]
+    file_labels = label_source.labels_for(rel_paths)
+    return {
+        "embeddings": embeddings.astype(np.float32, copy=False),
+        "paths": np.array([rel_paths[i] for i in clip_index], dtype=str),
+        "labels": np.array([file_labels[i] for i in clip_index], dtype=str),
+        "crop_start": crop_start.astype(np.float32),
+        "clip_index": clip_index,
+        "run": np.array(run),
+        "model": np.array(model),
+        "config": np.array(config),
+        "audio_dir": np.array(os.path.abspath(options.audio_dir)),
+        "label_source": np.array(options.labels or ""),
+        "skipped_paths": np.array([s.path for s in cache.skipped], dtype=str),
+        "skipped_reasons": np.array([s.reason for s in cache.skipped], dtype=str),
+    }
+
+
+def pool_rows(payload: dict[str, Any], how: str) -> dict[str, Any]:
+    """One row per file: the mean (or mean and std) of its rows; crop_start becomes 0."""
+    from cpc_tf.evaluation.metrics import pool_by_file
+
+    index = payload["clip_index"]
+    _, features, first = pool_by_file(payload["embeddings"], index.astype(str), how)
+    order = np.argsort(index[first], kind="stable")
+    out = {k: v for k, v in payload.items() if k not in ("frames", "frame_times")}
+    for key in ("paths", "labels", "clip_index"):
+        out[key] = payload[key][first][order]
+    out["embeddings"] = features[order]
+    out["crop_start"] = np.zeros(len(order), np.float32)
+    return out
+
+
+def extract(cfg: Config, model: Any, options: ExtractOptions, pool: str = "none") -> dict[str, Any]:
+    """`cpc_tf extract`: cache → crops → embeddings → embeddings.npz (written atomically).
+
+    Returns the arrays written. Undecodable files are listed in ``skipped_paths`` /
+    ``skipped_reasons``; every decodable file has at least one row (exactly one with
+    ``pool`` ``mean`` or ``mean_std``, which pools each file's crop embeddings).
+    """
+    from cpc_tf.evaluation.embeddings import save_embeddings
+
+    cache, label_source = _prepare(cfg, options, cfg.data.sample_rate)
     arrays = extract_embeddings(model, cfg, cache, progress=options.progress)
     position = {c.clip_id: i for i, c in enumerate(cache.clips)}
     clip_index = np.array([position[int(c)] for c in arrays["clip_id"]], np.int64)
@@ -236,22 +295,36 @@ def extract(cfg: Config, model: Any, options: ExtractOptions) -> dict[str, Any]:
     if missing:  # cannot happen by construction; a guard so that no file vanishes silently
         names = ", ".join(cache.clips[i].path for i in missing[:5])
         raise DataError(f"extraction produced no crop for {len(missing)} file(s): {names}")
-    rel_paths = [c.path for c in cache.clips]
-    file_labels = label_source.labels_for(rel_paths)
-    payload: dict[str, Any] = {
-        "embeddings": arrays["embeddings"][order],
-        "paths": np.array([rel_paths[i] for i in clip_index], dtype=str),
-        "labels": np.array([file_labels[i] for i in clip_index], dtype=str),
-        "crop_start": (start / cfg.data.sample_rate).astype(np.float32),
-        "clip_index": clip_index,
-        "run": np.array(os.path.abspath(options.run_dir) if options.run_dir else "random-init"),
-        "model": np.array(f"{cfg.name} ({cfg.model.family}, {cfg.model.encoder})"),
-        "config": np.array(dump_config(cfg)),
-        "skipped_paths": np.array([s.path for s in cache.skipped], dtype=str),
-        "skipped_reasons": np.array([s.reason for s in cache.skipped], dtype=str),
-    }
+    payload = _payload(cache, label_source, options, arrays["embeddings"][order], clip_index,
+                       start / cfg.data.sample_rate,
+                       os.path.abspath(options.run_dir) if options.run_dir else "random-init",
+                       f"{cfg.name} ({cfg.model.family}, {cfg.model.encoder})", dump_config(cfg))
     if "frames" in arrays:
         payload["frames"] = arrays["frames"][order]
         payload["frame_times"] = arrays["frame_times"]
+    if pool != "none":
+        payload = pool_rows(payload, pool)
+    save_embeddings(options.out, **payload)
+    return payload
+
+
+def extract_features(cfg: Config, options: ExtractOptions, kind: str = "mfcc") -> dict[str, Any]:
+    """`cpc_tf extract --features mfcc|logmel`: hand-crafted statistics, one row per file.
+
+    See :mod:`cpc_tf.features`. The folder is decoded into a cache at the features' own
+    rate (22,050 Hz), so the reference does not depend on the model's sample rate.
+    """
+    from cpc_tf.evaluation.embeddings import save_embeddings
+    from cpc_tf.features import FEATURES, FeatureSpec, file_statistics
+
+    if kind not in FEATURES:
+        raise ConfigError(f"--features {kind!r}: expected one of {', '.join(FEATURES)}")
+    spec = FeatureSpec(kind)
+    cache, label_source = _prepare(cfg, options, spec.sample_rate)
+    stats = file_statistics(cache, spec, progress=options.progress)
+    clip_index = np.arange(len(cache.clips), dtype=np.int64)
+    rows = np.stack([stats[c.clip_id] for c in cache.clips]) if cache.clips else np.zeros((0, 1), np.float32)
+    payload = _payload(cache, label_source, options, rows, clip_index, np.zeros(len(clip_index)),
+                       f"features:{kind}", f"{kind} statistics: {spec.describe()}", "")
     save_embeddings(options.out, **payload)
     return payload

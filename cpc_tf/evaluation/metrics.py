@@ -129,6 +129,28 @@ def aggregate_by_file(values: np.ndarray, paths: np.ndarray) -> tuple[np.ndarray
     return files, sums / counts, first
 
 
+def pool_by_file(values: np.ndarray, paths: np.ndarray, how: str = "mean"
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One feature row per file from its crop rows: ``mean`` or ``mean_std`` (mean, then std).
+
+    Returns ``(files, features, first_row)`` as :func:`aggregate_by_file` does; the
+    standard deviation is the population one (0 for a file with one row).
+    """
+    files, means, first = aggregate_by_file(values, paths)
+    if how == "mean":
+        return files, means.astype(np.float32), first
+    if how != "mean_std":
+        raise ValueError(f"unknown pooling {how!r}; expected 'mean' or 'mean_std'")
+    _, squares, _ = aggregate_by_file(np.square(np.asarray(values, dtype=np.float64)), paths)
+    std = np.sqrt(np.maximum(squares - np.square(means), 0.0))
+    return files, np.concatenate([means, std], axis=1).astype(np.float32), first
+
+
+def level_metrics(targets: np.ndarray, probs: np.ndarray, multilabel: bool) -> dict[str, float]:
+    """The metrics of one level (rows already at that level)."""
+    return (multilabel_metrics if multilabel else single_label_metrics)(targets, probs)
+
+
 def compute_metrics(probs: np.ndarray, targets: np.ndarray, paths: np.ndarray, multilabel: bool
                     ) -> dict[str, dict[str, float]]:
     """Crop-level and file-level metrics of one set of predictions."""
