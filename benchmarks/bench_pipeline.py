@@ -132,6 +132,7 @@ def main() -> None:
         tf.config.threading.set_intra_op_parallelism_threads(args.threads)
         tf.config.threading.set_inter_op_parallelism_threads(args.threads)
     from cpc_tf.audio.datasets import cpc_windows, simclr_views, split_clips
+    from cpc_tf.models.registry import model_input_shape
     from cpc_tf.training import compile_model
 
     result: dict = {"bench": "pipeline", "cores": os.cpu_count(), "threads": args.threads or None,
@@ -143,7 +144,7 @@ def main() -> None:
         cfg = cpc_config()
         fsdd, source = open_data("fsdd", cfg.data.sample_rate, cache_dir, tmp)
         ids = split_clips(fsdd, cfg).train
-        cpc_rate = throughput(cpc_windows(fsdd, cfg, ids, 8), args.batches, 8)
+        cpc_rate = throughput(cpc_windows(fsdd, cfg, ids, 8, input_shape=model_input_shape(cfg)), args.batches, 8)
         print(f"CPC windows [8, 30, 588] from {len(ids)} clips ({source}): {cpc_rate:,.0f} examples/s")
         result["cpc_examples_per_s"] = round(cpc_rate, 1)
         result["cpc_data"] = source
@@ -178,7 +179,8 @@ def main() -> None:
         model = compile_model(cfg)
 
         def dataset_fn(ctx: tf.distribute.InputContext) -> tf.data.Dataset:
-            return cpc_windows(fsdd, cfg, ids, ctx.get_per_replica_batch_size(8), input_context=ctx)
+            return cpc_windows(fsdd, cfg, ids, ctx.get_per_replica_batch_size(8), input_context=ctx,
+                               input_shape=model_input_shape(cfg))
 
         mem, piped = pipeline_vs_memory(model, dataset_fn, args.steps, args.rounds)
         print(f"CPC training, batch 8: {mem:.2f} steps/s in memory, {piped:.2f} steps/s from the pipeline")

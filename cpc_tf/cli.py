@@ -151,6 +151,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="tf.distribute strategy (default from the config: auto)")
     p.add_argument("--resume", action="store_true",
                    help="continue an interrupted run in --out from its last completed epoch")
+    p.add_argument("--supervised", action="store_true",
+                   help="train the encoder and a linear head on --labels with cross-entropy "
+                        "(the supervised reference) instead of the self-supervised loss")
+    p.add_argument("--labels", metavar="SOURCE",
+                   help="with --supervised: folder | regex:PATTERN | csv:PATH (default data.labels)")
     p.add_argument("--workers", type=int, default=0, metavar="N",
                    help="launch N local worker processes on 127.0.0.1 (multi-worker trial)")
     p.add_argument("--cache-dir", metavar="DIR", help="where the decoded cache lives")
@@ -160,11 +165,17 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--run", metavar="RUN_DIR", help="a run folder written by train")
     g.add_argument("--random-init", action="store_true",
                    help="a randomly initialised model of --config (the baseline)")
+    g.add_argument("--features", choices=["mfcc", "logmel"],
+                   help="hand-crafted statistics per file instead of a model (the MFCC reference)")
     _add_config_args(p)
     p.add_argument("--audio-dir", required=True, metavar="DIR")
     p.add_argument("--out", required=True, metavar="FILE.npz")
     p.add_argument("--crops-per-file", type=int, metavar="N", help="default 10 (seed 004 §2.3)")
     p.add_argument("--crop-mode", choices=["random", "sliding"], help="random crops or sliding chunks")
+    p.add_argument("--hop", type=float, metavar="SECONDS",
+                   help="sliding chunks: seconds between chunk starts (default: the chunk length)")
+    p.add_argument("--pool", choices=["none", "mean", "mean_std"], default="none",
+                   help="write one row per file: the mean (or mean and std) of its crop embeddings")
     p.add_argument("--labels", metavar="SOURCE", help="folder | regex:PATTERN | csv:PATH")
     p.add_argument("--frame-level", action="store_true", help="also store frame-level features")
     p.add_argument("--cache-dir", metavar="DIR")
@@ -177,10 +188,19 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--test-fraction", type=float, metavar="F", help="hold out this fraction of files")
     p.add_argument("--group-by", metavar="regex:PATTERN",
                    help="keep files of one group (artist, speaker) on one side of every split")
-    p.add_argument("--baseline", metavar="FILE.npz", help="evaluate these too and compare")
+    p.add_argument("--baseline", metavar="[NAME=]FILE.npz[,TEST.npz]", action="append", default=[],
+                   help="another representation of the same files to compare with (repeatable); "
+                        "with --test, TEST.npz holds its test side")
+    p.add_argument("--references", choices=["auto", "none"], default="auto",
+                   help="auto: add the random-init and MFCC rows (extracted into REPORT_DIR/references) "
+                        "when no --baseline gives them")
+    p.add_argument("--pool", choices=["mean", "mean_std", "none"],
+                   help="file-level features: pool each file's crop embeddings (default mean)")
     p.add_argument("--label-fractions", metavar="0.01,0.1,1", help="data-efficiency curve")
     p.add_argument("--reduce", choices=["none", "autoencoder"])
-    p.add_argument("--classifier", choices=["linear", "mlp"])
+    p.add_argument("--classifier", choices=["logistic", "linear", "mlp"],
+                   help="logistic (default, trained to convergence), linear (Table 5 of Bajorath et al. "
+                        "2021) or mlp")
     p.add_argument("--seeds", type=int, metavar="N", help="repeat the probe with N seeds")
     _add_config_args(p)
     p.add_argument("--out", required=True, metavar="REPORT_DIR")

@@ -80,9 +80,9 @@ def _train_config(args: argparse.Namespace, run_dir: str) -> Config:
         if not run.is_run():
             raise ConfigError(f"--resume: {run_dir} is not a cpc_tf run folder (no config.yaml); "
                               "start a new run without --resume")
-        if args.config or args.overrides:
-            raise ConfigError("--resume continues with the run's saved config; drop --config/--set "
-                              "(only --epochs may change)")
+        if args.config or args.overrides or getattr(args, "supervised", False) or getattr(args, "labels", None):
+            raise ConfigError("--resume continues with the run's saved config; drop --config/--set/"
+                              "--supervised/--labels (only --epochs may change)")
         cfg = run.load_config()
     else:
         if run.is_run():
@@ -90,6 +90,12 @@ def _train_config(args: argparse.Namespace, run_dir: str) -> Config:
         extra = [f"train.epochs={args.epochs}"] if args.epochs else []
         if args.strategy:
             extra.append(f"train.strategy={args.strategy}")
+        if getattr(args, "supervised", False):
+            extra.append("train.supervised=true")
+        if getattr(args, "labels", None):
+            if not getattr(args, "supervised", False):
+                raise ConfigError("train --labels is for --supervised runs; self-supervised training uses no labels")
+            extra.append(f"data.labels={args.labels}")
         return config_from_args(args, extra)
     changes = {}
     if args.epochs:
@@ -162,6 +168,17 @@ def extract(args: argparse.Namespace) -> int:
     check_audio_folder(args.audio_dir)
     if args.labels:
         parse_label_source(args.labels, args.audio_dir)
+    if args.features:
+        if args.pool != "none" or args.crop_mode or args.hop is not None or args.frame_level \
+                or args.crops_per_file is not None:
+            raise ConfigError("--features computes one row of statistics per whole file; drop "
+                              "--pool/--crop-mode/--hop/--crops-per-file/--frame-level")
+        from cpc_tf.extract import ExtractOptions, extract_features
+
+        payload = extract_features(config_from_args(args), ExtractOptions(
+            audio_dir=args.audio_dir, out=args.out, labels=args.labels, cache_dir=args.cache_dir), args.features)
+        _print_extracted(args.out, payload)
+        return 0
     extra = []
     if args.crops_per_file is not None:
         extra.append(f"eval.crops_per_file={args.crops_per_file}")
@@ -169,6 +186,8 @@ def extract(args: argparse.Namespace) -> int:
         extra.append(f"eval.crop_mode={args.crop_mode}")
     if args.frame_level:
         extra.append("eval.frame_level=true")
+    if args.hop is not None:
+        extra.append(f"eval.hop_seconds={args.hop}")
     if args.run:
         from cpc_tf.config import parse_override, replace_keys
         from cpc_tf.training import RunFolder, load_run_model
@@ -182,20 +201,25 @@ def extract(args: argparse.Namespace) -> int:
         model = load_run_model(args.run)
     else:
         cfg = config_from_args(args, extra)
-        import keras
+        from cpc_tf.references import random_init_model
 
-        from cpc_tf.models.factory import build_model
-        keras.utils.set_random_seed(cfg.train.seed)
-        model = build_model(cfg)
+        model = random_init_model(cfg)
     from cpc_tf.extract import ExtractOptions
     from cpc_tf.extract import extract as run_extract
 
     payload = run_extract(cfg, model, ExtractOptions(audio_dir=args.audio_dir, out=args.out, run_dir=args.run,
-                                                     labels=args.labels, cache_dir=args.cache_dir))
+                                                     labels=args.labels, cache_dir=args.cache_dir),
+                          pool=args.pool)
+    _print_extracted(args.out, payload)
+    return 0
+
+
+def _print_extracted(out: str, payload: dict) -> None:
+    """What extract wrote, and the skipped files by reason."""
     n_files = len(set(payload["clip_index"].tolist()))
     labelled = int((payload["labels"] != "").sum())
     n_skipped = len(payload["skipped_paths"])
-    print(f"cpc_tf: wrote {args.out}: {len(payload['embeddings'])} embeddings of dim "
+    print(f"cpc_tf: wrote {out}: {len(payload['embeddings'])} embeddings of dim "
           f"{payload['embeddings'].shape[1]} from {n_files} files ({labelled} labelled crops); "
           f"{n_skipped} file{'s' * (n_skipped != 1)} skipped")
     by_reason: dict[str, list[str]] = {}
@@ -205,7 +229,18 @@ def extract(args: argparse.Namespace) -> int:
     for reason, paths in sorted(by_reason.items(), key=lambda kv: (-len(kv[1]), kv[0])):
         more = f", ... and {len(paths) - shown} more" if len(paths) > shown else ""
         print(f"  skipped, {reason} ({len(paths)}): {', '.join(paths[:shown])}{more}")
-    return 0
+
+
+def _parse_baselines(specs: list[str]) -> list[tuple[str, str, str | None]]:
+    """``[NAME=]FILE[,TEST]`` → (name, file, test file); the name '' means 'derive it from the file'."""
+    out = []
+    for spec in specs:
+        name, _, rest = spec.rpartition("=") if "=" in spec and not os.path.exists(spec) else ("", "", spec)
+        path, _, test = rest.partition(",")
+        if not path:
+            raise ConfigError(f"--baseline {spec!r}: expected [NAME=]FILE.npz[,TEST.npz]")
+        out.append((name, path, test or None))
+    return out
 
 
 def evaluate(args: argparse.Namespace) -> int:
@@ -233,16 +268,34 @@ def evaluate(args: argparse.Namespace) -> int:
         if not fractions:
             raise ConfigError("--label-fractions: give at least one fraction, e.g. 0.01,0.1,1")
         extra.append(f"eval.label_fractions=[{', '.join(repr(f) for f in fractions)}]")
+    if getattr(args, "pool", None):
+        extra.append(f"eval.pool={args.pool}")
     cfg = config_from_args(args, extra).eval
 
+    from cpc_tf.evaluation.embeddings import load_embeddings
+    from cpc_tf.evaluation.report import baseline_name
     from cpc_tf.evaluation.report import evaluate as run_evaluate
 
-    result = run_evaluate(args.embeddings, cfg, args.out, test_path=getattr(args, "test", None),
+    def log(msg: str) -> None:
+        print(f"cpc_tf: {msg}", flush=True)
+
+    baselines = []
+    for name, path, test in _parse_baselines(list(getattr(args, "baseline", []) or [])):
+        baselines.append((name or baseline_name(load_embeddings(path)), path, test))
+    test_path = getattr(args, "test", None)
+    notes: list[str] = []
+    if getattr(args, "references", "auto") == "auto":
+        from cpc_tf.references import auto_references
+
+        for path in [args.embeddings] + ([test_path] if test_path else []):
+            load_embeddings(path)  # a broken file fails here, before any extraction
+        refs, notes = auto_references(args.embeddings, test_path, args.out, {b[0] for b in baselines}, log)
+        baselines += refs
+    result = run_evaluate(args.embeddings, cfg, args.out, test_path=test_path,
                           folds=cfg.folds if getattr(args, "folds", None) is not None else None,
                           test_fraction=getattr(args, "test_fraction", None),
-                          group_by=getattr(args, "group_by", None),
-                          baseline_path=getattr(args, "baseline", None),
-                          progress=lambda msg: print(f"cpc_tf: {msg}", flush=True))
+                          group_by=getattr(args, "group_by", None), baselines=baselines,
+                          progress=log, notes=notes)
     metric = result["primary_metric"]
     print(f"cpc_tf: {result['task']}, {len(result['classes'])} classes; {result['split']['description']}")
     for name, res in result["results"].items():
@@ -253,6 +306,11 @@ def evaluate(args: argparse.Namespace) -> int:
                 sd = f" ± {stat['std']:.3f}" if stat["n"] > 1 else ""
                 parts.append(f"{level} {stat['mean']:.3f}{sd}")
         print(f"cpc_tf: {name}: {metric} " + (", ".join(parts) or "n/a"))
+    for c in result.get("comparison", []):
+        verdict = "beyond the spread" if c["beyond_spread"] else "within the spread"
+        print(f"cpc_tf: model - {c['baseline']}: {c['difference']:+.3f} ({verdict}, 2 sigma {c['two_sigma']:.3f})")
+    for note in notes:
+        print(f"cpc_tf: note: {note}")
     for warning in result["warnings"]:
         print(f"cpc_tf: warning: {warning}")
     print(f"cpc_tf: report: {os.path.join(args.out, 'report.md')} (metrics.json and figures beside it)")

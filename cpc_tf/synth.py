@@ -9,6 +9,9 @@ Clips are generated with numpy only, from a seed, so every run writes the same b
 - ``bells``: inharmonic partials, high pitches, sharp attacks and long decays.
 - ``drums``: no pitch; kick (falling sine) and hi-hat (bright noise) bursts on a fast grid.
 - ``texture``: slowly swept band-passed noise, no onsets.
+- ``rising`` / ``falling``: trains of harmonic pitch glides, up or down; one class is
+  the other reversed in time, so only temporal structure separates them (a network that
+  averages its frames without modelling their order cannot).
 """
 
 from __future__ import annotations
@@ -120,7 +123,40 @@ def _texture(rng: np.random.Generator, n: int, sr: int) -> np.ndarray:
     return sig * (0.6 + 0.4 * np.sin(2 * np.pi * rng.uniform(0.2, 0.6) * t))
 
 
-_RENDERERS = {"strings": _strings, "winds": _winds, "bells": _bells, "drums": _drums, "texture": _texture}
+def _glides(rng: np.random.Generator, n: int, sr: int) -> np.ndarray:
+    """A train of harmonic pitch glides, each rising, under a symmetric (Hann) envelope.
+
+    ``falling`` is the same signal reversed in time, so the two classes have exactly the
+    same distribution of short-time spectra and loudness: only the order of the frames
+    tells them apart.
+    """
+    out = np.zeros(n)
+    pos = 0
+    while pos < n:
+        m = min(int(rng.uniform(0.15, 0.4) * sr), n - pos)
+        f_start = 440.0 * 2 ** rng.uniform(-1.5, 0.5)
+        octaves = rng.uniform(0.5, 1.5)
+        t = np.arange(m) / sr
+        freq = f_start * 2 ** (octaves * t / max(t[-1], 1e-9))
+        phase = 2 * np.pi * np.cumsum(freq) / sr
+        tone = sum((0.6 ** k) * np.sin(k * phase) for k in range(1, 6) if f_start * 2 ** octaves * k < sr / 2)
+        out[pos: pos + m] += tone * np.hanning(m)
+        pos += m + int(rng.uniform(0.0, 0.05) * sr)
+    return out
+
+
+def _rising(rng: np.random.Generator, n: int, sr: int) -> np.ndarray:
+    return _glides(rng, n, sr)
+
+
+def _falling(rng: np.random.Generator, n: int, sr: int) -> np.ndarray:
+    return _glides(rng, n, sr)[::-1].copy()
+
+
+_RENDERERS = {"strings": _strings, "winds": _winds, "bells": _bells, "drums": _drums, "texture": _texture,
+              "rising": _rising, "falling": _falling}
+#: Classes that differ only in the order of their frames (time-reversed twins).
+TEMPORAL_CLASSES = ("rising", "falling")
 
 
 def synth_clip(kind: str, seconds: float, sample_rate: int, seed: int) -> np.ndarray:

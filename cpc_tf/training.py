@@ -252,10 +252,48 @@ def truncate_history(path: str, keep_epochs: int) -> None:
 
 
 # ------------------------------------------------------------------ optimiser
-def make_optimizer(cfg: Config) -> keras.optimizers.Optimizer:
-    """The configured optimiser with the configured learning rate (CLMR ignored it; SPEC §2)."""
+@keras.saving.register_keras_serializable(package="cpc_tf")
+class WarmupSchedule(keras.optimizers.schedules.LearningRateSchedule):
+    """Linear warm-up to ``peak``, then constant or a cosine decay to 0 at ``total_steps``.
+
+    The cosine follows Loshchilov & Hutter 2017 (SGDR, without restarts), as SimCLR
+    (Chen et al. 2020) and CPC_audio train. Past ``total_steps`` the rate stays at 0.
+    """
+
+    def __init__(self, peak: float, warmup_steps: int = 0, total_steps: int = 0,
+                 kind: str = "constant") -> None:
+        if kind not in ("constant", "cosine"):
+            raise ValueError(f"unknown learning-rate schedule {kind!r}")
+        self.peak = float(peak)
+        self.warmup_steps = int(warmup_steps)
+        self.total_steps = int(total_steps)
+        self.kind = kind
+
+    def __call__(self, step: Any) -> Any:
+        step = tf.cast(step, tf.float32)
+        warm = float(max(self.warmup_steps, 1))
+        rate = self.peak * tf.minimum(1.0, (step + 1.0) / warm) if self.warmup_steps else tf.constant(self.peak)
+        if self.kind == "cosine" and self.total_steps > self.warmup_steps:
+            span = float(self.total_steps - self.warmup_steps)
+            progress = tf.clip_by_value((step - float(self.warmup_steps)) / span, 0.0, 1.0)
+            rate = rate * 0.5 * (1.0 + tf.cos(math.pi * progress))
+        return rate
+
+    def get_config(self) -> dict[str, Any]:
+        return {"peak": self.peak, "warmup_steps": self.warmup_steps, "total_steps": self.total_steps,
+                "kind": self.kind}
+
+
+def make_optimizer(cfg: Config, total_steps: int = 0) -> keras.optimizers.Optimizer:
+    """The configured optimiser with the configured learning rate (CLMR ignored it; SPEC §2).
+
+    ``total_steps`` (epochs × steps per epoch) is where a cosine schedule reaches 0.
+    """
     t = cfg.train
-    kw: dict[str, Any] = {"learning_rate": t.learning_rate}
+    rate: Any = t.learning_rate
+    if t.warmup_steps or t.lr_schedule != "constant":
+        rate = WarmupSchedule(t.learning_rate, t.warmup_steps, total_steps, t.lr_schedule)
+    kw: dict[str, Any] = {"learning_rate": rate}
     if t.clipnorm > 0:
         kw["clipnorm"] = t.clipnorm
     if t.optimizer == "adam":
@@ -446,6 +484,7 @@ class TrainOptions:
     audio_dir: str | None = None
     resume: bool = False
     cache_dir: str | None = None
+    labels: str | None = None  # label source of a supervised run (default data.labels)
     epochs: int | None = None
     verbose: int = 1
     # Debugging aid for multi-worker runs (env CPC_TF_WORKER_WEIGHTS_DIR in the CLI):
@@ -476,6 +515,26 @@ def _callbacks(run: RunFolder, chief: bool, scratch: str) -> tuple[list[keras.ca
     return cbs, backup
 
 
+def _supervised_labels(cfg: Config, cache: Any, split: Any, spec: str | None, audio_dir: str
+                       ) -> tuple[list[str], dict[int, int]]:
+    """Classes and clip id → class index for ``train.supervised`` (single-label only)."""
+    from cpc_tf.audio.labels import parse_label_source
+
+    source = parse_label_source(spec or cfg.data.labels, audio_dir)
+    by_clip = {c.clip_id: lab for c, lab in zip(cache.clips, source.labels_for(c.path for c in cache.clips))}
+    train_labels = {by_clip[i] for i in split.train if by_clip[i]}
+    if any(";" in lab for lab in train_labels):
+        raise ConfigError("train.supervised trains a single-label classifier, but the labels of "
+                          f"{source.spec!r} hold several tags per file")
+    if len(train_labels) < 2:
+        found = f"only {sorted(train_labels)[0]!r}" if train_labels else "no labelled file"
+        raise ConfigError(f"train.supervised needs at least two classes among the training files; "
+                          f"{source.spec!r} gives {found} (set --labels folder|regex:PATTERN|csv:PATH)")
+    classes = sorted(train_labels)
+    index = {c: i for i, c in enumerate(classes)}
+    return classes, {cid: index[lab] for cid, lab in by_clip.items() if lab in index}
+
+
 def _describe_nan(run: RunFolder, completed: int) -> str:
     last = (os.path.join(run.checkpoint_dir, f"epoch_{completed:03d}.weights.h5") if completed
             else "none (no epoch had completed)")
@@ -484,15 +543,20 @@ def _describe_nan(run: RunFolder, completed: int) -> str:
             f"and continue with --resume.")
 
 
-def compile_model(cfg: Config, strategy: tf.distribute.Strategy | None = None) -> keras.Model:
-    """A built, compiled model for `cfg`, its variables created under `strategy`."""
+def compile_model(cfg: Config, strategy: tf.distribute.Strategy | None = None,
+                  total_steps: int = 0, classes: list[str] | None = None) -> keras.Model:
+    """A built, compiled model for `cfg`, its variables created under `strategy`.
+
+    ``total_steps`` sets the end of a cosine learning-rate schedule; ``classes`` (with
+    ``train.supervised``) the label set of the supervised head.
+    """
     from cpc_tf.models.factory import build_model
 
     strategy = strategy or tf.distribute.get_strategy()
     keras.utils.set_random_seed(cfg.train.seed)
     with dtype_policy(_policy_name(cfg)), strategy.scope():
-        model = build_model(cfg)
-        model.compile(optimizer=make_optimizer(cfg))
+        model = build_model(cfg, classes=classes)
+        model.compile(optimizer=make_optimizer(cfg, total_steps))
         model.optimizer.build(model.trainable_variables)
     return model
 
@@ -506,8 +570,8 @@ def train(cfg: Config, options: TrainOptions, model: keras.Model | None = None,
     strategy); `extra_callbacks` are driven with the standard ones.
     """
     from cpc_tf.audio.cache import open_cache
-    from cpc_tf.audio.datasets import check_data_fits, split_clips, training_dataset
-    from cpc_tf.models.registry import check_fits
+    from cpc_tf.audio.datasets import check_data_fits, labelled_crops, split_clips, training_dataset
+    from cpc_tf.models.registry import check_fits, model_input_shape
 
     run = RunFolder(options.run_dir)
     strategy = strategy or make_strategy(cfg.train.strategy)
@@ -528,7 +592,10 @@ def train(cfg: Config, options: TrainOptions, model: keras.Model | None = None,
                        workers=cfg.data.decode_workers, progress=options.verbose > 0 and chief,
                        min_shards=cfg.data.min_shards, shard_seconds=cfg.data.shard_seconds)
     split = split_clips(cache, cfg)
-    check_data_fits(cfg, cache)
+    input_shape = model_input_shape(cfg)
+    check_data_fits(cfg, cache, input_shape)
+    classes, clip_labels = (_supervised_labels(cfg, cache, split, options.labels, audio_dir)
+                            if cfg.train.supervised else (None, {}))
     if options.verbose:
         print(f"cpc_tf: {cache.summary()}")
         print(f"cpc_tf: {split.describe()}; {replicas} replica(s), global batch {global_batch}")
@@ -545,14 +612,20 @@ def train(cfg: Config, options: TrainOptions, model: keras.Model | None = None,
         atomic_write_text(run.config_path, dump_config(cfg))
         run.write_state(audio_dir=os.path.abspath(audio_dir), cache=cache.root, status="training",
                         train_files=len(split.train), validation_files=len(split.validation),
-                        steps_per_epoch=steps, replicas=replicas, started=time.time())
+                        steps_per_epoch=steps, replicas=replicas, started=time.time(),
+                        **({"classes": classes} if classes else {}))
 
     def dataset_fn(ctx: tf.distribute.InputContext, epoch: int, training: bool) -> tf.data.Dataset:
         ids = split.train if training else split.validation
-        return training_dataset(cache, cfg, ids, ctx.get_per_replica_batch_size(global_batch),
-                                training=training, epoch=epoch, input_context=ctx)
+        batch = ctx.get_per_replica_batch_size(global_batch)
+        if cfg.train.supervised:
+            ids = [i for i in ids if i in clip_labels]
+            return labelled_crops(cache, cfg, ids, clip_labels, batch, training=training, epoch=epoch,
+                                  input_context=ctx, input_shape=input_shape)
+        return training_dataset(cache, cfg, ids, batch, training=training, epoch=epoch,
+                                input_context=ctx, input_shape=input_shape)
 
-    model = model or compile_model(cfg, strategy)
+    model = model or compile_model(cfg, strategy, total_steps=steps * cfg.train.epochs, classes=classes)
 
     scratch = tempfile.mkdtemp(prefix="cpc_tf_worker_") if not chief else ""
     try:
@@ -610,7 +683,10 @@ def export_savedmodel(model: keras.Model, path: str) -> None:
 
 
 def load_run_model(run_dir: str) -> keras.Model:
-    """The trained model of a run folder (``model.keras``, else the newest checkpoint)."""
+    """The trained model of a run folder (``model.keras``, else the newest checkpoint).
+
+    A supervised run's class list is read from run.json to rebuild it from a checkpoint.
+    """
     from cpc_tf.models.factory import build_model
 
     import cpc_tf.models  # noqa: F401  (registers the classes the .keras file names)
@@ -623,7 +699,7 @@ def load_run_model(run_dir: str) -> keras.Model:
                    if f.endswith(".weights.h5")) if os.path.isdir(run.checkpoint_dir) else []
     if not ckpts:
         raise DataError(f"{run_dir} has neither model.keras nor a checkpoint yet")
-    model = build_model(cfg)
+    model = build_model(cfg, classes=run.read_state().get("classes") if cfg.train.supervised else None)
     model.load_weights(os.path.join(run.checkpoint_dir, ckpts[-1]))
     return model
 

@@ -22,10 +22,11 @@ import tensorflow as tf
 
 from cpc_tf.audio import cache as audio_cache
 from cpc_tf.audio.cache import AudioCache, open_cache, parse_record
-from cpc_tf.audio.datasets import (check_data_fits, cpc_windows, simclr_views, split_clips,
-                                   training_dataset)
+from cpc_tf.audio import datasets
+from cpc_tf.audio.datasets import simclr_views, split_clips
 from cpc_tf.config import Config, from_dict, replace_keys
 from cpc_tf.errors import ConfigError, DataError
+from cpc_tf.models.registry import model_input_shape
 from cpc_tf.training import make_strategy
 
 from helpers import TINY_CPC, TINY_SIMCLR, set_flags, tiny_config
@@ -35,6 +36,20 @@ SEED_CROP = 30 * 588
 
 
 # ------------------------------------------------------------------ helpers
+# The builders take the model's input shape from the caller (audio/ never imports
+# models/); these wrappers pass the one the registry gives for the config.
+def cpc_windows(cache: AudioCache, cfg: Config, ids, batch: int, **kw) -> tf.data.Dataset:
+    return datasets.cpc_windows(cache, cfg, ids, batch, input_shape=model_input_shape(cfg), **kw)
+
+
+def training_dataset(cache: AudioCache, cfg: Config, ids, batch: int, **kw) -> tf.data.Dataset:
+    return datasets.training_dataset(cache, cfg, ids, batch, input_shape=model_input_shape(cfg), **kw)
+
+
+def check_data_fits(cfg: Config, cache: AudioCache) -> None:
+    datasets.check_data_fits(cfg, cache, model_input_shape(cfg))
+
+
 def write_noise(folder: Path, name: str, samples: int, rate: int, seed: int) -> Path:
     """A mono 16-bit WAV of white noise (every crop of it is unique)."""
     folder.mkdir(parents=True, exist_ok=True)

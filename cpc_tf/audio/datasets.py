@@ -14,8 +14,9 @@ Negatives are not loaded here: each batch's other examples are the negatives
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import tensorflow as tf
 
@@ -203,17 +204,25 @@ def _options(ds: tf.data.Dataset) -> tf.data.Dataset:
 
 
 # ------------------------------------------------------------------ public builders
-def check_data_fits(cfg: Config, cache: AudioCache) -> None:
+def _crop_length(input_shape: Sequence[int]) -> int:
+    """Samples in one model input: ``(T+k, W)`` windows or a ``(n,)`` waveform."""
+    n = 1
+    for d in input_shape:
+        n *= int(d)
+    return n
+
+
+def check_data_fits(cfg: Config, cache: AudioCache, input_shape: Sequence[int]) -> None:
     """Fail at start-up, naming the setting, when the crop cannot come from this data.
 
-    With ``short_clip_policy: pad`` a crop longer than every file would make every
+    ``input_shape`` is one example as the model takes it (``(T+k, W)`` CPC windows or
+    ``(n,)`` samples; :func:`cpc_tf.models.registry.model_input_shape`). With
+    ``short_clip_policy: pad`` a crop longer than every file would make every
     training example end in zeros (for CPC: identical, all-zero future windows), so it
     is refused; ``loop`` repeats short files instead and is always accepted.
     """
     longest = max((c.num_samples for c in cache.clips), default=0)
-    crop = cfg.crop_samples
-    if cfg.model.family == "cpc" and cfg.model.encoder != "frame":
-        crop = cfg.num_windows * cfg.window_samples
+    crop = _crop_length(input_shape)
     if cfg.data.short_clip_policy == "pad" and longest < crop:
         if cfg.data.crop_samples:
             what = f"data.crop_samples={cfg.data.crop_samples}"
@@ -225,36 +234,64 @@ def check_data_fits(cfg: Config, cache: AudioCache) -> None:
                           f"with zeros: shorten the crop or set data.short_clip_policy=loop")
 
 
-def cpc_windows(cache: AudioCache, cfg: Config, clip_ids: Sequence[int], batch_size: int,
-                training: bool = True, epoch: int = 0,
-                input_context: tf.distribute.InputContext | None = None) -> tf.data.Dataset:
-    """Batches for CPC: ``[B, T+k, W]`` windows (window mode) or ``[B, crop]`` (frame mode).
-
-    One random crop of (T+k)·W samples per record and pass, reshaped into T+k windows
-    (seed 004 §2.2.1: 4 s at 4410 Hz = 30 windows of 588). Endless: the engine takes a
-    fixed number of steps.
-    """
-    crop_len = cfg.crop_samples
-    windowed = cfg.model.encoder != "frame"
-    if windowed:
-        crop_len = cfg.num_windows * cfg.window_samples
+def _crops(cache: AudioCache, cfg: Config, clip_ids: Sequence[int], batch_size: int, training: bool,
+           epoch: int, input_context: tf.distribute.InputContext | None, input_shape: Sequence[int],
+           labels: Mapping[int, int] | None) -> tf.data.Dataset:
+    """One random crop per record and pass, shaped ``input_shape``; ``(crop, class)`` with labels."""
+    shape = [int(d) for d in input_shape]
+    crop_len = _crop_length(shape)
     policy = cfg.data.short_clip_policy
     keys = _stream_keys(cfg, training, epoch, input_context)
     ds = _records(cache, clip_ids, crop_len, shuffle=training, key=keys["files"],
                   input_context=input_context)
     ds = ds.repeat()  # the engine takes a fixed number of steps, also for validation
     ds = tf.data.Dataset.zip((ds, _seeds(keys["crops"])))
+    table = None
+    if labels is not None:
+        ids = sorted(labels)
+        table = tf.lookup.StaticHashTable(
+            tf.lookup.KeyValueTensorInitializer(tf.constant(ids, tf.int64),
+                                                tf.constant([labels[i] for i in ids], tf.int32)),
+            default_value=-1)
 
-    def crop(record: dict, s: tf.Tensor) -> tf.Tensor:
+    def crop(record: dict, s: tf.Tensor) -> Any:
         x, _ = random_crop(record["audio"], crop_len, s, policy)
-        if windowed:
-            x = tf.reshape(x, [cfg.num_windows, cfg.window_samples])
-        return x
+        x = tf.reshape(x, shape)
+        return x if table is None else (x, table.lookup(record["clip_id"]))
 
     ds = ds.map(crop, num_parallel_calls=AUTOTUNE, deterministic=True)
     if training:
         ds = ds.shuffle(cfg.data.shuffle_buffer, seed=keys["shuffle"] % 2**31)
     return _options(ds.batch(batch_size, drop_remainder=True).prefetch(AUTOTUNE))
+
+
+def labelled_crops(cache: AudioCache, cfg: Config, clip_ids: Sequence[int], labels: Mapping[int, int],
+                   batch_size: int, training: bool = True, epoch: int = 0,
+                   input_context: tf.distribute.InputContext | None = None, *,
+                   input_shape: Sequence[int]) -> tf.data.Dataset:
+    """Batches of ``(crops, class index)`` for supervised training (``train.supervised``).
+
+    ``labels`` maps clip id → class index; every id in ``clip_ids`` must have one.
+    Crops are cut as for CPC (see :func:`cpc_windows`).
+    """
+    missing = [i for i in clip_ids if i not in labels]
+    if missing:
+        raise DataError(f"{len(missing)} training file(s) have no label for supervised training")
+    return _crops(cache, cfg, clip_ids, batch_size, training, epoch, input_context, input_shape, labels)
+
+
+def cpc_windows(cache: AudioCache, cfg: Config, clip_ids: Sequence[int], batch_size: int,
+                training: bool = True, epoch: int = 0,
+                input_context: tf.distribute.InputContext | None = None, *,
+                input_shape: Sequence[int]) -> tf.data.Dataset:
+    """Batches for CPC: ``[B, T+k, W]`` windows (window mode) or ``[B, crop]`` (sequence mode).
+
+    ``input_shape`` is one example as the model takes it (see :func:`check_data_fits`).
+    One random crop of that many samples per record and pass, reshaped into T+k
+    windows when the shape has two axes (seed 004 §2.2.1: 4 s at 4410 Hz = 30 windows
+    of 588). Endless: the engine takes a fixed number of steps.
+    """
+    return _crops(cache, cfg, clip_ids, batch_size, training, epoch, input_context, input_shape, None)
 
 
 def simclr_views(cache: AudioCache, cfg: Config, clip_ids: Sequence[int], batch_size: int,
@@ -284,7 +321,7 @@ def simclr_views(cache: AudioCache, cfg: Config, clip_ids: Sequence[int], batch_
     if training:
         ds = ds.shuffle(max(8, min(cfg.data.shuffle_buffer, 256)), seed=keys["shuffle"] % 2**31)
     ds = ds.batch(batch_size, drop_remainder=True)
-    if training and cfg.augment.enabled and cfg.augment.where == "pipeline":
+    if training and cfg.augment.enabled and cfg.augment.where == "pipeline" and cfg.augment.chain == "waveform":
         from cpc_tf.dsp.augment import augment_batch
 
         aug_cfg, rate = cfg.augment, cfg.data.sample_rate
@@ -302,8 +339,11 @@ def simclr_views(cache: AudioCache, cfg: Config, clip_ids: Sequence[int], batch_
 
 def training_dataset(cache: AudioCache, cfg: Config, clip_ids: Sequence[int], batch_size: int,
                      training: bool = True, epoch: int = 0,
-                     input_context: tf.distribute.InputContext | None = None) -> tf.data.Dataset:
-    """The right builder for the config's model family."""
-    build = cpc_windows if cfg.model.family == "cpc" else simclr_views
-    return build(cache, cfg, clip_ids, batch_size, training=training, epoch=epoch,
-                 input_context=input_context)
+                     input_context: tf.distribute.InputContext | None = None, *,
+                     input_shape: Sequence[int]) -> tf.data.Dataset:
+    """The right builder for the config's model family (``input_shape``: one CPC example)."""
+    if cfg.model.family == "cpc":
+        return cpc_windows(cache, cfg, clip_ids, batch_size, training=training, epoch=epoch,
+                           input_context=input_context, input_shape=input_shape)
+    return simclr_views(cache, cfg, clip_ids, batch_size, training=training, epoch=epoch,
+                        input_context=input_context)
