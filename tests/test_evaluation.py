@@ -306,9 +306,12 @@ def test_plain_array_helpers_split_by_file_and_probe_string_labels():
     tr, te = split_by_file(emb.paths, emb.labels, test_fraction=0.25, seed=0)
     assert len(tr) + len(te) == len(emb) and not set(emb.paths[tr]) & set(emb.paths[te])
     res = train_probe(emb.embeddings[tr], emb.labels[tr], emb.embeddings[te], emb.labels[te],
-                      fast_cfg(probe_epochs=5))
+                      fast_cfg(probe_epochs=5, classifier="linear"))
     assert res.classes == ["class0", "class1", "class2"] and res.accuracy >= 0.9
     assert res.probs.shape == (len(te), 3) and len(res.history["loss"]) == 5
+    res = train_probe(emb.embeddings[tr], emb.labels[tr], emb.embeddings[te], emb.labels[te], fast_cfg())
+    assert res.classes == ["class0", "class1", "class2"] and res.accuracy >= 0.9
+    assert res.probs.shape == (len(te), 3) and res.monitor == "cross-validation"
 
 
 def test_autoencoder_matches_table_4():
@@ -340,7 +343,8 @@ def test_report_multilabel_end_to_end(tmp_path):
     labels = [["rock", "pop", "jazz", "rock;guitar", "pop;guitar"][f % 5] for f in range(50)]
     emb = write_npz(tmp_path / "ml.npz", n_files=50, labels=labels, crops=3)
     out = tmp_path / "rep"
-    result = evaluate(emb, fast_cfg(early_stopping_patience=2, probe_epochs=6), out, test_fraction=0.3)
+    result = evaluate(emb, fast_cfg(early_stopping_patience=2, probe_epochs=6, classifier="linear"), out,
+                      test_fraction=0.3)
     assert result["task"] == "multi-label" and result["primary_metric"] == "pr_auc_tag"
     crop = result["results"]["model"]["crop"]
     assert set(crop) == {"roc_auc_tag", "pr_auc_tag", "roc_auc_clip", "pr_auc_clip", "macro_f1"}
@@ -437,7 +441,9 @@ def test_cli_end_to_end_with_baseline_and_label_fractions(tmp_path):
                  "name: toy_run", "| holdout | 36 | 144 | 12 | 48 |"):
         assert text in report
     for name in ("confusion_matrix.png", "confusion_matrix_baseline.png", "tsne_classes.png",
-                 "tsne_train_test.png", "probe_curves.png", "pretrain_loss.png", "data_efficiency.png"):
+                 "tsne_train_test.png", "pretrain_loss.png", "data_efficiency.png"):
         assert_not_blank(out / name)
         assert name in result["figures"]
+    # the default probe is a logistic regression: no epochs, so no curves to draw
+    assert "probe_curves.png" not in result["figures"] and not (out / "probe_curves.png").exists()
     assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]

@@ -126,10 +126,13 @@ def _cv_folds(files: np.ndarray, y: np.ndarray, k: int, seed: int) -> list[tuple
     x = np.zeros((len(y), 1))
     import warnings
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # "least populated class" notices: the folds still work
-        folds = list(StratifiedGroupKFold(k, shuffle=True, random_state=seed).split(x, strat, groups))
-    if any(len(te) == 0 or len(tr) == 0 for tr, te in folds):
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "least populated class" notices: the folds still work
+            folds = list(StratifiedGroupKFold(k, shuffle=True, random_state=seed).split(x, strat, groups))
+    except ValueError:  # a class with fewer members than folds (newer scikit-learn refuses)
+        folds = []
+    if not folds or any(len(te) == 0 or len(tr) == 0 for tr, te in folds):
         folds = list(GroupKFold(k).split(x, strat, groups))
     return folds
 
