@@ -67,10 +67,6 @@ def model_input_length(cfg: Config) -> int:
     return int(np.prod(model_input_shape(cfg)))
 
 
-def _shape_for_model(cfg: Config, crops: tf.Tensor) -> tf.Tensor:
-    from cpc_tf.models.registry import model_input_shape
-
-    return tf.reshape(crops, [-1, *model_input_shape(cfg)])
 
 
 def _hop_samples(cfg: Config, length: int) -> int:
@@ -183,9 +179,13 @@ def extract_embeddings(model: Any, cfg: Config, cache: AudioCache,
     base = getattr(model, "base", model)  # a supervised run wraps its family's model
     kind = cpc_representation(cfg) if cfg.model.family == "cpc" else None
 
+    from cpc_tf.models.registry import model_input_shape
+
+    input_shape = list(model_input_shape(cfg))  # builds a probe encoder: outside the tf.function
+
     @tf.function(reduce_retracing=True)
     def embed(x: tf.Tensor) -> dict[str, tf.Tensor]:
-        x = _shape_for_model(cfg, x)
+        x = tf.reshape(x, [-1, *input_shape])
         rep = base.representation(x, kind=kind) if kind else model(x, training=False)
         out = {"embedding": tf.cast(rep, tf.float32)}
         if frame_level:

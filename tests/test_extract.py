@@ -27,7 +27,7 @@ from cpc_tf.extract import ExtractOptions, crop_dataset, extract, extract_embedd
 from helpers import TINY_CPC, TINY_SIMCLR, run_cli, set_flags, tiny_config
 
 CONTRACT_KEYS = {"embeddings", "paths", "labels", "crop_start", "clip_index", "run", "model"}
-EXTRA_KEYS = {"config", "skipped_paths", "skipped_reasons"}
+EXTRA_KEYS = {"config", "skipped_paths", "skipped_reasons", "audio_dir", "label_source"}
 RATE = 8000                 # rate of the files on disk
 MODEL_RATE = TINY_CPC["data"]["sample_rate"]
 TINY_SECONDS = 0.1          # the short clip: far below the 1.2 s tiny crop and the 4 s seed crop
@@ -355,7 +355,7 @@ def test_train_extract_evaluate_end_to_end(trained, folder):
     assert res.returncode == 0, res.stderr[-2000:]
     metrics = json.loads((report / "metrics.json").read_text())
     assert set(metrics["classes"]) == {"low", "high"}
-    for name in ("model", "baseline"):
+    for name in ("model", "random-init"):
         acc = metrics["results"][name]["file"]["accuracy"]
         assert acc["n"] == 2 and 0.0 <= acc["mean"] <= 1.0
     text = (report / "report.md").read_text()
