@@ -360,3 +360,20 @@ def test_train_extract_evaluate_end_to_end(trained, folder):
         assert acc["n"] == 2 and 0.0 <= acc["mean"] <= 1.0
     text = (report / "report.md").read_text()
     assert "baseline" in text.lower() and "accuracy" in text.lower()
+
+
+def test_mfcc_features_skip_and_count_bad_files(folder, tmp_path):
+    """`extract --features mfcc`: one row per decodable file, the corrupt one skipped and counted."""
+    out = tmp_path / "mfcc.npz"
+    res = run_cli("extract", "--features", "mfcc", "--audio-dir", str(folder), "--out", str(out),
+                  "--labels", "folder", "--cache-dir", str(tmp_path / "cache"))
+    assert res.returncode == 0 and "Traceback" not in res.stderr, res.stderr[-2000:]
+    d = _load(out)
+    good = [p for p in _durations(folder)]
+    assert sorted(d["paths"].tolist()) == sorted(good) and "high/8_cat_9.wav" not in good
+    assert d["embeddings"].shape == (len(good), 40)          # mean and std of 20 MFCCs
+    assert np.isfinite(d["embeddings"]).all() and str(d["run"]) == "features:mfcc"
+    assert d["skipped_paths"].tolist() == ["high/8_cat_9.wav"] and d["skipped_reasons"].tolist() == ["corrupt"]
+    assert "skipped, corrupt (1): high/8_cat_9.wav" in res.stdout
+    bad = run_cli("extract", "--features", "chroma", "--audio-dir", str(folder), "--out", str(tmp_path / "c.npz"))
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and "mfcc" in bad.stderr

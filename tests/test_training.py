@@ -256,3 +256,90 @@ def test_a_failed_export_is_one_error_and_keeps_the_trained_model(audio_dir, tmp
                                                   cache_dir=str(tmp_path / "cache"), verbose=0))
     assert (run / "model.keras").is_file() and (run / "encoder.keras").is_file()
     assert json.loads((run / "run.json").read_text())["status"] == "finished"
+
+
+def test_negative_queue_on_two_replicas_equals_one_device():
+    """Two steps with a queue: the second step's loss uses the first step's codes, which
+    every replica pushed as the same gathered global batch (in global order)."""
+    cpus = tf.config.list_logical_devices("CPU")
+    if len(cpus) < 2:
+        pytest.skip("needs two logical CPU devices")
+    mirrored = tf.distribute.MirroredStrategy([c.name for c in cpus[:2]],
+                                              cross_device_ops=tf.distribute.ReductionToOneDevice())
+    rng = np.random.default_rng(2)
+    batches = [rng.normal(size=(8, 6, 800)).astype("float32") for _ in range(2)]
+
+    def dataset_fn(ctx, epoch, training):
+        per = ctx.get_per_replica_batch_size(8)
+        lo = ctx.input_pipeline_id * per
+        return tf.data.Dataset.from_tensor_slices(np.stack([b[lo: lo + 8] for b in batches])).unbatch() \
+            .batch(per).repeat()
+
+    sections = {"train": {"optimizer": "sgd", "beta_1": 0.0, "learning_rate": 1e-8},
+                "model": {"prediction": "all", "negatives": "batch", "queue_size": 100,
+                          "conv1d": {"filters": 16, "hidden_units": 32, "dropout": 0.0, "norm": "layer"}}}
+    _, single = _tiny_model(**sections)
+    _, multi = _tiny_model(mirrored, **sections)
+    t1 = Trainer(single, tf.distribute.get_strategy(), dataset_fn)
+    t2 = Trainer(multi, mirrored, dataset_fn)
+    it1, it2 = iter(t1._dist(0, True)), iter(t2._dist(0, True))
+    for step in range(2):
+        out1, out2 = t1.train_fn(next(it1)), t2.train_fn(next(it2))
+        assert float(out2["loss"]) == pytest.approx(float(out1["loss"]), rel=1e-5), step
+    assert int(single.queue.count.numpy()) == int(multi.queue.count.numpy()) == 96  # 2 steps × 8 clips × 6
+    np.testing.assert_allclose(multi.queue.codes.numpy(), single.queue.codes.numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_negative_queue_survives_resume(audio_dir, tmp_path):
+    """A queue that is not yet full keeps counting across --resume (it lives in the checkpoints)."""
+    from cpc_tf.config import replace_keys
+    from cpc_tf.training import TrainOptions, load_run_model, train
+
+    cfg = tiny_config(TINY_CPC, train={"epochs": 1, "steps_per_epoch": 3},
+                      model={"prediction": "all", "negatives": "batch", "queue_size": 500})
+    options = TrainOptions(run_dir=str(tmp_path / "run"), audio_dir=str(audio_dir),
+                           cache_dir=str(tmp_path / "cache"), verbose=0)
+    train(cfg, options)
+    per_epoch = 3 * cfg.train.batch_size * cfg.num_windows             # 3 steps × 4 clips × 6 windows
+    first = load_run_model(options.run_dir)
+    assert int(first.queue.count.numpy()) == per_epoch
+    saved = first.queue.codes.numpy()[:per_epoch]
+    assert np.abs(saved).sum() > 0
+    train(replace_keys(cfg, {"train.epochs": 2}),
+          TrainOptions(run_dir=options.run_dir, audio_dir=str(audio_dir), cache_dir=str(tmp_path / "cache"),
+                       resume=True, verbose=0))
+    resumed = load_run_model(options.run_dir)
+    assert int(resumed.queue.count.numpy()) == 2 * per_epoch           # not restarted from empty
+    # epoch 1's codes moved down the queue, below epoch 2's
+    np.testing.assert_allclose(resumed.queue.codes.numpy()[per_epoch: 2 * per_epoch], saved, rtol=1e-6)
+
+
+def test_supervised_trains_the_encoder_with_labels_and_refuses_bad_labels(audio_dir, tmp_path):
+    run = tmp_path / "sup"
+    out = run_cli("train", "--audio-dir", str(audio_dir), "--out", str(run), "--cache-dir", str(tmp_path / "cache"),
+                  "--supervised", "--labels", "folder", *set_flags(TINY_CPC))
+    assert out.returncode == 0, out.stderr[-3000:]
+    rows = _history(run / "history.csv")
+    assert {"loss", "accuracy"} <= set(rows[0]), rows[0]
+    model = keras.saving.load_model(run / "model.keras")
+    x = np.random.default_rng(0).normal(size=(3, 6, 800)).astype("float32")
+    assert model(x).shape == (3, 16)                              # call: the representation, as extract sees it
+    assert model.logits(x).shape == (3, 2) and model.classes == ["drums", "strings"]
+    # no labels in a flat folder; one class only: one line each, exit 2, no run started
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    for p in sorted(audio_dir.rglob("*.wav"))[:3]:
+        (flat / p.name).write_bytes(p.read_bytes())
+    for args, needle in ((["--audio-dir", str(flat)], "two classes"),
+                         (["--audio-dir", str(audio_dir), "--labels", r"regex:_(\d)"], "two classes"),
+                         (["--audio-dir", str(audio_dir), "--labels", "folder"], None)):
+        target = tmp_path / f"bad{len(args)}_{needle is None}"
+        argv = ["train", *args, "--out", str(target), *set_flags(TINY_CPC)]
+        if needle is None:   # --labels without --supervised
+            res = run_cli(*argv)
+            needle = "for --supervised runs"
+        else:
+            res = run_cli(*argv[:1], "--supervised", *argv[1:])
+        assert res.returncode == 2, res.stderr[-2000:]
+        assert len(res.stderr.strip().splitlines()) == 1 and needle in res.stderr, res.stderr
+        assert not (target / "config.yaml").exists()   # a retry is a fresh start, not a --resume

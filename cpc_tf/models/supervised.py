@@ -55,7 +55,8 @@ class SupervisedModel(ContrastiveModel):
 
     def logits(self, x: tf.Tensor, training: bool = False) -> tf.Tensor:
         """Class scores ``[B, classes]`` (float32)."""
-        return self.head(tf.cast(self(x, training=training), tf.float32))
+        # the wrapped model directly: ``self(x)`` would re-enter ``build`` while loading
+        return self.head(tf.cast(self.base(x, training=training), tf.float32))
 
     def contrastive_loss(self, data: Any, training: bool) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
         x, y = data[0], tf.cast(data[1], tf.int32)
