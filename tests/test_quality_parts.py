@@ -166,3 +166,22 @@ def test_every_family_gets_adamw_with_warmup_and_cosine():
         opt = make_optimizer(cfg, total_steps=50)
         assert type(opt).__name__ == "AdamW" and isinstance(opt.learning_rate_schedule if hasattr(
             opt, "learning_rate_schedule") else opt._learning_rate, WarmupSchedule)
+
+
+def test_compare_sources_by_hand():
+    """2σ = 2·sqrt(sd_m² + p_m(1-p_m)/n + sd_b² + p_b(1-p_b)/n); two folds of 50 files: n = 100."""
+    from cpc_tf.evaluation.report import compare_sources
+
+    runs = [{"split": "fold1", "seed": 0, "test_files": 50}, {"split": "fold2", "seed": 0, "test_files": 50}]
+
+    def source(mean: float, std: float) -> dict:
+        return {"file": {"accuracy": {"mean": mean, "std": std}}, "runs": runs}
+
+    rows = compare_sources({"model": source(0.92, 0.0), "random-init": source(0.80, 0.0),
+                            "mfcc": source(0.88, 0.02)}, "accuracy")
+    by = {r["baseline"]: r for r in rows}
+    assert by["random-init"]["two_sigma"] == pytest.approx(2 * math.sqrt(0.92 * 0.08 / 100 + 0.8 * 0.2 / 100))
+    assert by["random-init"]["difference"] == pytest.approx(0.12) and by["random-init"]["beyond_spread"]
+    assert by["mfcc"]["two_sigma"] == pytest.approx(
+        2 * math.sqrt(0.92 * 0.08 / 100 + 0.02 ** 2 + 0.88 * 0.12 / 100))
+    assert not by["mfcc"]["beyond_spread"]                  # 0.04 < 0.094

@@ -292,12 +292,22 @@ def _split_counts(plan: SplitPlan, model: Source) -> list[dict[str, Any]]:
 
 def spread(stat: dict[str, Any], test_files: float | None, binomial: bool) -> float:
     """One standard deviation of a headline number: over the runs (splits × seeds), and,
-    for an accuracy, the sampling error of the test files, sqrt(p(1-p)/n), on top."""
+    for an accuracy, the sampling error of the `test_files` it rests on, sqrt(p(1-p)/n),
+    on top."""
     sd = float(stat.get("std") or 0.0)
     if binomial and test_files:
         p = float(stat["mean"])
         sd = math.sqrt(sd ** 2 + p * (1.0 - p) / test_files)
     return sd
+
+
+def _tested_files(runs: list[dict[str, Any]]) -> float | None:
+    """Files behind one seed's headline number: every split's test files (k folds test
+    every file once, so the fold-mean accuracy rests on all of them)."""
+    if not runs:
+        return None
+    seeds = {r.get("seed") for r in runs}
+    return sum(r["test_files"] for r in runs) / max(1, len(seeds))
 
 
 def compare_sources(results: dict[str, Any], metric: str) -> list[dict[str, Any]]:
@@ -315,8 +325,7 @@ def compare_sources(results: dict[str, Any], metric: str) -> list[dict[str, Any]
         if name == "model" or not m or not b or m.get("mean") is None or b.get("mean") is None:
             continue
         binomial = metric == "accuracy"
-        n_model = np.mean([r["test_files"] for r in model["runs"]]) if model["runs"] else None
-        n_base = np.mean([r["test_files"] for r in res["runs"]]) if res["runs"] else None
+        n_model, n_base = _tested_files(model["runs"]), _tested_files(res["runs"])
         sigma = math.sqrt(spread(m, n_model, binomial) ** 2 + spread(b, n_base, binomial) ** 2)
         diff = float(m["mean"]) - float(b["mean"])
         rows.append({"baseline": name, "metric": metric, "level": "file", "model": m["mean"],
