@@ -57,7 +57,7 @@ def measure_extract(n_files: int, crops_per_file: int = 10) -> dict:
     import keras
 
     from cpc_tf.audio.cache import open_cache
-    from cpc_tf.commands import resolve_config_path
+    from cpc_tf.config import resolve_config_path
     from cpc_tf.config import load_config
     from cpc_tf.extract import ExtractOptions, extract
     from cpc_tf.models.factory import build_model

@@ -190,7 +190,7 @@ def main() -> None:
     if not FSDD.is_dir():
         sys.exit(f"FSDD not found at {FSDD}")
 
-    from cpc_tf.commands import resolve_config_path
+    from cpc_tf.config import resolve_config_path
     from cpc_tf.config import load_config, replace_keys
     from cpc_tf.extract import ExtractOptions, extract_features
     from cpc_tf.references import random_init_model

@@ -9,27 +9,9 @@ from __future__ import annotations
 
 import argparse
 import os
-from pathlib import Path
 
-from cpc_tf.config import Config, load_config
+from cpc_tf.config import Config, load_config, resolve_config_path
 from cpc_tf.errors import ConfigError
-
-PRESET_DIR = Path(__file__).resolve().parent.parent / "configs"
-
-
-def resolve_config_path(name: str | None) -> str | None:
-    """A config path as given, or a preset name such as ``cpc_conv1d_gru`` from configs/."""
-    if not name:
-        return None
-    if os.path.exists(name):
-        return name
-    for candidate in (PRESET_DIR / name, PRESET_DIR / f"{name}.yaml"):
-        if candidate.is_file():
-            return str(candidate)
-    presets = sorted(p.stem for p in PRESET_DIR.glob("*.yaml")) if PRESET_DIR.is_dir() else []
-    hint = f" (presets: {', '.join(presets)})" if presets else ""
-    raise ConfigError(f"config file not found: {name}{hint}")
-
 
 def config_from_args(args: argparse.Namespace, extra: list[str] | None = None) -> Config:
     """Load --config with --set overrides, plus any CLI shortcuts given as `extra`."""

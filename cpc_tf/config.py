@@ -18,6 +18,7 @@ import os
 import types
 import typing
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal, Union
 
 import yaml
@@ -707,3 +708,20 @@ def validate(cfg: Config) -> None:
         raise ConfigError("eval.folds=1 is not a split; use 0 (single split) or >= 2")
     if any(not 0 < f <= 1 for f in cfg.eval.label_fractions):
         raise ConfigError(f"eval.label_fractions must lie in (0, 1], got {cfg.eval.label_fractions}")
+
+
+PRESET_DIR = Path(__file__).resolve().parent.parent / "configs"  # the preset YAML files
+
+
+def resolve_config_path(name: str | None) -> str | None:
+    """A config path as given, or a preset name such as ``cpc_conv1d_gru`` from configs/."""
+    if not name:
+        return None
+    if os.path.exists(name):
+        return name
+    for candidate in (PRESET_DIR / name, PRESET_DIR / f"{name}.yaml"):
+        if candidate.is_file():
+            return str(candidate)
+    presets = sorted(p.stem for p in PRESET_DIR.glob("*.yaml")) if PRESET_DIR.is_dir() else []
+    hint = f" (presets: {', '.join(presets)})" if presets else ""
+    raise ConfigError(f"config file not found: {name}{hint}")

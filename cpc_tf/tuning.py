@@ -289,7 +289,7 @@ def load_sweep(path: str, overrides: list[str] | None = None, labels: str | None
     base_name = data.pop("base", None)
     mapping: dict[str, Any] = {}
     if base_name:
-        from cpc_tf.commands import resolve_config_path
+        from cpc_tf.config import resolve_config_path
         mapping = read_yaml(resolve_config_path(str(base_name)))
         mapping.pop("sweep", None)
         mapping.pop("base", None)

@@ -20,7 +20,7 @@ import tensorflow as tf
 import yaml
 
 from cpc_tf.audio.cache import open_cache, parse_record
-from cpc_tf.commands import resolve_config_path
+from cpc_tf.config import resolve_config_path
 from cpc_tf.config import Config, load_config
 from cpc_tf.errors import ConfigError
 from cpc_tf.extract import ExtractOptions, crop_dataset, extract, extract_embeddings, model_input_length
