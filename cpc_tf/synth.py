@@ -33,6 +33,9 @@ class SynthSpec:
     seconds: float = 5.0
     sample_rate: int = 22050
     seed: int = 0
+    #: background noise: pink noise at a signal-to-noise ratio drawn per clip from this
+    #: range (dB); None = clean clips
+    snr_db: tuple[float, float] | None = None
 
 
 def _envelope(n: int, attack: int, release: int) -> np.ndarray:
@@ -123,25 +126,51 @@ def _texture(rng: np.random.Generator, n: int, sr: int) -> np.ndarray:
     return sig * (0.6 + 0.4 * np.sin(2 * np.pi * rng.uniform(0.2, 0.6) * t))
 
 
-def _glides(rng: np.random.Generator, n: int, sr: int) -> np.ndarray:
-    """A train of harmonic pitch glides, each rising, under a symmetric (Hann) envelope.
+def _harmonic_tone(freq: np.ndarray, sr: int) -> np.ndarray:
+    """Five harmonics (amplitudes 0.6**k) following the instantaneous frequency `freq`."""
+    phase = 2 * np.pi * np.cumsum(freq) / sr
+    top = float(np.max(freq))
+    return sum((0.6 ** k) * np.sin(k * phase) for k in range(1, 6) if top * k < sr / 2)
 
-    ``falling`` is the same signal reversed in time, so the two classes have exactly the
+
+def _glides(rng: np.random.Generator, n: int, sr: int) -> np.ndarray:
+    """A train of slow harmonic pitch glides, each rising, under a symmetric (Hann) envelope.
+
+    ``falling`` is the same kind of signal reversed in time, so the two classes have the
     same distribution of short-time spectra and loudness: only the order of the frames
-    tells them apart.
+    tells them apart. The glides are slow (0.6-1.2 s for half an octave to an octave), so
+    two neighbouring 10 ms frames look alike and the direction shows only over many.
     """
     out = np.zeros(n)
     pos = 0
     while pos < n:
-        m = min(int(rng.uniform(0.15, 0.4) * sr), n - pos)
+        m = min(int(rng.uniform(0.6, 1.2) * sr), n - pos)
         f_start = 440.0 * 2 ** rng.uniform(-1.5, 0.5)
-        octaves = rng.uniform(0.5, 1.5)
+        octaves = rng.uniform(0.5, 1.0)
         t = np.arange(m) / sr
         freq = f_start * 2 ** (octaves * t / max(t[-1], 1e-9))
-        phase = 2 * np.pi * np.cumsum(freq) / sr
-        tone = sum((0.6 ** k) * np.sin(k * phase) for k in range(1, 6) if f_start * 2 ** octaves * k < sr / 2)
-        out[pos: pos + m] += tone * np.hanning(m)
+        out[pos: pos + m] += _harmonic_tone(freq, sr) * np.hanning(m)
         pos += m + int(rng.uniform(0.0, 0.05) * sr)
+    return out
+
+
+def _scales(rng: np.random.Generator, n: int, sr: int) -> np.ndarray:
+    """Runs of 6-10 notes climbing a major scale from a random tonic, each note under the
+    same envelope; ``descending`` is its time reverse (the same notes, in the opposite order)."""
+    steps = np.array([0, 2, 4, 5, 7, 9, 11, 12, 14, 16])
+    out = np.zeros(n)
+    pos = 0
+    while pos < n:
+        tonic = 48 + int(rng.integers(0, 19))
+        note = int(rng.uniform(0.08, 0.16) * sr)
+        for step in steps[: int(rng.integers(6, 11))]:
+            m = min(note, n - pos)
+            if m <= 0:
+                break
+            freq = np.full(m, 440.0 * 2 ** ((tonic + step - 69) / 12))
+            out[pos: pos + m] += _harmonic_tone(freq, sr) * np.hanning(m)
+            pos += m
+        pos += int(rng.uniform(0.05, 0.2) * sr)
     return out
 
 
@@ -153,19 +182,43 @@ def _falling(rng: np.random.Generator, n: int, sr: int) -> np.ndarray:
     return _glides(rng, n, sr)[::-1].copy()
 
 
+def _ascending(rng: np.random.Generator, n: int, sr: int) -> np.ndarray:
+    return _scales(rng, n, sr)
+
+
+def _descending(rng: np.random.Generator, n: int, sr: int) -> np.ndarray:
+    return _scales(rng, n, sr)[::-1].copy()
+
+
 _RENDERERS = {"strings": _strings, "winds": _winds, "bells": _bells, "drums": _drums, "texture": _texture,
-              "rising": _rising, "falling": _falling}
+              "rising": _rising, "falling": _falling, "ascending": _ascending, "descending": _descending}
 #: Classes that differ only in the order of their frames (time-reversed twins).
-TEMPORAL_CLASSES = ("rising", "falling")
+TEMPORAL_CLASSES = ("rising", "falling", "ascending", "descending")
 
 
-def synth_clip(kind: str, seconds: float, sample_rate: int, seed: int) -> np.ndarray:
-    """One clip of class `kind`, peak-normalised to 0.8, float32."""
+def pink_noise(rng: np.random.Generator, n: int) -> np.ndarray:
+    """Noise with a 1/f power spectrum (-3 dB per octave), unit RMS."""
+    spec = np.fft.rfft(rng.normal(size=n))
+    f = np.arange(spec.size, dtype=float)
+    f[0] = 1.0
+    x = np.fft.irfft(spec / np.sqrt(f), n)
+    return x / (np.sqrt(np.mean(x ** 2)) or 1.0)
+
+
+def synth_clip(kind: str, seconds: float, sample_rate: int, seed: int,
+               snr_db: tuple[float, float] | None = None) -> np.ndarray:
+    """One clip of class `kind`, peak-normalised to 0.8, float32.
+
+    With `snr_db`, pink noise is added at a signal-to-noise ratio drawn from that range.
+    """
     if kind not in _RENDERERS:
         raise ValueError(f"unknown synthetic class {kind!r}; choose from {', '.join(_RENDERERS)}")
     rng = np.random.default_rng(seed)
     n = int(round(seconds * sample_rate))
     sig = _RENDERERS[kind](rng, n, sample_rate)
+    if snr_db is not None:
+        rms = float(np.sqrt(np.mean(sig ** 2))) or 1.0
+        sig = sig + pink_noise(rng, n) * rms * 10 ** (-rng.uniform(*snr_db) / 20)
     sig = sig + 1e-4 * rng.normal(size=n)  # a faint noise floor, as in real recordings
     peak = float(np.max(np.abs(sig))) or 1.0
     return (0.8 * sig / peak).astype(np.float32)
@@ -184,7 +237,8 @@ def write_dataset(out_dir: str, spec: SynthSpec = SynthSpec()) -> list[str]:
         for i in range(spec.files_per_class):
             path = os.path.join(folder, f"{kind}_{i:03d}.wav")
             if not os.path.exists(path):
-                audio = synth_clip(kind, spec.seconds, spec.sample_rate, seed=spec.seed * 100_003 + c_idx * 1009 + i)
+                audio = synth_clip(kind, spec.seconds, spec.sample_rate, seed=spec.seed * 100_003 + c_idx * 1009 + i,
+                                   snr_db=spec.snr_db)
                 atomic_write(lambda tmp: sf.write(tmp, audio, spec.sample_rate, subtype="PCM_16"), path)
             paths.append(path)
     return paths
