@@ -571,7 +571,7 @@ def train(cfg: Config, options: TrainOptions, model: keras.Model | None = None,
     """
     from cpc_tf.audio.cache import open_cache
     from cpc_tf.audio.datasets import check_data_fits, labelled_crops, split_clips, training_dataset
-    from cpc_tf.models.registry import check_fits, model_input_shape
+    from cpc_tf.models.registry import check_fits, check_queue_fits, model_input_shape
 
     run = RunFolder(options.run_dir)
     strategy = strategy or make_strategy(cfg.train.strategy)
@@ -594,6 +594,8 @@ def train(cfg: Config, options: TrainOptions, model: keras.Model | None = None,
     split = split_clips(cache, cfg)
     input_shape = model_input_shape(cfg)
     check_data_fits(cfg, cache, input_shape)
+    if cfg.model.family == "cpc":
+        check_queue_fits(cfg, len(split.train))
     classes, clip_labels = (_supervised_labels(cfg, cache, split, options.labels, audio_dir)
                             if cfg.train.supervised else (None, {}))
     if options.verbose:

@@ -291,27 +291,40 @@ def test_negative_queue_on_two_replicas_equals_one_device():
 
 
 def test_negative_queue_survives_resume(audio_dir, tmp_path):
-    """A queue that is not yet full keeps counting across --resume (it lives in the checkpoints)."""
+    """The resumed run starts from the queue the first run saved, not from an empty one."""
     from cpc_tf.config import replace_keys
     from cpc_tf.training import TrainOptions, load_run_model, train
 
     cfg = tiny_config(TINY_CPC, train={"epochs": 1, "steps_per_epoch": 3},
-                      model={"prediction": "all", "negatives": "batch", "queue_size": 500})
+                      model={"prediction": "all", "negatives": "batch", "queue_size": 30})
     options = TrainOptions(run_dir=str(tmp_path / "run"), audio_dir=str(audio_dir),
                            cache_dir=str(tmp_path / "cache"), verbose=0)
     train(cfg, options)
-    per_epoch = 3 * cfg.train.batch_size * cfg.num_windows             # 3 steps × 4 clips × 6 windows
     first = load_run_model(options.run_dir)
-    assert int(first.queue.count.numpy()) == per_epoch
-    saved = first.queue.codes.numpy()[:per_epoch]
-    assert np.abs(saved).sum() > 0
+    saved = first.queue.codes.numpy()
+    assert int(first.queue.count.numpy()) == 30 and np.abs(saved).sum() > 0   # 72 codes pushed, 30 kept
+
+    seen = {}
+
+    class AtEpochStart(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            seen.setdefault(epoch, (int(self.model.queue.count.numpy()), self.model.queue.codes.numpy()))
+
     train(replace_keys(cfg, {"train.epochs": 2}),
           TrainOptions(run_dir=options.run_dir, audio_dir=str(audio_dir), cache_dir=str(tmp_path / "cache"),
-                       resume=True, verbose=0))
-    resumed = load_run_model(options.run_dir)
-    assert int(resumed.queue.count.numpy()) == 2 * per_epoch           # not restarted from empty
-    # epoch 1's codes moved down the queue, below epoch 2's
-    np.testing.assert_allclose(resumed.queue.codes.numpy()[per_epoch: 2 * per_epoch], saved, rtol=1e-6)
+                       resume=True, verbose=0), extra_callbacks=[AtEpochStart()])
+    assert list(seen) == [1]                                   # only the second epoch ran
+    count, codes = seen[1]
+    assert count == 30
+    np.testing.assert_array_equal(codes, saved)
+    assert not np.allclose(load_run_model(options.run_dir).queue.codes.numpy(), saved)   # and it moved on
+
+
+def test_a_queue_as_large_as_the_data_is_refused(audio_dir, tmp_path):
+    out = run_cli("train", "--audio-dir", str(audio_dir), "--out", str(tmp_path / "run"), *set_flags(TINY_CPC),
+                  "--set", "model.prediction=all", "--set", "model.negatives=batch", "--set", "model.queue_size=5000")
+    assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1, out.stderr[-2000:]
+    assert "model.queue_size=5000 is not smaller than the" in out.stderr
 
 
 def test_supervised_trains_the_encoder_with_labels_and_refuses_bad_labels(audio_dir, tmp_path):

@@ -304,6 +304,18 @@ def _check_cpc_objective(cfg: Config) -> None:
                           + (f" + model.queue_size={m.queue_size}" if m.queue_size else "") + ")")
 
 
+def check_queue_fits(cfg: Config, train_files: int) -> None:
+    """Refuse a negative queue that holds more codes than one pass over the training files
+    gives: it would keep codes of the very crop being predicted (MoCo's queue is a small
+    fraction of the data; He et al. 2020, §3.2)."""
+    per_pass = train_files * _code_positions(cfg)
+    if cfg.model.queue_size and cfg.model.queue_size >= per_pass:
+        raise ConfigError(f"model.queue_size={cfg.model.queue_size} is not smaller than the {per_pass} codes "
+                          f"of one pass over the data ({train_files} training files × {_code_positions(cfg)} "
+                          f"codes per crop), so the queue would hold codes of the clip being predicted; "
+                          f"use a queue below {per_pass}")
+
+
 # ====================================================================== encoders
 @register_encoder("conv1d", families=("cpc",), input_shape=lambda cfg: (cfg.window_samples,),
                   check=_check_conv1d)
