@@ -80,4 +80,6 @@ def test_tutorial_runs(workdir):
         ran += 1
     assert ran >= 15
     report = (workdir / "report" / "report.md").read_text()
-    assert "baseline" in report
+    for row in ("| **model** |", "| random-init |", "| mfcc |", "model − random-init", "model − mfcc"):
+        assert row in report, row
+    assert "the spread" in report
