@@ -67,8 +67,6 @@ def model_input_length(cfg: Config) -> int:
     return int(np.prod(model_input_shape(cfg)))
 
 
-
-
 def _hop_samples(cfg: Config, length: int) -> int:
     """Samples between sliding chunk starts: ``eval.hop_seconds``, or the chunk length."""
     if cfg.eval.hop_seconds <= 0:
@@ -173,14 +171,11 @@ def extract_embeddings(model: Any, cfg: Config, cache: AudioCache,
     if frame_level and cfg.model.family != "cpc":
         raise ConfigError("eval.frame_level (--frame-level) needs a CPC model: "
                           f"{cfg.model.family} has no frame sequence")
-    from cpc_tf.models.registry import cpc_representation
+    from cpc_tf.models.registry import cpc_representation, model_input_shape
 
     ds, total = crop_dataset(cache, cfg, cfg.eval.batch_size)
     base = getattr(model, "base", model)  # a supervised run wraps its family's model
     kind = cpc_representation(cfg) if cfg.model.family == "cpc" else None
-
-    from cpc_tf.models.registry import model_input_shape
-
     input_shape = list(model_input_shape(cfg))  # builds a probe encoder: outside the tf.function
 
     @tf.function(reduce_retracing=True)
