@@ -173,16 +173,19 @@ def test_bad_sweep_from_the_command_line(audio, tmp_path):
 
 
 def test_diverging_trial_is_failed_and_the_sweep_goes_on(audio, tmp_path, capsys):
-    # the seeded draws (train.seed 0) put a diverging trial before a completed one
-    space = {"train.learning_rate": {"choice": [1.0e30, 1.0e-3]}, "model.c_dim": {"int": [8, 16], "step": 8}}
+    # Four trials exhaust the four combinations, whatever order the seeded draws take: two diverge and two
+    # complete, and the earliest failure is never the last trial, so a trial after a failure must have run.
+    space = {"train.learning_rate": {"choice": [1.0e-3, 1.0e30]}, "model.c_dim": {"int": [8, 16], "step": 8}}
     out = tmp_path / "tune"
-    assert main(tune_args(audio, write_sweep(tmp_path / "sweep.yaml", space=space), out)) == 0
+    assert main(tune_args(audio, write_sweep(tmp_path / "sweep.yaml", space=space, max_trials=4), out)) == 0
     rows = read_rows(out)
-    assert len(rows) == 3
+    assert len(rows) == 4
     failed = [r for r in rows if r["status"] == "FAILED"]
     completed = [r for r in rows if r["status"] == "COMPLETED"]
-    assert failed and completed
-    assert min(int(r["trial"]) for r in failed) < max(int(r["trial"]) for r in completed)  # it went on
+    assert len(failed) == 2 and len(completed) == 2
+    assert {(float(r["train.learning_rate"]), int(r["model.c_dim"])) for r in rows} == {
+        (lr, c) for lr in (1e-3, 1e30) for c in (8, 16)}
+    assert min(int(r["trial"]) for r in failed) < max(int(r["trial"]) for r in rows)  # it went on
     for r in failed:
         assert float(r["train.learning_rate"]) == 1e30 and r["val_cpc_acc"] == ""
         assert "NaN" in r["error"]
