@@ -1,14 +1,28 @@
-# The two commands of the README's quickstart.
+# The README's commands. Everything runs in a project virtual environment, .venv, created on first use.
+# By default it sees the packages already installed for $(PYTHON) (TensorFlow is large); for a fully
+# isolated environment: `make VENV_FLAGS= test`.
 PYTHON ?= python3
+VENV ?= .venv
+VENV_FLAGS ?= --system-site-packages
 PIP_FLAGS ?= --disable-pip-version-check
+PY := $(VENV)/bin/python
 
-.PHONY: install demo test
+.PHONY: install demo test lint
 
-install:
-	$(PYTHON) -m pip install $(PIP_FLAGS) -q -e ".[test]"
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV_FLAGS) $(VENV)
+	$(PY) -m pip install $(PIP_FLAGS) -q -e ".[test,dev]"
+	touch $@
+
+install: $(VENV)/.installed
 
 demo: install
-	$(PYTHON) -m cpc_tf demo --out cpc_tf_demo
+	$(PY) -m cpc_tf demo --out cpc_tf_demo
 
 test: install
-	$(PYTHON) -m pytest -q tests
+	$(PY) -m pytest -q tests
+
+lint: install
+	$(PY) -m ruff check cpc_tf tests benchmarks
+	$(PY) -m ruff format --check cpc_tf tests benchmarks
+	$(PY) -m mypy
