@@ -19,6 +19,8 @@ import pytest
 
 from helpers import REPO_ROOT, synth_labelled_folder, synth_folder
 
+pytestmark = pytest.mark.docs
+
 TUTORIAL = REPO_ROOT / "tutorial.md"
 FENCE = re.compile(r"^```(\w*)\s*$")
 

@@ -37,6 +37,8 @@ import pytest
 
 from helpers import TINY_CPC, TINY_SIMCLR, set_flags, synth_folder, tiny_config
 
+pytestmark = pytest.mark.multiworker
+
 COLLECTIVE_TIMEOUT_S = 30  # a lost peer fails a collective after this, not the default 600 s
 RUN_TIMEOUT_S = 180  # one `cpc_tf train --workers 2` (TensorFlow start-up, tracing, 2 epochs)
 PROBE_BATCH = 8  # the fixed global batch of the one-step check: 4 examples per worker

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import nbformat
+import pytest
 from nbclient import NotebookClient
 
 from helpers import REPO_ROOT
@@ -17,6 +18,7 @@ def test_notebook_is_stored_without_outputs():
             assert not cell.outputs and cell.execution_count is None
 
 
+@pytest.mark.docs
 def test_quickstart_notebook_executes(tmp_path):
     nb = nbformat.read(NOTEBOOK, as_version=4)
     client = NotebookClient(nb, timeout=600, kernel_name="python3",

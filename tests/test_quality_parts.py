@@ -187,6 +187,7 @@ def test_compare_sources_by_hand():
     assert not by["mfcc"]["beyond_spread"]                  # 0.04 < 0.094
 
 
+@pytest.mark.slow
 def test_recommended_cpc_beats_random_init_on_temporal_classes(tmp_path):
     """The demo end to end (its full 500-step budget, ~4 minutes on 2 cores): on clips whose
     classes are each other's time reverse, the pre-trained cpc_wave is above its random
