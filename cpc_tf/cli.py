@@ -156,6 +156,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "(the supervised reference) instead of the self-supervised loss")
     p.add_argument("--labels", metavar="SOURCE",
                    help="with --supervised: folder | regex:PATTERN | csv:PATH (default data.labels)")
+    p.add_argument("--label-column", metavar="COLUMN",
+                   help="with --labels csv:PATH: the column that holds the labels (default: label/labels)")
     p.add_argument("--workers", type=int, default=0, metavar="N",
                    help="launch N local worker processes on 127.0.0.1 (multi-worker trial)")
     p.add_argument("--cache-dir", metavar="DIR", help="where the decoded cache lives")
@@ -177,6 +179,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pool", choices=["none", "mean", "mean_std"], default="none",
                    help="write one row per file: the mean (or mean and std) of its crop embeddings")
     p.add_argument("--labels", metavar="SOURCE", help="folder | regex:PATTERN | csv:PATH")
+    p.add_argument("--label-column", metavar="COLUMN",
+                   help="with --labels csv:PATH: the column that holds the labels (default: label/labels)")
     p.add_argument("--frame-level", action="store_true", help="also store frame-level features")
     p.add_argument("--cache-dir", metavar="DIR")
 
@@ -213,6 +217,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-trials", type=int, metavar="N")
     p.add_argument("--tuner", choices=["random", "bayesian", "hyperband"])
     p.add_argument("--labels", metavar="SOURCE", help="optimise downstream probe accuracy instead")
+    p.add_argument("--label-column", metavar="COLUMN",
+                   help="with --labels csv:PATH: the column that holds the labels (default: label/labels)")
     p.add_argument("--strategy", choices=["auto", "none", "mirrored"])
     p.add_argument("--cache-dir", metavar="DIR")
 
@@ -235,6 +241,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.print_help()
             return 2
         args.raw_argv = argv
+        if hasattr(args, "label_column"):
+            from cpc_tf.audio.labels import with_label_column
+
+            args.labels = with_label_column(args.labels, args.label_column)
         quiet_tensorflow(args.verbose)
         return int(args.func(args) or 0)
     except CpcTfError as exc:

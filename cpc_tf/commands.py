@@ -160,6 +160,7 @@ def extract(args: argparse.Namespace) -> int:
         payload = extract_features(config_from_args(args), ExtractOptions(
             audio_dir=args.audio_dir, out=args.out, labels=args.labels, cache_dir=args.cache_dir), args.features)
         _print_extracted(args.out, payload)
+        _print_label_warnings(args.labels, args.audio_dir, payload)
         return 0
     extra = []
     if args.crops_per_file is not None:
@@ -193,7 +194,20 @@ def extract(args: argparse.Namespace) -> int:
                                                      labels=args.labels, cache_dir=args.cache_dir),
                           pool=args.pool)
     _print_extracted(args.out, payload)
+    _print_label_warnings(args.labels, args.audio_dir, payload)
     return 0
+
+
+def _print_label_warnings(spec: str | None, audio_dir: str, payload: dict) -> None:
+    """CSV rows that name no file and files without a row, counted (see cpc_tf.audio.labels)."""
+    if not spec:
+        return
+    from cpc_tf.audio.labels import parse_label_source
+
+    source = parse_label_source(spec, audio_dir)
+    source.labels_for(sorted(set(payload["paths"].tolist())))
+    for warning in source.warnings:
+        print(f"cpc_tf: warning: labels: {warning}")
 
 
 def _print_extracted(out: str, payload: dict) -> None:

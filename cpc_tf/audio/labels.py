@@ -9,12 +9,19 @@ A label source is chosen by a short spec string:
     ``re.search`` on the file name (not the folders); the first capture group, or the
     whole match when the pattern has no group. ``regex:^(\\d)_`` gives the digit of a
     Free Spoken Digit Dataset file, ``regex:^\\d_([a-z]+)_`` its speaker.
-``csv:PATH``
-    rows of ``path,label[,label...]`` (tab-separated also works); paths are relative to
-    the audio folder, a cell may hold several tags separated by ';', a header row is
-    recognised and skipped. Multi-label results are the sorted tags joined with ';'.
+``csv:PATH`` (or ``csv:PATH#COLUMN``, which ``--label-column COLUMN`` writes)
+    a CSV or TSV table; paths are relative to the audio folder (absolute paths inside it
+    work too). With a header row, the columns are chosen by name: the path column is
+    ``path`` (or ``file``, ``filename``, ...), the label column is ``COLUMN`` when given,
+    else ``label``/``labels``/``tags``/``tag``, else the only other column; any further
+    column is ignored, and a table with several candidates and no choice is refused.
+    Without a header, every row is ``path,label``. A cell may hold several tags
+    separated by ';' (multi-label: the sorted tags joined with ';'). A file listed twice
+    with the same label is fine; with different labels it is an error naming the file.
 
-Unlabelled files get ''. Every mistake in a spec raises :class:`ConfigError`.
+Unlabelled files get ''. Every mistake in a spec raises :class:`ConfigError`, and so does
+a regex or CSV that labels no file of the folder; :meth:`LabelSource.labels_for` counts
+CSV rows that name no file, and files without a row, in :attr:`LabelSource.warnings`.
 """
 
 from __future__ import annotations
@@ -28,10 +35,12 @@ from collections.abc import Iterable
 
 from cpc_tf.errors import ConfigError
 
-__all__ = ["LabelSource", "FolderLabels", "RegexLabels", "CsvLabels", "parse_label_source", "normalise_path"]
+__all__ = ["LabelSource", "FolderLabels", "RegexLabels", "CsvLabels", "parse_label_source", "normalise_path",
+           "with_label_column"]
 
-_HEADER_NAMES = frozenset({"path", "file", "filename", "file_name", "filepath", "file_path", "name",
-                           "fname", "audio", "audio_path", "clip", "track", "id"})
+_HEADER_NAMES = ("path", "file", "filename", "file_name", "filepath", "file_path", "name",
+                 "fname", "audio", "audio_path", "clip", "track", "id")
+_LABEL_NAMES = ("label", "labels", "tags", "tag")
 
 
 def normalise_path(path: str) -> str:
@@ -53,8 +62,26 @@ class LabelSource(ABC):
         """The label of one file, '' when it has none."""
 
     def labels_for(self, rel_paths: Iterable[str]) -> list[str]:
-        """Labels of many files, in order."""
-        return [self.label_for(p) for p in rel_paths]
+        """Labels of many files, in order; refuses a source that labels none of them.
+
+        Raises:
+            ConfigError: a regex or CSV source that gives no file of a non-empty list a label
+                (the folder source may leave a flat folder unlabelled).
+        """
+        paths = list(rel_paths)
+        labels = [self.label_for(p) for p in paths]
+        if paths and self.must_label and not any(labels):
+            raise ConfigError(f"labels: {self.spec} gives no label to any of the {len(set(paths))} files "
+                              f"(first: {_shown(paths[0])})")
+        return labels
+
+    #: Whether labelling no file at all is a mistake of the spec rather than an unlabelled folder.
+    must_label: bool = False
+
+    @property
+    def warnings(self) -> list[str]:
+        """Counted problems found by the last :meth:`labels_for` (empty when none)."""
+        return []
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.spec!r})"
@@ -72,6 +99,8 @@ class FolderLabels(LabelSource):
 
 class RegexLabels(LabelSource):
     """The first capture group (or the whole match) of a regex searched on the file name."""
+
+    must_label = True
 
     def __init__(self, pattern: str) -> None:
         if not pattern:
@@ -95,11 +124,16 @@ class RegexLabels(LabelSource):
 class CsvLabels(LabelSource):
     """Labels listed in a CSV or TSV file (multi-label tags allowed)."""
 
-    def __init__(self, csv_path: str, audio_dir: str | os.PathLike[str] | None = None) -> None:
-        self.spec = f"csv:{csv_path}"
+    must_label = True
+
+    def __init__(self, csv_path: str, audio_dir: str | os.PathLike[str] | None = None,
+                 column: str | None = None) -> None:
+        self.spec = f"csv:{csv_path}" + (f"#{column}" if column else "")
         self.path = _find_csv(csv_path, audio_dir)
         self.audio_dir = os.path.abspath(os.fspath(audio_dir)) if audio_dir is not None else None
-        self._labels: dict[str, set[str]] = {}
+        self.column = column
+        self._labels: dict[str, frozenset[str]] = {}
+        self._warnings: list[str] = []
         self._read()
         names: dict[str, list[str]] = {}
         for p in self._labels:
@@ -118,17 +152,51 @@ class CsvLabels(LabelSource):
         first = next((ln for ln in text.splitlines() if ln.strip()), "")
         delimiter = "\t" if "\t" in first else ","
         rows = [r for r in csv.reader(text.splitlines(), delimiter=delimiter) if any(c.strip() for c in r)]
-        if rows and self._is_header(rows[0]):
-            rows = rows[1:]
+        header = rows[0] if rows and self._is_header(rows[0]) else None
+        path_col, label_col = self._columns(header, rows)
+        rows = rows[1:] if header else rows
         if not rows:
             raise ConfigError(f"labels: {self.path} lists no files")
-        for row in rows:
-            path = self._relative(row[0])
+        for line, row in enumerate(rows, start=2 if header else 1):
+            path = self._relative(row[path_col]) if path_col < len(row) else ""
             if not path:
                 continue
-            tags = self._labels.setdefault(path, set())
-            for cell in row[1:]:
-                tags.update(t.strip() for t in cell.split(";") if t.strip())
+            cell = row[label_col] if label_col < len(row) else ""
+            tags = frozenset(t.strip() for t in cell.split(";") if t.strip())
+            known = self._labels.get(path)
+            if known is not None and known != tags:
+                raise ConfigError(f"labels: {self.path} gives {_shown(path)} two different labels "
+                                  f"({_shown(';'.join(sorted(known)))} and {_shown(';'.join(sorted(tags)))}, "
+                                  f"row {line}); keep one row per file, with tags joined by ';'")
+            self._labels[path] = tags
+
+    def _columns(self, header: list[str] | None, rows: list[list[str]]) -> tuple[int, int]:
+        """(path column, label column), chosen by the header's names."""
+        if header is None:
+            if self.column:
+                raise ConfigError(f"labels: {self.path} has no header row, so it has no column named "
+                                  f"{_shown(self.column)}; add a header (e.g. path,label)")
+            widths = sorted({len(r) for r in rows})
+            if widths and widths[-1] > 2:
+                raise ConfigError(f"labels: {self.path} has rows of {widths[-1]} columns and no header; "
+                                  "add a header row naming the path and label columns (several tags of one "
+                                  "file go in one cell, separated by ';')")
+            return 0, 1
+        names = [h.strip().lower() for h in header]
+        path_col = next((names.index(n) for n in _HEADER_NAMES if n in names), 0)
+        others = [i for i in range(len(names)) if i != path_col]
+        if self.column:
+            if self.column.strip().lower() not in names:
+                raise ConfigError(f"labels: {self.path} has no column {_shown(self.column)}; its columns are "
+                                  + ", ".join(_shown(h) for h in header))
+            return path_col, names.index(self.column.strip().lower())
+        label_col = next((names.index(n) for n in _LABEL_NAMES if n in names), None)
+        if label_col is not None:
+            return path_col, label_col
+        if len(others) == 1:
+            return path_col, others[0]
+        raise ConfigError(f"labels: {self.path} has columns " + ", ".join(_shown(h) for h in header)
+                          + "; name the label column with --label-column (or csv:PATH#COLUMN)")
 
     def _is_header(self, row: list[str]) -> bool:
         first = row[0].strip().lower()
@@ -147,15 +215,41 @@ class CsvLabels(LabelSource):
                 pass
         return normalise_path(p)
 
-    def label_for(self, rel_path: str) -> str:
+    def _row_for(self, rel_path: str) -> str | None:
         p = normalise_path(rel_path)
-        tags = self._labels.get(p)
-        if tags is None:
-            alt = self._by_name.get(posixpath.basename(p))
-            if alt is None or "/" in alt:
-                return ""
-            tags = self._labels[alt]
-        return ";".join(sorted(tags))
+        if p in self._labels:
+            return p
+        alt = self._by_name.get(posixpath.basename(p))
+        return alt if alt is not None and "/" not in alt else None
+
+    def label_for(self, rel_path: str) -> str:
+        row = self._row_for(rel_path)
+        return ";".join(sorted(self._labels[row])) if row is not None else ""
+
+    def labels_for(self, rel_paths: Iterable[str]) -> list[str]:
+        paths = list(rel_paths)
+        labels = super().labels_for(paths)
+        used = {self._row_for(p) for p in paths}
+        unused = [r for r in self._labels if r not in used]
+        unlisted = sorted({p for p, lab in zip(paths, labels) if not lab})
+        self._warnings = []
+        if unused:
+            self._warnings.append(f"{len(unused)} of the {len(self._labels)} rows of {self.path} name no file "
+                                  f"of the audio folder (first: {_shown(unused[0])})")
+        if unlisted:
+            self._warnings.append(f"{len(unlisted)} of the {len(set(paths))} files have no label in "
+                                  f"{self.path} (first: {_shown(unlisted[0])})")
+        return labels
+
+    @property
+    def warnings(self) -> list[str]:
+        return list(self._warnings)
+
+
+def _shown(text: str, limit: int = 120) -> str:
+    """A name as it may be printed: control characters escaped, long values cut."""
+    shown = repr(text)
+    return shown if len(shown) <= limit else shown[:limit - 4] + "...'"
 
 
 def _find_csv(csv_path: str, audio_dir: str | os.PathLike[str] | None) -> str:
@@ -185,5 +279,28 @@ def parse_label_source(spec: str, audio_dir: str | os.PathLike[str] | None = Non
     if sep and kind == "regex":
         return RegexLabels(arg)
     if sep and kind in ("csv", "tsv"):
-        return CsvLabels(arg.strip(), audio_dir)
+        path, column = _split_column(arg.strip(), audio_dir)
+        return CsvLabels(path, audio_dir, column)
     raise ConfigError(f"labels: unknown label source {spec!r}; use folder, regex:PATTERN or csv:PATH")
+
+
+def _split_column(arg: str, audio_dir: str | os.PathLike[str] | None) -> tuple[str, str | None]:
+    """``PATH#COLUMN`` -> (PATH, COLUMN); a path that exists as given keeps its '#'."""
+    path, sep, column = arg.rpartition("#")
+    if not sep or not column or os.path.isfile(os.path.expanduser(arg)) or (
+            audio_dir is not None and os.path.isfile(os.path.join(os.fspath(audio_dir), arg))):
+        return arg, None
+    return path, column
+
+
+def with_label_column(spec: str | None, column: str | None) -> str | None:
+    """Fold ``--label-column COLUMN`` into a ``csv:PATH`` spec (``csv:PATH#COLUMN``).
+
+    Raises:
+        ConfigError: a column given without a CSV label source.
+    """
+    if not column:
+        return spec
+    if not spec or not spec.lstrip().startswith(("csv:", "tsv:")):
+        raise ConfigError("--label-column names a column of a CSV: use it with --labels csv:PATH")
+    return f"{spec.strip()}#{column}"
