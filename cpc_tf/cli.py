@@ -208,6 +208,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=int, metavar="N", help="repeat the probe with N seeds")
     _add_config_args(p)
     p.add_argument("--out", required=True, metavar="REPORT_DIR")
+    p.add_argument("--force", action="store_true",
+                   help="replace REPORT_DIR even when it holds files that are not a cpc_tf report")
 
     p = add("tune", _cmd_tune, "sweep hyperparameters with Keras Tuner")
     p.add_argument("--audio-dir", required=True, metavar="DIR")

@@ -279,6 +279,10 @@ def evaluate(args: argparse.Namespace) -> int:
     for name, path, test in _parse_baselines(list(getattr(args, "baseline", []) or [])):
         baselines.append((name or baseline_name(load_embeddings(path)), path, test))
     test_path = getattr(args, "test", None)
+    force = bool(getattr(args, "force", False))
+    from cpc_tf.evaluation.report_dir import check_report_folder
+
+    check_report_folder(args.out, force)  # before any reference is extracted into it
     notes: list[str] = []
     if getattr(args, "references", "auto") == "auto":
         from cpc_tf.references import auto_references
@@ -291,7 +295,7 @@ def evaluate(args: argparse.Namespace) -> int:
                           folds=cfg.folds if getattr(args, "folds", None) is not None else None,
                           test_fraction=getattr(args, "test_fraction", None),
                           group_by=getattr(args, "group_by", None), baselines=baselines,
-                          progress=log, notes=notes)
+                          progress=log, notes=notes, force=force)
     metric = result["primary_metric"]
     print(f"cpc_tf: {result['task']}, {len(result['classes'])} classes; {result['split']['description']}")
     for name, res in result["results"].items():

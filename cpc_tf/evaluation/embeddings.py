@@ -151,6 +151,7 @@ def _read_npz(path: str, wanted: tuple[str, ...]) -> dict[str, np.ndarray]:
     if not zipfile.is_zipfile(path):
         raise DataError(f"{path}: not a readable .npz file (not a zip archive)")
     try:
+        _check_declared_sizes(path, wanted)
         with np.load(path, allow_pickle=False) as npz:
             return {k: npz[k] for k in npz.files if k in wanted}
     except DataError:
@@ -162,6 +163,42 @@ def _read_npz(path: str, wanted: tuple[str, ...]) -> dict[str, np.ndarray]:
         raise DataError(f"{path}: not a readable .npz file ({exc})") from None
     except (OSError, EOFError, zipfile.BadZipFile) as exc:
         raise DataError(f"{path}: not a readable .npz file ({exc})") from None
+
+
+def _memory_bytes() -> int:
+    """Physical memory of the machine (a generous bound on one array), or 2**40 when unknown."""
+    try:
+        return int(os.sysconf("SC_PHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (AttributeError, OSError, ValueError):
+        return 2**40
+
+
+def _check_declared_sizes(path: str, wanted: tuple[str, ...]) -> None:
+    """Refuse an archive whose array headers declare more data than it holds or memory could take.
+
+    Each ``.npy`` member's header is read (a few hundred bytes) before numpy allocates the
+    array, so a forged header that claims hundreds of GiB fails in one line instead of
+    exhausting memory.
+    """
+    limit = _memory_bytes()
+    with zipfile.ZipFile(path) as archive:
+        for info in archive.infolist():
+            key = info.filename[:-4] if info.filename.endswith(".npy") else info.filename
+            if key not in wanted:
+                continue
+            with archive.open(info) as fh:
+                try:
+                    version = np.lib.format.read_magic(fh)
+                    read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                                   else np.lib.format.read_array_header_2_0)
+                    shape, _, dtype = read_header(fh)
+                except (ValueError, OSError, EOFError) as exc:
+                    raise DataError(f"{path}: array {key!r} has a broken header ({exc})") from None
+            declared = int(np.prod(shape, dtype=np.float64) * dtype.itemsize)
+            if declared > info.file_size or declared > limit:
+                raise DataError(f"{path}: array {key!r} declares shape {shape} of {dtype} "
+                                f"({declared / 2**30:.1f} GiB) but the archive holds "
+                                f"{info.file_size / 2**20:.1f} MiB for it; the file is damaged or forged")
 
 
 def validate_arrays(arrays: Mapping[str, np.ndarray], source: str = "<arrays>") -> EmbeddingSet:

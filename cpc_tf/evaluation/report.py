@@ -32,6 +32,7 @@ import numpy as np
 from cpc_tf.config import EvalConfig
 from cpc_tf.errors import ConfigError, DataError
 from cpc_tf.evaluation.figures import write_figures
+from cpc_tf.evaluation.report_dir import check_report_folder, staged_report
 from cpc_tf.evaluation.report_md import render_markdown
 from cpc_tf.evaluation.embeddings import EmbeddingSet, atomic_write_text, load_embeddings
 from cpc_tf.evaluation.metrics import (class_names, compute_metrics, encode_labels, level_metrics,
@@ -55,18 +56,6 @@ def _finite_or_none(x: Any) -> Any:
     if isinstance(x, np.integer):
         return int(x)
     return x
-
-
-def _make_report_dir(out_dir: str) -> None:
-    """Create the report folder before the long work starts, failing in one line."""
-    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
-        raise DataError(f"--out {out_dir}: exists and is not a folder")
-    try:
-        os.makedirs(out_dir, exist_ok=True)
-    except OSError as exc:
-        raise DataError(f"cannot create the report folder {out_dir}: {exc.strerror or exc}") from None
-    if not os.access(out_dir, os.W_OK):
-        raise DataError(f"the report folder {out_dir} is not writable")
 
 
 # ----------------------------------------------------------- split plan
@@ -190,7 +179,7 @@ def evaluate(emb_path: str | os.PathLike[str], cfg: EvalConfig, out_dir: str | o
              label_fractions: Sequence[float] | None = None, seeds: int | None = None,
              progress: Callable[[str], None] | None = None,
              baselines: Sequence[tuple[str, str, str | None]] = (),
-             notes: Sequence[str] = ()) -> dict[str, Any]:
+             notes: Sequence[str] = (), force: bool = False) -> dict[str, Any]:
     """Evaluate an embeddings file against its baselines and write the report folder.
 
     Baselines are representations of the same files compared row by row with the model:
@@ -203,6 +192,10 @@ def evaluate(emb_path: str | os.PathLike[str], cfg: EvalConfig, out_dir: str | o
     (when > 0), else ``cfg.test_fraction``. `label_fractions` and `seeds` default to
     ``cfg.label_fractions`` and ``cfg.seeds``. Probe seeds are ``cfg.seed + i``; the
     split uses ``cfg.seed``. Returns the dictionary written to ``metrics.json``.
+
+    The report folder is replaced as a whole when everything is written (see
+    :mod:`cpc_tf.evaluation.report_dir`); a folder holding files that are not a previous
+    report's is refused unless `force`.
     """
     log = progress or (lambda _msg: None)
     emb_path, out_dir = os.fspath(emb_path), os.fspath(out_dir)
@@ -220,6 +213,7 @@ def evaluate(emb_path: str | os.PathLike[str], cfg: EvalConfig, out_dir: str | o
         raise ConfigError(f"--seeds must be at least 1, got {n_seeds}")
     seed_list = [cfg.seed + i for i in range(n_seeds)]
 
+    check_report_folder(out_dir, force)
     log(f"loading {emb_path}")
     model = load_embeddings(emb_path)
     test = load_embeddings(test_path) if test_path else None
@@ -255,7 +249,6 @@ def evaluate(emb_path: str | os.PathLike[str], cfg: EvalConfig, out_dir: str | o
         if missing:
             warnings.append(f"{name}: {missing} file(s) of the evaluation are missing from {path}")
 
-    _make_report_dir(out_dir)
     for src in sources:
         _run_source(src, plan, classes, multilabel, cfg, seed_list, fractions, labels_train, warnings, log)
     if not sources[0].runs:
@@ -263,18 +256,19 @@ def evaluate(emb_path: str | os.PathLike[str], cfg: EvalConfig, out_dir: str | o
     sources = [s for s in sources if s.runs]
 
     notes = list(notes)
-    figures = write_figures(sources, plan, classes, multilabel, cfg, fractions, out_dir, notes, log)
-    result = _result_dict(sources, plan, classes, multilabel, cfg, seed_list, fractions, figures,
-                          warnings, notes)
     config_text = model.config_text()
     if not config_text:
         cfg_file = find_run_file(model.run, emb_path, "config.yaml")
         if cfg_file:
             with open(cfg_file, encoding="utf-8", errors="replace") as fh:
                 config_text = fh.read()
-    atomic_write_text(os.path.join(out_dir, "metrics.json"),
-                      json.dumps(_finite_or_none(result), indent=2, allow_nan=False) + "\n")
-    atomic_write_text(os.path.join(out_dir, "report.md"), render_markdown(result, config_text))
+    with staged_report(out_dir, force) as stage:
+        figures = write_figures(sources, plan, classes, multilabel, cfg, fractions, stage, notes, log)
+        result = _result_dict(sources, plan, classes, multilabel, cfg, seed_list, fractions, figures,
+                              warnings, notes)
+        atomic_write_text(os.path.join(stage, "metrics.json"),
+                          json.dumps(_finite_or_none(result), indent=2, allow_nan=False) + "\n")
+        atomic_write_text(os.path.join(stage, "report.md"), render_markdown(result, config_text))
     log(f"wrote {os.path.join(out_dir, 'report.md')}")
     return result
 

@@ -226,7 +226,9 @@ def kfold_splits(files: Sequence[str], labels: dict[str, str], k: int, seed: int
     else:
         fold_units = _stratified_group_folds(files, labels, groups, k, seed, notes)
         by = f" by {word}" if groups else " by file"
-        desc = f"{k}-fold stratified cross-validation{by} (seed {seed})"
+        stratified = not any("not stratified" in n or "unstratified" in n for n in notes)
+        desc = (f"{k}-fold stratified cross-validation{by} (seed {seed})" if stratified
+                else f"{k}-fold cross-validation{by}, not stratified")
     all_files = frozenset(files)
     splits = []
     for i, units in enumerate(fold_units):
@@ -249,15 +251,20 @@ def _stratified_group_folds(files: list[str], labels: dict[str, str], groups: di
     y_codes = np.unique([labels[f] for f in files], return_inverse=True)[1]
     g_names, g_codes = np.unique(unit_of, return_inverse=True)
     x = np.zeros((len(files), 1))
-    with pywarnings.catch_warnings(record=True) as caught:
-        pywarnings.simplefilter("always")
-        folds = [np.unique(g_codes[test]) for _, test in
-                 StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed).split(x, y_codes, g_codes)]
-    for w in caught:
-        if "least populated class" in str(w.message):
-            notes.append(f"some classes have fewer {_unit_word(groups)}s than the {k} folds; "
-                         "those folds cannot be perfectly stratified")
-    if any(f.size == 0 for f in folds):
+    smallest = min(len({u for u, c in zip(unit_of, y_codes) if c == code}) for code in np.unique(y_codes))
+    if smallest < k:
+        # scikit-learn >= 1.9 refuses to stratify then (earlier versions warned and went on)
+        notes.append(f"the smallest class has {smallest} {_unit_word(groups)}(s), fewer than the {k} folds; "
+                     "the folds are not stratified, and some training folds miss a class")
+        folds = []
+    else:
+        with pywarnings.catch_warnings():
+            pywarnings.simplefilter("ignore")
+            folds = [np.unique(g_codes[test]) for _, test in
+                     StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed).split(x, y_codes, g_codes)]
+    if not folds:
+        folds = [np.unique(g_codes[test]) for _, test in GroupKFold(n_splits=k).split(x, y_codes, g_codes)]
+    elif any(f.size == 0 for f in folds):
         notes.append("stratified K-fold left a fold empty; fell back to unstratified group K-fold")
         folds = [np.unique(g_codes[test]) for _, test in GroupKFold(n_splits=k).split(x, y_codes, g_codes)]
     return [[str(g_names[c]) for c in fold] for fold in folds]

@@ -1,0 +1,140 @@
+"""`evaluate` replaces its report folder as a whole and refuses damaged or forged inputs in one line."""
+
+from __future__ import annotations
+
+import errno
+import io
+import os
+import signal
+import struct
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cpc_tf.cli import main
+from cpc_tf.errors import DataError
+from cpc_tf.evaluation.embeddings import load_embeddings
+from cpc_tf.evaluation.splits import kfold_splits
+
+
+def _embeddings(path: Path, files: int = 12, dim: int = 4, seed: int = 0) -> Path:
+    rng = np.random.default_rng(seed)
+    labels = np.array(["a", "b"] * (files // 2))
+    emb = rng.normal(size=(files, dim)).astype("float32") + (labels == "a")[:, None] * 2.0
+    np.savez(path, embeddings=emb, paths=np.array([f"f{i}.wav" for i in range(files)]), labels=labels,
+             crop_start=np.zeros(files, "float32"), clip_index=np.arange(files))
+    return path
+
+
+def _evaluate(emb: Path, out: Path, *extra: str) -> int:
+    return main(["evaluate", "--embeddings", str(emb), "--out", str(out), "--references", "none",
+                 "--folds", "3", *extra])
+
+
+def _staging_left(out: Path) -> list[str]:
+    return [n for n in os.listdir(out.parent) if n.startswith(f".{out.name}.cpc_tf-tmp-")]
+
+
+def test_a_failed_rewrite_leaves_the_previous_report(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    emb, out = _embeddings(tmp_path / "e.npz"), tmp_path / "report"
+    assert _evaluate(emb, out) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert {"report.md", "metrics.json", "confusion_matrix.png"} <= set(before)
+
+    import cpc_tf.evaluation.report as report
+
+    def full_disk(*_args: object, **_kw: object) -> str:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(report, "render_markdown", full_disk)
+    capsys.readouterr()
+    assert _evaluate(emb, out, "--seeds", "2") == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"cpc_tf: error: writing the report {out} failed, the previous report is unchanged: "
+                   "No space left on device"]
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # no new figure beside the old report
+    assert _staging_left(out) == []
+
+
+def test_a_report_folder_is_replaced_as_a_whole(tmp_path: Path) -> None:
+    emb, out = _embeddings(tmp_path / "e.npz"), tmp_path / "report"
+    assert _evaluate(emb, out) == 0
+    (out / "references").mkdir()
+    (out / "references" / "mfcc.npz").write_bytes(b"kept")
+    (out / "tsne_classes.png").write_bytes(b"stale figure of the old report")
+    stale = tmp_path / ".report.cpc_tf-tmp-99999"       # left by a killed evaluate
+    stale.mkdir()
+    assert _evaluate(emb, out, "--folds", "4") == 0
+    assert "4-fold" in (out / "report.md").read_text()
+    assert (out / "tsne_classes.png").read_bytes() != b"stale figure of the old report"
+    assert (out / "references" / "mfcc.npz").read_bytes() == b"kept"   # the references cache is carried over
+    assert not stale.exists() and _staging_left(out) == []
+
+
+def test_a_folder_that_is_not_a_report_is_refused_without_force(tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    emb, out = _embeddings(tmp_path / "e.npz"), tmp_path / "mine"
+    out.mkdir()
+    (out / "thesis.tex").write_text("do not delete")
+    assert _evaluate(emb, out) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "'thesis.tex'" in err[0] and "--force" in err[0]
+    assert (out / "thesis.tex").read_text() == "do not delete" and not (out / "report.md").exists()
+    assert _evaluate(emb, out, "--force") == 0
+    assert (out / "report.md").exists() and not (out / "thesis.tex").exists()
+
+
+def test_kill_9_during_evaluate_keeps_the_old_report(tmp_path: Path) -> None:
+    small, big, out = _embeddings(tmp_path / "s.npz"), _embeddings(tmp_path / "b.npz", 600, 64, 1), tmp_path / "r"
+    assert _evaluate(small, out) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    proc = subprocess.Popen([sys.executable, "-m", "cpc_tf", "evaluate", "--embeddings", str(big), "--out",
+                             str(out), "--references", "none", "--folds", "2", "--seeds", "1"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    assert proc.stdout is not None
+    deadline = time.time() + 120
+    for line in proc.stdout:  # wait until the probes run, then kill
+        if "t-SNE" in line or time.time() > deadline:
+            break
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert _evaluate(small, out) == 0 and _staging_left(out) == []
+
+
+def test_kfold_with_fewer_files_per_class_than_folds_is_unstratified_with_a_note() -> None:
+    labels = {f"f{i}.wav": "ab"[i % 2] for i in range(12)}
+    plan = kfold_splits(sorted(labels), labels, k=10)
+    assert len(plan.splits) == 10 and "not stratified" in plan.description
+    tested = sorted(f for s in plan.splits for f in s.test_files)
+    assert tested == sorted(labels)                                   # every file tested exactly once
+    assert any("smallest class has 6 file(s), fewer than the 10 folds" in n for n in plan.warnings)
+
+
+def _npy(shape: tuple[int, ...], dtype: str = "<f4", payload: bytes = b"") -> bytes:
+    header = "{'descr': '%s', 'fortran_order': False, 'shape': %r, }" % (dtype, shape)
+    header += " " * (63 - (10 + len(header)) % 64) + "\n"
+    return b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header)) + header.encode("latin1") + payload
+
+
+def test_a_forged_array_header_is_refused_before_loading(tmp_path: Path) -> None:
+    path = tmp_path / "forged.npz"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("embeddings.npy", _npy((400_000, 400_000)))  # claims 596 GiB, holds nothing
+        for key, value in {"paths": np.array(["a.wav"]), "labels": np.array(["x"]),
+                           "crop_start": np.zeros(1, "f4"), "clip_index": np.zeros(1, int)}.items():
+            buf = io.BytesIO()
+            np.save(buf, value)
+            archive.writestr(f"{key}.npy", buf.getvalue())
+    start = time.perf_counter()
+    with pytest.raises(DataError, match=r"'embeddings' declares shape \(400000, 400000\) of float32 "
+                                        r"\(596\.0 GiB\)"):
+        load_embeddings(path)
+    assert time.perf_counter() - start < 5
