@@ -8,6 +8,7 @@ imported inside each function.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 
 from cpc_tf.config import Config, load_config, resolve_config_path
@@ -296,25 +297,22 @@ def evaluate(args: argparse.Namespace) -> int:
                           test_fraction=getattr(args, "test_fraction", None),
                           group_by=getattr(args, "group_by", None), baselines=baselines,
                           progress=log, notes=notes, force=force)
-    metric = result["primary_metric"]
-    print(f"cpc_tf: {result['task']}, {len(result['classes'])} classes; {result['split']['description']}")
-    for name, res in result["results"].items():
-        parts = []
-        for level in ("crop", "file"):
-            stat = res[level].get(metric, {})
-            if stat.get("mean") is not None:
-                sd = f" ± {stat['std']:.3f}" if stat["n"] > 1 else ""
-                parts.append(f"{level} {stat['mean']:.3f}{sd}")
-        print(f"cpc_tf: {name}: {metric} " + (", ".join(parts) or "n/a"))
-    for c in result.get("comparison", []):
-        verdict = "beyond the spread" if c["beyond_spread"] else "within the spread"
-        print(f"cpc_tf: model - {c['baseline']}: {c['difference']:+.3f} ({verdict}, 2 sigma {c['two_sigma']:.3f})")
+    _print_headline(result)
     for note in notes:
         print(f"cpc_tf: note: {note}")
     for warning in result["warnings"]:
         print(f"cpc_tf: warning: {warning}")
     print(f"cpc_tf: report: {os.path.join(args.out, 'report.md')} (metrics.json and figures beside it)")
     return 0
+
+
+def _print_headline(result: dict) -> None:
+    """The task, the split and the headline table (model against its baselines, with the spread)."""
+    from cpc_tf.evaluation.report_md import headline_table
+
+    print(f"cpc_tf: {result['task']}, {len(result['classes'])} classes; {result['split']['description']}")
+    for line in headline_table(result):
+        print(f"  {line}")
 
 
 def tune(args: argparse.Namespace) -> int:
@@ -342,5 +340,7 @@ def demo(args: argparse.Namespace) -> int:
     from cpc_tf.demo import run_demo
 
     report = run_demo(args.out, epochs=args.epochs)
+    with open(os.path.join(os.path.dirname(report), "metrics.json"), encoding="utf-8") as fh:
+        _print_headline(json.load(fh))
     print(f"cpc_tf: demo finished; report: {report}")
     return 0

@@ -138,3 +138,27 @@ def test_a_forged_array_header_is_refused_before_loading(tmp_path: Path) -> None
                                         r"\(596\.0 GiB\)"):
         load_embeddings(path)
     assert time.perf_counter() - start < 5
+
+
+def test_the_headline_table_is_printed_before_the_report_path(tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    from cpc_tf.evaluation.report_md import headline_table
+
+    stat = {"accuracy": {"mean": 0.9, "std": 0.05, "n": 4}}
+    result = {"primary_metric": "accuracy",
+              "results": {"model": {"file": stat, "crop": {"accuracy": {"mean": 0.8, "std": 0.0, "n": 1}}},
+                          "mfcc": {"file": {"accuracy": {"mean": 0.5, "std": 0.1, "n": 4}}, "crop": {}}},
+              "comparison": [{"baseline": "mfcc", "difference": 0.4, "beyond_spread": True, "two_sigma": 0.2}]}
+    assert headline_table(result) == [
+        "representation  accuracy (file)  accuracy (crop)  model minus this row",
+        "model           0.900 ± 0.050    0.800",
+        "mfcc            0.500 ± 0.100    n/a              +0.400, beyond the spread (2σ 0.200)"]
+
+    emb, out = _embeddings(tmp_path / "e.npz"), tmp_path / "report"
+    assert main(["evaluate", "--embeddings", str(emb), "--out", str(out), "--references", "none", "--folds", "3",
+                 "--baseline", f"copy={emb}"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    table = lines.index(next(ln for ln in lines if ln.strip().startswith("representation")))
+    assert lines[table + 1].split()[0] == "model" and lines[table + 2].split()[0] == "copy"
+    assert "within the spread" in lines[table + 2]
+    assert lines[-1] == f"cpc_tf: report: {out / 'report.md'} (metrics.json and figures beside it)"

@@ -119,3 +119,28 @@ def _headline(result: dict[str, Any], metric: str, n_runs: int) -> list[str]:
         lines += ["", "- no baseline was evaluated: give `--baseline` (random init, `extract --features mfcc`)"]
     return lines
 
+
+
+def _plain(stat: dict[str, Any] | None) -> str:
+    if not stat or stat.get("mean") is None:
+        return "n/a"
+    return f"{stat['mean']:.3f} ± {stat['std']:.3f}" if stat["n"] > 1 else f"{stat['mean']:.3f}"
+
+
+def headline_table(result: dict[str, Any]) -> list[str]:
+    """The headline for a terminal: each representation's file and crop score, and the verdicts.
+
+    The same numbers as the top of report.md (:func:`_headline`), as aligned plain text.
+    """
+    metric = result["primary_metric"]
+    verdicts = {c["baseline"]: c for c in result.get("comparison", [])}
+    rows = [("representation", f"{metric} (file)", f"{metric} (crop)", "model minus this row")]
+    for name, r in result["results"].items():
+        c = verdicts.get(name)
+        verdict = "" if c is None else (f"{c['difference']:+.3f}, "
+                                        f"{'beyond' if c['beyond_spread'] else 'within'} the spread "
+                                        f"(2σ {c['two_sigma']:.3f})")
+        rows.append((name, _plain(r["file"].get(metric)), _plain(r["crop"].get(metric)), verdict))
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    return [("  ".join(cell.ljust(w) for cell, w in zip(row[:3], widths)) + "  " + row[3]).rstrip()
+            for row in rows]
