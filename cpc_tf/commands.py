@@ -28,12 +28,9 @@ def prepare(args: argparse.Namespace) -> int:
     from cpc_tf.audio.files import check_audio_folder
 
     check_audio_folder(args.audio_dir)  # fail fast, before TensorFlow loads
-    from cpc_tf.audio.cache import open_cache
+    from cpc_tf.audio.cache import open_cache_for
 
-    cache = open_cache(args.audio_dir, cfg.data.sample_rate,
-                       cache_dir=args.cache_dir or cfg.data.cache_dir or None,
-                       workers=args.workers or cfg.data.decode_workers, progress=True,
-                       min_shards=cfg.data.min_shards, shard_seconds=cfg.data.shard_seconds)
+    cache = open_cache_for(cfg, args.audio_dir, cache_dir=args.cache_dir, workers=args.workers)
     up = cache.update
     if up.decoded:
         action = f"decoded {up.decoded} file{'s' * (up.decoded != 1)}"

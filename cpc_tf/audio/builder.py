@@ -1,4 +1,17 @@
-"""Building and updating a cache folder: plan, copy surviving shards, decode, commit."""
+"""Building or updating one cache folder, in four steps: plan, copy, decode, commit.
+
+* **plan**: compare the folder with the previous index: clips whose file kept its size
+  and mtime are reused, files skipped before for the same reason stay skipped, the
+  rest is decoded; debris of killed builds is removed first.
+* **copy**: shards that lost clips are rewritten into new shards from their surviving
+  records (no decoding); a shard that cannot be read has its clips decoded again.
+* **decode**: new and changed files are decoded in parallel into new shards.
+* **commit**: the shards are flushed, the index is written, and only then are the
+  superseded shards deleted.
+
+A build that dies at any point therefore leaves the previous index pointing at
+untouched shards. Run it under the cache's lock (:func:`cpc_tf.fileio.folder_lock`).
+"""
 
 from __future__ import annotations
 
@@ -6,49 +19,54 @@ import contextlib
 import functools
 import math
 import os
-import re
 import shutil
-import sys
 import tempfile
 import uuid
 from collections import Counter
-from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-import tensorflow as tf
-
 from cpc_tf.audio import files as audio_files
-from cpc_tf.audio._fs import (
-    _fsync_dir,
-    _fsync_file,
-    _is_remote,
-    _join,
-    _listdir,
-    _remove,
-    _replace,
-)
 from cpc_tf.audio.files import CacheDecodeResult, FoundFile, ScanResult, SkippedFile
 from cpc_tf.audio.index import (
-    INDEX_FORMAT,
-    INDEX_VERSION,
+    SHARD_RE,
     ClipInfo,
-    _clip_from_json,
-    _clip_to_json,
-    _read_index,
-    _write_index,
+    clip_from_json,
+    clip_to_json,
+    new_index,
+    read_index,
+    shard_name,
+    skip_keys,
+    skip_to_json,
+    write_index,
 )
-from cpc_tf.audio.pool import _DecodePool, available_cpus
-from cpc_tf.audio.records import RECORD_SECONDS, _record_clip_id, serialize_record
+from cpc_tf.audio.pool import DecodePool, available_cpus
+from cpc_tf.audio.records import RECORD_SECONDS, record_clip_id, serialize_record
+from cpc_tf.audio.report import progress_bar
+from cpc_tf.audio.shards import (
+    Planned,
+    ShardWriter,
+    UnreadableShard,
+    assign_shards,
+    make_tasks,
+    read_records,
+    shard_info,
+)
 from cpc_tf.errors import DataError
+from cpc_tf.fileio import (
+    fsync_dir,
+    fsync_file,
+    is_remote,
+    join_path,
+    list_names,
+    remove_quietly,
+)
 
-_SHARD_RE = re.compile(r"^shard-\d{5}-\d{5}\.tfrecord$")
-_TASK_SECONDS = 20.0     # short files are batched into worker tasks of about this much audio
-_TASK_FILES = 64
-_SPOOL_SAMPLES = 1 << 20  # worker results longer than this travel through a spool file
+SPOOL_SAMPLES = 1 << 20  # worker results longer than this travel through a spool file
 
 
+@dataclass
 class CacheUpdate:
     """What the last :func:`open_cache` call did."""
 
@@ -60,59 +78,10 @@ class CacheUpdate:
     seconds: float = 0.0
 
 
-def _crash_result(item: tuple[str, str]) -> CacheDecodeResult:
-    return CacheDecodeResult(item[1], reason=audio_files.REASON_CORRUPT,
-                             detail="the decoder crashed on this file")
-
-
-# ------------------------------------------------------------------- shard writing
-class _ShardWriter:
-    """Writes one shard to ``<name>.tmp`` and moves it into place on :meth:`commit`."""
-
-    def __init__(self, root: str, name: str) -> None:
-        self.name = name
-        self.path = _join(root, name)
-        self.tmp = self.path + ".tmp"
-        self.records = 0
-        self.clips = 0
-        self.samples = 0
-        self._writer: tf.io.TFRecordWriter | None = None
-
-    def write(self, record: bytes) -> None:
-        """Append one serialized record."""
-        if self._writer is None:
-            self._writer = tf.io.TFRecordWriter(self.tmp)
-        self._writer.write(record)
-        self.records += 1
-
-    def commit(self) -> bool:
-        """Close and move into place; False (and nothing left behind) when empty."""
-        if self._writer is None:
-            return False
-        self._writer.close()
-        self._writer = None
-        _replace(self.tmp, self.path, sync=False)
-        return True
-
-    def abort(self) -> None:
-        """Drop the partial file."""
-        if self._writer is not None:
-            with contextlib.suppress(Exception):
-                self._writer.close()
-            self._writer = None
-        _remove(self.tmp)
-
-
-# ------------------------------------------------------------------- building
 @dataclass
-class _Planned:
-    found: FoundFile
-    seconds: float
-    clip_id: int = -1
+class BuildSettings:
+    """How to build: decoders, progress bars, shard sizes, resampling, record length."""
 
-
-@dataclass
-class _BuildSettings:
     workers: int
     progress: bool
     min_shards: int
@@ -122,212 +91,165 @@ class _BuildSettings:
 
 
 @dataclass
-class _Builder:
+class _Plan:
+    """The outcome of the plan step (``copy`` may move clips from ``kept`` to ``todo``)."""
+
+    old: dict[str, Any] | None        # the previous index, None to build from scratch
+    kept: list[ClipInfo]              # clips reused as they are
+    dropped: list[ClipInfo]           # clips of the previous index that are gone or changed
+    skipped: list[dict[str, Any]]     # skip entries of the new index (grows while decoding)
+    todo: list[FoundFile]             # files to decode
+
+    def old_shards(self) -> dict[str, dict[str, Any]]:
+        return {s["name"]: s for s in self.old["shards"]} if self.old else {}
+
+
+@dataclass
+class _OpenShard:
+    writer: ShardWriter
+    clips: list[ClipInfo] = field(default_factory=list)
+
+
+def crash_result(item: tuple[str, str]) -> CacheDecodeResult:
+    """The result of a file whose decoder process died (a crash in a decoding library)."""
+    return CacheDecodeResult(item[1], reason=audio_files.REASON_CORRUPT,
+                             detail="the decoder crashed on this file")
+
+
+@dataclass
+class Builder:
     """One build or update of a cache folder (run under the cache lock)."""
 
     root: str
     audio_dir: str
     sample_rate: int
     scan: ScanResult
-    settings: _BuildSettings
+    settings: BuildSettings
     update: CacheUpdate = field(default_factory=CacheUpdate)
     _written: list[str] = field(default_factory=list)   # shard files this build created
     _syncs: list[Future[None]] = field(default_factory=list)
     _syncer: ThreadPoolExecutor | None = None
-
-    def _sync_later(self, path: str) -> None:
-        """fsync a finished shard in a background thread (waited for before the index)."""
-        if _is_remote(path):
-            return
-        if self._syncer is None:
-            self._syncer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cpc_tf_fsync")
-        self._syncs.append(self._syncer.submit(_fsync_file, path))
-
-    def _write_index_durably(self, index: dict[str, Any]) -> None:
-        for f in self._syncs:
-            f.result()
-        _fsync_dir(self.root)  # the shards' renames, before the index that names them
-        _write_index(self.root, index)
-
-    @property
-    def record_samples(self) -> int:
-        return max(1, int(round(self.settings.record_seconds * self.sample_rate)))
-
-    def _new_index(self, old: dict[str, Any] | None) -> dict[str, Any]:
-        return {"format": INDEX_FORMAT, "version": INDEX_VERSION, "audio_dir": self.audio_dir,
-                "sample_rate": self.sample_rate, "record_seconds": self.settings.record_seconds,
-                "generation": int(old["generation"]) if old else 0,
-                "next_clip_id": int(old.get("next_clip_id", 0)) if old else 0,
-                "clips": [], "skipped": [], "shards": []}
+    _pool: DecodePool | None = None
+    _spool_dir: str | None = None
+    _estimates: dict[str, float] = field(default_factory=dict)  # rel path -> seconds, from headers
 
     def run(self) -> dict[str, Any]:
-        old = _read_index(self.root)
+        """Bring the cache up to date; returns the index now on disk."""
+        plan = self._plan()
+        index = new_index(self.audio_dir, self.sample_rate, self.settings.record_seconds, plan.old)
+        if plan.old is not None and not plan.todo and not plan.dropped:
+            return self._refresh_skips(plan, index)
+        index["generation"] += 1
+        gen = index["generation"]
+        finished = False
+        try:
+            if plan.todo:
+                self._start_pool(len(plan.todo))  # the workers boot while shards are copied
+            shards, serial = self._copy(plan, gen)
+            planned = self._probe(plan.todo, plan.skipped)
+            for p in planned:
+                p.clip_id = index["next_clip_id"]
+                index["next_clip_id"] += 1
+            new_clips = self._decode(planned, gen, serial, shards, plan.skipped)
+            self._commit(index, plan.kept + new_clips, plan.skipped, shards)
+            finished = True
+        except BaseException:
+            for path in self._written:
+                remove_quietly(path)
+            raise
+        finally:
+            self._stop(wait=finished)  # on an error or Ctrl-C, do not wait for running decodes
+        for name in sorted(set(plan.old_shards()) - {s["name"] for s in index["shards"]}):
+            remove_quietly(join_path(self.root, name))
+            self.update.shards_removed += 1
+        return index
+
+    # -- plan
+    def _plan(self) -> _Plan:
+        old = read_index(self.root)
         if old is not None and (os.path.realpath(old["audio_dir"]) != os.path.realpath(self.audio_dir)
                                 or old["sample_rate"] != self.sample_rate
                                 or float(old.get("record_seconds", 0)) != self.settings.record_seconds):
             old = None  # another folder hashed here, or another layout: rebuild from scratch
-        on_disk = set(_listdir(self.root))
-        self._remove_debris(old, on_disk)
-        on_disk = set(_listdir(self.root))
-
-        old_clips = {c["path"]: _clip_from_json(c) for c in old["clips"]} if old else {}
+        self._remove_debris(old)
+        on_disk = set(list_names(self.root))
+        old_clips = {c["path"]: clip_from_json(c) for c in old["clips"]} if old else {}
         old_skipped = {s["path"]: s for s in old["skipped"]} if old else {}
-        old_shards = {s["name"]: s for s in old["shards"]} if old else {}
-        kept: list[ClipInfo] = []
-        skipped: list[dict[str, Any]] = [self._skip_json(s) for s in self.scan.skipped]
-        todo: list[FoundFile] = []
+        plan = _Plan(old, [], [], [skip_to_json(s) for s in self.scan.skipped], [])
+        old_shards = plan.old_shards()
         for f in self.scan.files:
             c = old_clips.get(f.rel)
             if c is not None and c.size == f.size and c.mtime_ns == f.mtime_ns and c.shard in on_disk \
                     and c.shard in old_shards:
-                kept.append(c)
+                plan.kept.append(c)
                 continue
             s = old_skipped.get(f.rel)
             if s is not None and s.get("size") == f.size and s.get("mtime_ns") == f.mtime_ns:
-                skipped.append(s)
+                plan.skipped.append(s)
                 continue
-            todo.append(f)
-        kept_paths = {c.path for c in kept}
-        dropped = [c for c in old_clips.values() if c.path not in kept_paths]
-        affected = {c.shard for c in dropped}
-        self.update.reused = len(kept)
-        self.update.removed = len(dropped)
+            plan.todo.append(f)
+        kept_paths = {c.path for c in plan.kept}
+        plan.dropped = [c for c in old_clips.values() if c.path not in kept_paths]
+        self.update.reused = len(plan.kept)
+        self.update.removed = len(plan.dropped)
+        return plan
 
-        index = self._new_index(old)
-        if old is not None and not todo and not dropped:
-            if _skip_keys(skipped) != _skip_keys(old["skipped"]):
-                index.update(clips=old["clips"], shards=old["shards"], skipped=skipped)
-                _write_index(self.root, index)
-                return index
-            return old
-        index["generation"] += 1
-        gen = index["generation"]
-
-        pool: _DecodePool | None = None
-        spool_dir: str | None = None
-        finished = False
-        estimates: dict[str, float] = {}  # rel path -> seconds, filled in by the header probe
-
-        def task_seconds(task: list[tuple[str, str]]) -> float:
-            return sum(estimates.get(rel, 1.0) for _, rel in task)
-
-        def make_pool(n_files: int) -> _DecodePool:
-            # started before headers are read and shards copied, so the workers boot meanwhile
-            nonlocal spool_dir
-            spool_dir = self._make_spool_dir()
-            fn = functools.partial(audio_files.decode_for_cache, sample_rate=self.sample_rate,
-                                   spool_dir=spool_dir, quality=self.settings.quality,
-                                   spool_samples=_SPOOL_SAMPLES)
-            workers = max(1, min(self.settings.workers or available_cpus(), n_files))
-            new_pool = _DecodePool(workers, fn, _crash_result, cost=task_seconds)
-            new_pool.start()
-            return new_pool
-
-        try:
-            if todo:
-                pool = make_pool(len(todo))
-            # 1. shards that lost clips: copy the surviving records into new shards
-            kept_shards = {c.shard for c in kept}
-            shards: list[dict[str, Any]] = [s for n, s in old_shards.items()
-                                            if n not in affected and n in kept_shards]
-            survivors: dict[str, list[ClipInfo]] = {}
-            for c in kept:
-                if c.shard in affected:
-                    survivors.setdefault(c.shard, []).append(c)
-            serial = 0
-            for old_name in sorted(survivors):
-                new_name = _shard_name(gen, serial)
-                info = self._copy_shard(old_name, new_name, survivors[old_name])
-                if info is None:  # the old shard is unreadable: decode its clips again
-                    lost = {c.path for c in survivors[old_name]}
-                    kept = [c for c in kept if c.path not in lost]
-                    todo.extend(f for f in self.scan.files if f.rel in lost)
-                    self.update.reused -= len(lost)
-                    self.update.removed += len(lost)
-                    continue
-                shards.append(info)
-                serial += 1
-            todo.sort(key=lambda f: f.rel)
-
-            # 2. read headers of the files to decode, plan the new shards
-            planned = self._probe(todo, skipped)
-            estimates.update((p.found.rel, p.seconds) for p in planned)
-            next_id = index["next_clip_id"]
-            for p in planned:
-                p.clip_id = next_id
-                next_id += 1
-            index["next_clip_id"] = next_id
-            groups = _assign_shards(planned, self._count_new_shards(planned, len(shards)))
-
-            # 3. decode into the new shards
-            new_clips: list[ClipInfo] = []
-            if planned:
-                if pool is None:
-                    pool = make_pool(len(planned))
-                new_clips = self._decode(pool, groups, gen, serial, shards, skipped)
-
-            # 4. the index, then the superseded shards
-            clips = kept + new_clips
-            if not clips:
-                counts = Counter(s["reason"] for s in skipped)
-                what = ", ".join(f"{r}: {n}" for r, n in counts.most_common())
-                raise DataError(f"none of the {len(self.scan.files) + len(self.scan.skipped)} audio files "
-                                f"in {self.audio_dir} could be decoded ({what})")
-            index["clips"] = [_clip_to_json(c) for c in sorted(clips, key=lambda c: c.path)]
-            index["skipped"] = sorted(skipped, key=lambda s: s["path"])
-            index["shards"] = sorted(shards, key=lambda s: s["name"])
-            self._write_index_durably(index)
-            finished = True
-        except BaseException:
-            for path in self._written:
-                _remove(path)
-            raise
-        finally:
-            if pool is not None:
-                pool.close(wait=finished)  # on an error or Ctrl-C, do not wait for running decodes
-            if self._syncer is not None:
-                self._syncer.shutdown(wait=True)
-            if spool_dir is not None:
-                shutil.rmtree(spool_dir, ignore_errors=True)
-        for name in sorted(set(old_shards) - {s["name"] for s in index["shards"]}):
-            _remove(_join(self.root, name))
-            self.update.shards_removed += 1
-        return index
-
-    # -- steps
-    def _remove_debris(self, old: dict[str, Any] | None, on_disk: set[str]) -> None:
+    def _remove_debris(self, old: dict[str, Any] | None) -> None:
+        """Delete what killed builds left: temporary files, unreferenced shards, spools."""
         referenced = {s["name"] for s in old["shards"]} if old else set()
-        for name in on_disk:
-            path = _join(self.root, name)
-            if name.endswith(".tmp") or (_SHARD_RE.match(name) and name not in referenced):
-                _remove(path)
-            elif name.startswith(".spool-") and not _is_remote(path):
+        for name in list_names(self.root):
+            path = join_path(self.root, name)
+            if name.endswith(".tmp") or (SHARD_RE.match(name) and name not in referenced):
+                remove_quietly(path)
+            elif name.startswith(".spool-") and not is_remote(path):
                 shutil.rmtree(path, ignore_errors=True)
 
-    def _make_spool_dir(self) -> str:
-        if not _is_remote(self.root):
-            path = os.path.join(self.root, f".spool-{uuid.uuid4().hex[:12]}")
-            os.makedirs(path)
-            return path
-        return tempfile.mkdtemp(prefix="cpc_tf_spool_")
+    def _refresh_skips(self, plan: _Plan, index: dict[str, Any]) -> dict[str, Any]:
+        """Nothing to decode or drop: rewrite the index only if the skip list changed."""
+        assert plan.old is not None
+        if skip_keys(plan.skipped) == skip_keys(plan.old["skipped"]):
+            return plan.old
+        index.update(clips=plan.old["clips"], shards=plan.old["shards"], skipped=plan.skipped)
+        write_index(self.root, index)
+        return index
 
-    def _skip_json(self, s: SkippedFile, f: FoundFile | None = None) -> dict[str, Any]:
-        d: dict[str, Any] = {"path": s.path, "reason": s.reason, "detail": s.detail}
-        if f is not None:
-            d.update(size=f.size, mtime_ns=f.mtime_ns)
-        return d
+    # -- copy
+    def _copy(self, plan: _Plan, gen: int) -> tuple[list[dict[str, Any]], int]:
+        """Rewrite the shards that lost clips; returns the shard entries kept or written so
+        far and the serial number of the next new shard."""
+        affected = {c.shard for c in plan.dropped}
+        kept_shards = {c.shard for c in plan.kept}
+        shards = [s for n, s in plan.old_shards().items() if n not in affected and n in kept_shards]
+        survivors: dict[str, list[ClipInfo]] = {}
+        for c in plan.kept:
+            if c.shard in affected:
+                survivors.setdefault(c.shard, []).append(c)
+        serial = 0
+        for old_name in sorted(survivors):
+            info = self._copy_shard(old_name, shard_name(gen, serial), survivors[old_name])
+            if info is None:  # the old shard is unreadable: decode its clips again
+                lost = {c.path for c in survivors[old_name]}
+                plan.kept = [c for c in plan.kept if c.path not in lost]
+                plan.todo.extend(f for f in self.scan.files if f.rel in lost)
+                self.update.reused -= len(lost)
+                self.update.removed += len(lost)
+                continue
+            shards.append(info)
+            serial += 1
+        plan.todo.sort(key=lambda f: f.rel)
+        return shards, serial
 
     def _copy_shard(self, old_name: str, new_name: str, clips: list[ClipInfo]) -> dict[str, Any] | None:
         wanted = {c.clip_id for c in clips}
         seen: Counter[int] = Counter()
-        writer = _ShardWriter(self.root, new_name)
+        writer = ShardWriter(self.root, new_name)
         try:
-            for record in tf.data.TFRecordDataset(_join(self.root, old_name)).as_numpy_iterator():
-                clip_id = _record_clip_id(record)
+            for record in read_records(join_path(self.root, old_name)):
+                clip_id = record_clip_id(record)
                 if clip_id in wanted:
                     writer.write(record)
                     seen[clip_id] += 1
-        except tf.errors.OpError:
+        except UnreadableShard:
             writer.abort()
             return None
         except BaseException:
@@ -343,93 +265,109 @@ class _Builder:
         self.update.shards_written += 1
         for c in clips:
             c.shard = new_name
-        return {"name": new_name, "records": writer.records, "clips": len(clips),
-                "seconds": round(sum(c.duration for c in clips), 3)}
+        return shard_info(new_name, writer.records, clips)
 
-    def _probe(self, todo: list[FoundFile], skipped: list[dict[str, Any]]) -> list[_Planned]:
-        planned: list[_Planned] = []
-        bar = _progress_bar(len(todo), "reading headers", self.settings.progress and len(todo) >= 500)
+    # -- decode
+    def _start_pool(self, n_files: int) -> None:
+        self._spool_dir = self._make_spool_dir()
+        fn = functools.partial(audio_files.decode_for_cache, sample_rate=self.sample_rate,
+                               spool_dir=self._spool_dir, quality=self.settings.quality,
+                               spool_samples=SPOOL_SAMPLES)
+        workers = max(1, min(self.settings.workers or available_cpus(), n_files))
+        self._pool = DecodePool(workers, fn, crash_result, cost=self._task_seconds)
+        self._pool.start()
+
+    def _task_seconds(self, task: list[tuple[str, str]]) -> float:
+        return sum(self._estimates.get(rel, 1.0) for _, rel in task)
+
+    def _make_spool_dir(self) -> str:
+        if not is_remote(self.root):
+            path = os.path.join(self.root, f".spool-{uuid.uuid4().hex[:12]}")
+            os.makedirs(path)
+            return path
+        return tempfile.mkdtemp(prefix="cpc_tf_spool_")
+
+    def _probe(self, todo: list[FoundFile], skipped: list[dict[str, Any]]) -> list[Planned]:
+        """Read the headers of the files to decode (for planning); bad ones are skipped."""
+        planned: list[Planned] = []
+        bar = progress_bar(len(todo), "reading headers", self.settings.progress and len(todo) >= 500)
         try:
             for f in todo:
                 try:
                     probe = audio_files.probe_audio(f.path)
                 except audio_files.AudioFileError as exc:
-                    skipped.append(self._skip_json(SkippedFile(f.rel, exc.reason, exc.detail), f))
+                    skipped.append(skip_to_json(SkippedFile(f.rel, exc.reason, exc.detail), f))
                     self.update.decoded += 1
                 else:
-                    planned.append(_Planned(f, audio_files.estimate_seconds(probe)))
+                    planned.append(Planned(f, audio_files.estimate_seconds(probe)))
+                    self._estimates[f.rel] = planned[-1].seconds
                 bar.update(1)
         finally:
             bar.close()
         return planned
 
-    def _count_new_shards(self, planned: list[_Planned], existing: int) -> int:
+    def _count_new_shards(self, planned: list[Planned], existing: int) -> int:
         if not planned:
             return 0
         total = sum(p.seconds for p in planned)
         want = max(math.ceil(total / self.settings.shard_seconds), self.settings.min_shards - existing, 1)
         return min(len(planned), want)
 
-    def _decode(self, pool: _DecodePool, groups: list[list[_Planned]], gen: int, first_serial: int,
-                shards: list[dict[str, Any]], skipped: list[dict[str, Any]]) -> list[ClipInfo]:
-        tasks: list[tuple[int, list[_Planned]]] = [(g, t) for g, group in enumerate(groups)
-                                                   for t in _make_tasks(group)]
-        by_rel = {p.found.rel: p for group in groups for p in group}
+    def _decode(self, planned: list[Planned], gen: int, serial: int, shards: list[dict[str, Any]],
+                skipped: list[dict[str, Any]]) -> list[ClipInfo]:
+        """Decode the planned files into new shards (serials from ``serial`` on)."""
+        if not planned:
+            return []
+        if self._pool is None:
+            self._start_pool(len(planned))
+        assert self._pool is not None
+        groups = assign_shards(planned, self._count_new_shards(planned, len(shards)))
+        tasks = [(g, task) for g, group in enumerate(groups) for task in make_tasks(group)]
+        by_rel = {p.found.rel: p for p in planned}
         clips: list[ClipInfo] = []
-        bar = _progress_bar(len(by_rel), "decoding audio", self.settings.progress)
-        writer: _ShardWriter | None = None
-        writer_group = -1
-        serial = first_serial
-        shard_clips: list[ClipInfo] = []
-
-        def finish() -> None:
-            nonlocal writer, serial
-            if writer is None:
-                return
-            self._written.append(writer.path)
-            if writer.commit():
-                self._sync_later(writer.path)
-                shards.append({"name": writer.name, "records": writer.records, "clips": len(shard_clips),
-                               "seconds": round(sum(c.duration for c in shard_clips), 3)})
-                self.update.shards_written += 1
-                serial += 1
-            writer = None
-
+        shard: _OpenShard | None = None
+        shard_group = -1
+        bar = progress_bar(len(by_rel), "decoding audio", self.settings.progress)
         items = ([(p.found.path, p.found.rel) for p in task] for _, task in tasks)
         try:
-            for (group, _task), results in zip(tasks, pool.imap(items)):
-                if group != writer_group:
-                    finish()
-                    writer = _ShardWriter(self.root, _shard_name(gen, serial))
-                    writer_group = group
-                    shard_clips = []
-                assert writer is not None
+            for (group, _task), results in zip(tasks, self._pool.imap(items)):
+                if group != shard_group:
+                    if shard is not None and self._finish_shard(shard, shards):
+                        serial += 1
+                    shard, shard_group = _OpenShard(ShardWriter(self.root, shard_name(gen, serial))), group
                 for res in results:
-                    p = by_rel[res.rel]
-                    self.update.decoded += 1
-                    if not res.ok:
-                        skipped.append(self._skip_json(SkippedFile(res.rel, res.reason, res.detail), p.found))
-                        continue
-                    records = self._write_clip(writer, res, p.clip_id)
-                    clip = ClipInfo(clip_id=p.clip_id, path=res.rel,
-                                    duration=round(res.num_samples / self.sample_rate, 6),
-                                    num_samples=res.num_samples, orig_sample_rate=res.orig_sample_rate,
-                                    silent=res.silent, shard=writer.name, records=records,
-                                    channels=res.channels, size=p.found.size, mtime_ns=p.found.mtime_ns)
-                    clips.append(clip)
-                    shard_clips.append(clip)
+                    clip = self._take(res, by_rel[res.rel], shard, skipped)
+                    if clip is not None:
+                        clips.append(clip)
                 bar.update(len(results))
-            finish()
+            if shard is not None:
+                self._finish_shard(shard, shards)
+                shard = None
         except BaseException:
-            if writer is not None:
-                writer.abort()
+            if shard is not None:
+                shard.writer.abort()
             raise
         finally:
             bar.close()
         return clips
 
-    def _write_clip(self, writer: _ShardWriter, res: CacheDecodeResult, clip_id: int) -> int:
-        step = self.record_samples
+    def _take(self, res: CacheDecodeResult, p: Planned, shard: _OpenShard,
+              skipped: list[dict[str, Any]]) -> ClipInfo | None:
+        """Write one decoded file into the open shard (or list it as skipped)."""
+        self.update.decoded += 1
+        if not res.ok:
+            skipped.append(skip_to_json(SkippedFile(res.rel, res.reason, res.detail), p.found))
+            return None
+        records = self._write_clip(shard.writer, res, p.clip_id)
+        clip = ClipInfo(clip_id=p.clip_id, path=res.rel, duration=round(res.num_samples / self.sample_rate, 6),
+                        num_samples=res.num_samples, orig_sample_rate=res.orig_sample_rate,
+                        silent=res.silent, shard=shard.writer.name, records=records,
+                        channels=res.channels, size=p.found.size, mtime_ns=p.found.mtime_ns)
+        shard.clips.append(clip)
+        return clip
+
+    def _write_clip(self, writer: ShardWriter, res: CacheDecodeResult, clip_id: int) -> int:
+        step = max(1, int(round(self.settings.record_seconds * self.sample_rate)))
         count = 0
         try:
             for start in range(0, res.num_samples, step):
@@ -447,46 +385,44 @@ class _Builder:
                     os.remove(res.spool)
         return count
 
+    def _finish_shard(self, shard: _OpenShard, shards: list[dict[str, Any]]) -> bool:
+        """Move a new shard into place; False when it stayed empty (no file decoded)."""
+        self._written.append(shard.writer.path)
+        if not shard.writer.commit():
+            return False
+        self._sync_later(shard.writer.path)
+        shards.append(shard_info(shard.writer.name, shard.writer.records, shard.clips))
+        self.update.shards_written += 1
+        return True
 
-def _skip_keys(skipped: Iterable[dict[str, Any]]) -> set[tuple[str, str, Any, Any]]:
-    return {(s["path"], s["reason"], s.get("size"), s.get("mtime_ns")) for s in skipped}
+    # -- commit
+    def _commit(self, index: dict[str, Any], clips: list[ClipInfo], skipped: list[dict[str, Any]],
+                shards: list[dict[str, Any]]) -> None:
+        if not clips:
+            counts = Counter(s["reason"] for s in skipped)
+            what = ", ".join(f"{r}: {n}" for r, n in counts.most_common())
+            raise DataError(f"none of the {len(self.scan.files) + len(self.scan.skipped)} audio files "
+                            f"in {self.audio_dir} could be decoded ({what})")
+        index["clips"] = [clip_to_json(c) for c in sorted(clips, key=lambda c: c.path)]
+        index["skipped"] = sorted(skipped, key=lambda s: s["path"])
+        index["shards"] = sorted(shards, key=lambda s: s["name"])
+        for f in self._syncs:
+            f.result()
+        fsync_dir(self.root)  # the shards' renames, before the index that names them
+        write_index(self.root, index)
 
+    def _sync_later(self, path: str) -> None:
+        """fsync a finished shard in a background thread (waited for before the index)."""
+        if is_remote(path):
+            return
+        if self._syncer is None:
+            self._syncer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cpc_tf_fsync")
+        self._syncs.append(self._syncer.submit(fsync_file, path))
 
-def _shard_name(generation: int, serial: int) -> str:
-    return f"shard-{generation:05d}-{serial:05d}.tfrecord"
-
-
-def _assign_shards(planned: list[_Planned], n_shards: int) -> list[list[_Planned]]:
-    """Spread files over shards, longest first into the emptiest (balanced, interleaved)."""
-    if n_shards <= 0:
-        return []
-    groups: list[list[_Planned]] = [[] for _ in range(n_shards)]
-    load = [0.0] * n_shards
-    for p in sorted(planned, key=lambda p: (-p.seconds, p.found.rel)):
-        k = min(range(n_shards), key=lambda i: (load[i], i))
-        groups[k].append(p)
-        load[k] += p.seconds
-    return [g for g in groups if g]
-
-
-def _make_tasks(group: list[_Planned]) -> list[list[_Planned]]:
-    """Batch a shard's files (longest first) into worker tasks of similar size."""
-    tasks: list[list[_Planned]] = []
-    current: list[_Planned] = []
-    seconds = 0.0
-    for p in group:
-        if current and (seconds + p.seconds > _TASK_SECONDS or len(current) >= _TASK_FILES):
-            tasks.append(current)
-            current, seconds = [], 0.0
-        current.append(p)
-        seconds += p.seconds
-    if current:
-        tasks.append(current)
-    return tasks
-
-
-def _progress_bar(total: int, desc: str, enabled: bool) -> Any:
-    from tqdm.auto import tqdm
-
-    show = bool(enabled) and total > 0 and hasattr(sys.stderr, "isatty") and sys.stderr.isatty()
-    return tqdm(total=total, desc=desc, unit="file", disable=not show, leave=False, dynamic_ncols=True)
+    def _stop(self, wait: bool) -> None:
+        if self._pool is not None:
+            self._pool.close(wait=wait)
+        if self._syncer is not None:
+            self._syncer.shutdown(wait=True)
+        if self._spool_dir is not None:
+            shutil.rmtree(self._spool_dir, ignore_errors=True)

@@ -19,6 +19,13 @@ shards, copies shards that lost clips into new shards (no decoding), writes the 
 and only then deletes superseded shards. A build that dies at any point therefore
 leaves the previous index pointing at untouched shards; the debris (``*.tmp``,
 unreferenced shards, spool folders) is removed by the next build.
+
+The parts: :mod:`~cpc_tf.audio.records` (the record format), :mod:`~cpc_tf.audio.index`
+(the index and file names), :mod:`~cpc_tf.audio.shards` (writing and planning shards),
+:mod:`~cpc_tf.audio.pool` (the crash-tolerant decoder processes),
+:mod:`~cpc_tf.audio.builder` (one build, step by step) and :mod:`~cpc_tf.audio.report`
+(the text shown to people). This module is the public face: :class:`AudioCache`,
+:func:`open_cache`, :func:`open_cache_for` and :func:`cache_root`.
 """
 
 from __future__ import annotations
@@ -30,20 +37,24 @@ import re
 import time
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import tensorflow as tf
 
 from cpc_tf.audio import files as audio_files
-from cpc_tf.audio._fs import _cache_lock, _is_remote, _join
-from cpc_tf.audio.builder import CacheUpdate, _Builder, _BuildSettings
+from cpc_tf.audio.builder import Builder, BuildSettings, CacheUpdate
 from cpc_tf.audio.files import SkippedFile
-from cpc_tf.audio.index import INDEX_NAME, ClipInfo, _clip_from_json, _read_index
+from cpc_tf.audio.index import INDEX_NAME, ClipInfo, clip_from_json, read_index
 from cpc_tf.audio.records import RECORD_SECONDS, parse_record, serialize_record
+from cpc_tf.audio.report import format_duration
 from cpc_tf.errors import ConfigError, DataError
+from cpc_tf.fileio import folder_lock, is_remote, join_path
+
+if TYPE_CHECKING:
+    from cpc_tf.config import Config
 
 __all__ = ["INDEX_NAME", "RECORD_SECONDS", "AudioCache", "CacheUpdate", "ClipInfo", "SkippedFile", "cache_root",
-           "open_cache", "parse_record", "serialize_record"]
+           "open_cache", "open_cache_for", "parse_record", "serialize_record"]
 
 
 class AudioCache:
@@ -63,21 +74,21 @@ class AudioCache:
         self.clips: list[ClipInfo] = sorted(clips, key=lambda c: c.path)
         self.skipped: list[SkippedFile] = sorted(skipped, key=lambda s: s.path)
         self.shards: list[dict[str, Any]] = sorted((dict(s) for s in shards), key=lambda s: s["name"])
-        self.shard_paths: list[str] = [_join(root, s["name"]) for s in self.shards]
+        self.shard_paths: list[str] = [join_path(root, s["name"]) for s in self.shards]
         self.update = update or CacheUpdate()
         self._by_id = {c.clip_id: c for c in self.clips}
 
     @classmethod
     def load(cls, root: str) -> AudioCache:
         """Read an existing cache folder without scanning or updating anything."""
-        index = _read_index(root)
+        index = read_index(root)
         if index is None:
             raise DataError(f"no valid audio cache in {root}")
         return cls._from_index(root, index)
 
     @classmethod
     def _from_index(cls, root: str, index: dict[str, Any], update: CacheUpdate | None = None) -> AudioCache:
-        clips = [_clip_from_json(c) for c in index["clips"]]
+        clips = [clip_from_json(c) for c in index["clips"]]
         skipped = [SkippedFile(s["path"], s["reason"], s.get("detail", "")) for s in index["skipped"]]
         return cls(root, index["audio_dir"], index["sample_rate"], clips, skipped, index["shards"], update)
 
@@ -102,7 +113,7 @@ class AudioCache:
     def shard_paths_for(self, clip_ids: Iterable[int]) -> list[str]:
         """Absolute paths (sorted) of the shards holding these clips."""
         names = {self.clip(int(i)).shard for i in clip_ids}
-        return sorted(_join(self.root, n) for n in names)
+        return sorted(join_path(self.root, n) for n in names)
 
     def skipped_by_reason(self) -> dict[str, list[str]]:
         """Skipped paths grouped by reason, reasons ordered by count (largest first)."""
@@ -115,7 +126,7 @@ class AudioCache:
         """One line, e.g. ``3000 files, 0.84 h of audio, 8 shards; skipped 3 (corrupt: 1,
         not audio: 2); 1 silent file flagged``."""
         n, k = len(self.clips), len(self.shards)
-        text = (f"{n} file{'s' * (n != 1)}, {_format_duration(self.total_seconds)} of audio, "
+        text = (f"{n} file{'s' * (n != 1)}, {format_duration(self.total_seconds)} of audio, "
                 f"{k} shard{'s' * (k != 1)}")
         if self.skipped:
             counts = ", ".join(f"{r}: {len(p)}" for r, p in self.skipped_by_reason().items())
@@ -135,23 +146,17 @@ def cache_root(audio_dir: str | os.PathLike[str], sample_rate: int,
     folder = os.path.realpath(os.fspath(audio_dir))
     base = os.fspath(cache_dir) if cache_dir else (
         os.environ.get("CPC_TF_CACHE") or os.path.join("~", ".cache", "cpc_tf"))
-    if not _is_remote(base):
+    if not is_remote(base):
         base = os.path.abspath(os.path.expanduser(base))
     name = re.sub(r"[^A-Za-z0-9._-]+", "_", os.path.basename(folder.rstrip(os.sep)) or "root")[:48]
     digest = hashlib.sha1(folder.encode("utf-8", "surrogateescape")).hexdigest()[:10]
-    return _join(_join(base, f"{name}-{digest}"), f"sr{int(sample_rate)}")
-
-
-def _format_duration(seconds: float) -> str:
-    if seconds >= 360:
-        return f"{seconds / 3600:.2f} h"
-    if seconds >= 60:
-        return f"{seconds / 60:.1f} min"
-    return f"{seconds:.1f} s"
+    return join_path(join_path(base, f"{name}-{digest}"), f"sr{int(sample_rate)}")
 
 
 # ------------------------------------------------------------------- entry point
 def _check_number(name: str, value: Any, minimum: float, kind: type = int) -> Any:
+    # One of several number checkers in the code base (config, CLI, tuning have their own);
+    # unifying them belongs to the config package.
     ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
     if kind is int:
         ok = ok and float(value).is_integer()
@@ -194,10 +199,10 @@ def open_cache(audio_dir: str | os.PathLike[str], sample_rate: int,
         tf.io.gfile.makedirs(root)
     except (tf.errors.OpError, OSError) as exc:
         raise DataError(f"cannot create the cache folder {root}: {exc}") from None
-    settings = _BuildSettings(workers, progress, min_shards, shard_seconds, record_seconds=RECORD_SECONDS)
-    builder = _Builder(root, folder, sample_rate, scan, settings)
+    settings = BuildSettings(workers, progress, min_shards, shard_seconds, record_seconds=RECORD_SECONDS)
+    builder = Builder(root, folder, sample_rate, scan, settings)
     try:
-        with _cache_lock(root):
+        with folder_lock(root):
             index = builder.run()
     except OSError as exc:
         raise DataError(f"cannot write the cache in {root}: {exc}") from None
@@ -205,3 +210,15 @@ def open_cache(audio_dir: str | os.PathLike[str], sample_rate: int,
         raise DataError(f"cannot write the cache in {root}: {exc.message}") from None
     builder.update.seconds = round(time.perf_counter() - started, 3)
     return AudioCache._from_index(root, index, builder.update)
+
+
+def open_cache_for(cfg: Config, audio_dir: str | os.PathLike[str], cache_dir: str | os.PathLike[str] | None = None,
+                   progress: bool = True, workers: int | None = None,
+                   sample_rate: int | None = None) -> AudioCache:
+    """:func:`open_cache` with the ``data`` section of a config: its sample rate (unless
+    ``sample_rate`` is given), cache folder (unless ``cache_dir`` is given), decode
+    workers (unless ``workers`` is given and non-zero), shard count and shard length."""
+    d = cfg.data
+    return open_cache(audio_dir, sample_rate or d.sample_rate, cache_dir=cache_dir or d.cache_dir or None,
+                      workers=workers or d.decode_workers, progress=progress,
+                      min_shards=d.min_shards, shard_seconds=d.shard_seconds)

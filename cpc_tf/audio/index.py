@@ -1,18 +1,30 @@
-"""The cache index (``index.json``): its schema, and reading and writing it atomically."""
+"""The layout of a cache folder: the index (``index.json``) and the shard file names.
+
+The index lists every clip (relative path, duration, original rate, samples, size,
+mtime, silent flag, shard, record count), every shard and every skipped file with its
+reason. It is replaced atomically and written last, so it only ever names finished
+shards. Shard files are ``shard-GGGGG-NNNNN.tfrecord``, ``GGGGG`` being the generation
+(build) that wrote them; a shard is never modified once written.
+"""
 
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import tensorflow as tf
 
-from cpc_tf.audio._fs import _fsync_dir, _join, _replace
+from cpc_tf.audio.files import FoundFile, SkippedFile
+from cpc_tf.fileio import fsync_dir, join_path, replace_file
 
 INDEX_NAME = "index.json"
 INDEX_FORMAT = "cpc_tf.audio_cache"
 INDEX_VERSION = 1
+SHARD_RE = re.compile(r"^shard-\d{5}-\d{5}\.tfrecord$")
+"""Names of shard files (any generation)."""
 
 
 @dataclass
@@ -33,8 +45,13 @@ class ClipInfo:
     mtime_ns: int = 0
 
 
+def shard_name(generation: int, serial: int) -> str:
+    """The file name of shard ``serial`` written by build ``generation``."""
+    return f"shard-{generation:05d}-{serial:05d}.tfrecord"
 
-def _clip_from_json(c: dict[str, Any]) -> ClipInfo:
+
+def clip_from_json(c: dict[str, Any]) -> ClipInfo:
+    """A :class:`ClipInfo` from its index entry (fields added later have defaults)."""
     return ClipInfo(clip_id=int(c["clip_id"]), path=c["path"], duration=float(c["duration"]),
                     num_samples=int(c["num_samples"]), orig_sample_rate=int(c["orig_sample_rate"]),
                     silent=bool(c["silent"]), shard=c["shard"], records=int(c.get("records", 1)),
@@ -42,15 +59,39 @@ def _clip_from_json(c: dict[str, Any]) -> ClipInfo:
                     mtime_ns=int(c.get("mtime_ns", 0)))
 
 
-def _clip_to_json(c: ClipInfo) -> dict[str, Any]:
+def clip_to_json(c: ClipInfo) -> dict[str, Any]:
+    """The index entry of a clip."""
     d = asdict(c)
     d["mtime"] = c.mtime_ns / 1e9
     return d
 
 
-def _read_index(root: str) -> dict[str, Any] | None:
+def skip_to_json(s: SkippedFile, f: FoundFile | None = None) -> dict[str, Any]:
+    """The index entry of a skipped file; with its size and mtime when it was found."""
+    d: dict[str, Any] = {"path": s.path, "reason": s.reason, "detail": s.detail}
+    if f is not None:
+        d.update(size=f.size, mtime_ns=f.mtime_ns)
+    return d
+
+
+def skip_keys(skipped: Iterable[dict[str, Any]]) -> set[tuple[str, str, Any, Any]]:
+    """What identifies a list of skip entries (to tell whether the index must change)."""
+    return {(s["path"], s["reason"], s.get("size"), s.get("mtime_ns")) for s in skipped}
+
+
+def new_index(audio_dir: str, sample_rate: int, record_seconds: float,
+              old: dict[str, Any] | None) -> dict[str, Any]:
+    """An empty index that continues the generation and clip ids of ``old``."""
+    return {"format": INDEX_FORMAT, "version": INDEX_VERSION, "audio_dir": audio_dir,
+            "sample_rate": sample_rate, "record_seconds": record_seconds,
+            "generation": int(old["generation"]) if old else 0,
+            "next_clip_id": int(old.get("next_clip_id", 0)) if old else 0,
+            "clips": [], "skipped": [], "shards": []}
+
+
+def read_index(root: str) -> dict[str, Any] | None:
     """The parsed index, or None when it is missing, unreadable or of another format."""
-    path = _join(root, INDEX_NAME)
+    path = join_path(root, INDEX_NAME)
     try:
         with tf.io.gfile.GFile(path, "r") as fh:
             index = json.loads(fh.read())
@@ -63,16 +104,17 @@ def _read_index(root: str) -> dict[str, Any] | None:
         for key in ("audio_dir", "sample_rate", "clips", "skipped", "shards", "generation"):
             index[key]  # noqa: B018 - presence check
         for c in index["clips"]:
-            _clip_from_json(c)
+            clip_from_json(c)
     except (KeyError, TypeError, ValueError):
         return None
     return index
 
 
-def _write_index(root: str, index: dict[str, Any]) -> None:
-    path = _join(root, INDEX_NAME)
+def write_index(root: str, index: dict[str, Any]) -> None:
+    """Replace the index atomically (and durably, on a local disk)."""
+    path = join_path(root, INDEX_NAME)
     tmp = path + ".tmp"
     with tf.io.gfile.GFile(tmp, "w") as fh:
         fh.write(json.dumps(index, indent=1))
-    _replace(tmp, path)
-    _fsync_dir(root)
+    replace_file(tmp, path)
+    fsync_dir(root)

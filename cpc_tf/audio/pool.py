@@ -32,7 +32,7 @@ def _succeeded(future: Future[Any]) -> bool:
 
 @dataclass
 class _Slot:
-    """One task of :meth:`_DecodePool.imap`: where it runs and, once known, its result."""
+    """One task of :meth:`DecodePool.imap`: where it runs and, once known, its result."""
 
     task: list[Any]
     cost: float = 1.0
@@ -41,7 +41,7 @@ class _Slot:
     done: bool = False
 
 
-class _DecodePool:
+class DecodePool:
     """Runs ``fn(task) -> list`` over tasks on ``workers`` decoders, yielding in task order.
 
     The decoders are this process plus ``workers - 1`` worker processes: the parent only

@@ -87,6 +87,7 @@ def parse_record(serialized: tf.Tensor) -> dict[str, tf.Tensor]:
     }
 
 
-def _record_clip_id(record: bytes) -> int:
+def record_clip_id(record: bytes) -> int:
+    """The ``clip_id`` of a serialized record (read in Python, outside the graph)."""
     example = tf.train.Example.FromString(record)
     return int(example.features.feature["clip_id"].int64_list.value[0])
