@@ -19,6 +19,7 @@ import contextlib
 import functools
 import math
 import os
+import re
 import shutil
 import tempfile
 import uuid
@@ -30,10 +31,12 @@ from typing import Any
 from cpc_tf.audio import files as audio_files
 from cpc_tf.audio.files import CacheDecodeResult, FoundFile, ScanResult, SkippedFile
 from cpc_tf.audio.index import (
+    INDEX_NAME,
     SHARD_RE,
     ClipInfo,
     clip_from_json,
     clip_to_json,
+    is_environment_skip,
     new_index,
     read_index,
     shard_name,
@@ -64,6 +67,8 @@ from cpc_tf.fileio import (
 )
 
 SPOOL_SAMPLES = 1 << 20  # worker results longer than this travel through a spool file
+_SPOOL_RE = re.compile(r"^\.spool-[0-9a-f]{12}$")           # in a local cache folder
+_TMP_SPOOL_RE = re.compile(r"^cpc_tf_spool_(\d+)_\w+$")    # in the temporary folder (remote caches)
 
 
 @dataclass
@@ -108,6 +113,20 @@ class _Plan:
 class _OpenShard:
     writer: ShardWriter
     clips: list[ClipInfo] = field(default_factory=list)
+
+
+def _remove_orphaned_spools(folder: str) -> None:
+    """Delete ``cpc_tf_spool_<pid>_*`` folders of processes that no longer run."""
+    for name in list_names(folder):
+        m = _TMP_SPOOL_RE.match(name)
+        if m is None or int(m.group(1)) == os.getpid():
+            continue
+        try:
+            os.kill(int(m.group(1)), 0)
+        except ProcessLookupError:
+            shutil.rmtree(os.path.join(folder, name), ignore_errors=True)
+        except OSError:
+            pass  # alive (someone else's process)
 
 
 def crash_result(item: tuple[str, str]) -> CacheDecodeResult:
@@ -184,7 +203,8 @@ class Builder:
                 plan.kept.append(c)
                 continue
             s = old_skipped.get(f.rel)
-            if s is not None and s.get("size") == f.size and s.get("mtime_ns") == f.mtime_ns:
+            if s is not None and s.get("size") == f.size and s.get("mtime_ns") == f.mtime_ns \
+                    and not is_environment_skip(s):
                 plan.skipped.append(s)
                 continue
             plan.todo.append(f)
@@ -195,14 +215,19 @@ class Builder:
         return plan
 
     def _remove_debris(self, old: dict[str, Any] | None) -> None:
-        """Delete what killed builds left: temporary files, unreferenced shards, spools."""
+        """Delete what killed builds left, by the names builds write: temporary shards and
+        index, shards no index names, spool folders (here, and in the temporary folder
+        for remote caches when their process is gone). Anything else is left alone."""
         referenced = {s["name"] for s in old["shards"]} if old else set()
         for name in list_names(self.root):
             path = join_path(self.root, name)
-            if name.endswith(".tmp") or (SHARD_RE.match(name) and name not in referenced):
+            tmp_of = name[:-4] if name.endswith(".tmp") else ""
+            if tmp_of == INDEX_NAME or SHARD_RE.match(tmp_of) or (SHARD_RE.match(name) and name not in referenced):
                 remove_quietly(path)
-            elif name.startswith(".spool-") and not is_remote(path):
+            elif _SPOOL_RE.match(name) and not is_remote(path):
                 shutil.rmtree(path, ignore_errors=True)
+        if is_remote(self.root):
+            _remove_orphaned_spools(tempfile.gettempdir())
 
     def _refresh_skips(self, plan: _Plan, index: dict[str, Any]) -> dict[str, Any]:
         """Nothing to decode or drop: rewrite the index only if the skip list changed."""
@@ -274,7 +299,8 @@ class Builder:
                                spool_dir=self._spool_dir, quality=self.settings.quality,
                                spool_samples=SPOOL_SAMPLES)
         workers = max(1, min(self.settings.workers or available_cpus(), n_files))
-        self._pool = DecodePool(workers, fn, crash_result, cost=self._task_seconds)
+        self._pool = DecodePool(workers, fn, crash_result, cost=self._task_seconds,
+                                initializer=audio_files.worker_init)
         self._pool.start()
 
     def _task_seconds(self, task: list[tuple[str, str]]) -> float:
@@ -285,7 +311,7 @@ class Builder:
             path = os.path.join(self.root, f".spool-{uuid.uuid4().hex[:12]}")
             os.makedirs(path)
             return path
-        return tempfile.mkdtemp(prefix="cpc_tf_spool_")
+        return tempfile.mkdtemp(prefix=f"cpc_tf_spool_{os.getpid()}_")
 
     def _probe(self, todo: list[FoundFile], skipped: list[dict[str, Any]]) -> list[Planned]:
         """Read the headers of the files to decode (for planning); bad ones are skipped."""
@@ -362,7 +388,8 @@ class Builder:
         clip = ClipInfo(clip_id=p.clip_id, path=res.rel, duration=round(res.num_samples / self.sample_rate, 6),
                         num_samples=res.num_samples, orig_sample_rate=res.orig_sample_rate,
                         silent=res.silent, shard=shard.writer.name, records=records,
-                        channels=res.channels, size=p.found.size, mtime_ns=p.found.mtime_ns)
+                        channels=res.channels, size=p.found.size, mtime_ns=p.found.mtime_ns,
+                        clipped=res.clipped)
         shard.clips.append(clip)
         return clip
 

@@ -46,8 +46,8 @@ from cpc_tf.audio.builder import Builder, BuildSettings, CacheUpdate
 from cpc_tf.audio.files import SkippedFile
 from cpc_tf.audio.index import INDEX_NAME, ClipInfo, clip_from_json, read_index
 from cpc_tf.audio.records import RECORD_SECONDS, parse_record, serialize_record
-from cpc_tf.audio.report import format_duration
-from cpc_tf.errors import ConfigError, DataError
+from cpc_tf.audio.report import format_duration, printable
+from cpc_tf.errors import ConfigError, DataError, ResourceError
 from cpc_tf.fileio import folder_lock, is_remote, join_path
 
 if TYPE_CHECKING:
@@ -55,6 +55,10 @@ if TYPE_CHECKING:
 
 __all__ = ["INDEX_NAME", "RECORD_SECONDS", "AudioCache", "CacheUpdate", "ClipInfo", "SkippedFile", "cache_root",
            "open_cache", "open_cache_for", "parse_record", "serialize_record"]
+
+
+NEAR_EMPTY_SECONDS = 0.01
+"""Clips shorter than this (10 ms) are counted as near-empty in :meth:`AudioCache.warnings`."""
 
 
 class AudioCache:
@@ -136,6 +140,21 @@ class AudioCache:
             text += f"; {s} silent file{'s' * (s != 1)} flagged"
         return text
 
+    def warnings(self) -> dict[str, list[str]]:
+        """Clips kept but worth a look, by kind: samples clipped at full scale, a single
+        source sample, near-empty (shorter than :data:`NEAR_EMPTY_SECONDS`)."""
+        clipped, single, short = "clipped at full scale", "a single sample", \
+            f"near-empty (< {NEAR_EMPTY_SECONDS * 1000:g} ms)"
+        groups: dict[str, list[str]] = {clipped: [], single: [], short: []}
+        for c in self.clips:
+            if c.clipped:
+                groups[clipped].append(c.path)
+            if round(c.num_samples * c.orig_sample_rate / self.sample_rate) <= 1:  # source frames
+                groups[single].append(c.path)
+            elif c.duration < NEAR_EMPTY_SECONDS:
+                groups[short].append(c.path)
+        return {kind: paths for kind, paths in groups.items() if paths}
+
     def __repr__(self) -> str:
         return f"AudioCache({self.root!r}: {self.summary()})"
 
@@ -204,12 +223,21 @@ def open_cache(audio_dir: str | os.PathLike[str], sample_rate: int,
     try:
         with folder_lock(root):
             index = builder.run()
+    except ResourceError as exc:  # raised by a decoder
+        raise _machine_fault(root, str(exc)) from None
+    except MemoryError:
+        raise _machine_fault(root, "out of memory") from None
     except OSError as exc:
-        raise DataError(f"cannot write the cache in {root}: {exc}") from None
+        raise _machine_fault(root, exc.strerror or str(exc)) from None
     except tf.errors.OpError as exc:
-        raise DataError(f"cannot write the cache in {root}: {exc.message}") from None
+        raise _machine_fault(root, exc.message) from None
     builder.update.seconds = round(time.perf_counter() - started, 3)
     return AudioCache._from_index(root, index, builder.update)
+
+
+def _machine_fault(root: str, what: str) -> ResourceError:
+    return ResourceError(f"cannot build the cache in {printable(root)}: {printable(what)}; nothing was "
+                         "recorded and the previous cache is unchanged, run again once this is fixed")
 
 
 def open_cache_for(cfg: Config, audio_dir: str | os.PathLike[str], cache_dir: str | os.PathLike[str] | None = None,

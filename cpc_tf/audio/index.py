@@ -43,6 +43,7 @@ class ClipInfo:
     channels: int = 0
     size: int = 0
     mtime_ns: int = 0
+    clipped: int = 0        # samples at int16 full scale
 
 
 def shard_name(generation: int, serial: int) -> str:
@@ -56,7 +57,7 @@ def clip_from_json(c: dict[str, Any]) -> ClipInfo:
                     num_samples=int(c["num_samples"]), orig_sample_rate=int(c["orig_sample_rate"]),
                     silent=bool(c["silent"]), shard=c["shard"], records=int(c.get("records", 1)),
                     channels=int(c.get("channels", 0)), size=int(c.get("size", 0)),
-                    mtime_ns=int(c.get("mtime_ns", 0)))
+                    mtime_ns=int(c.get("mtime_ns", 0)), clipped=int(c.get("clipped", 0)))
 
 
 def clip_to_json(c: ClipInfo) -> dict[str, Any]:
@@ -72,6 +73,19 @@ def skip_to_json(s: SkippedFile, f: FoundFile | None = None) -> dict[str, Any]:
     if f is not None:
         d.update(size=f.size, mtime_ns=f.mtime_ns)
     return d
+
+
+# What earlier versions wrote as the detail of a file they skipped because of a fault of
+# the machine (a full disk, no memory, an I/O error), recorded as if the file were bad.
+_ENVIRONMENT_DETAIL = re.compile(
+    r"No space left|Disk quota|Errno (28|122|12|5|24|23|30)\b|MemoryError|out of memory|Cannot allocate"
+    r"|Input/output error|Too many open files|Read-only file system", re.IGNORECASE)
+
+
+def is_environment_skip(entry: dict[str, Any]) -> bool:
+    """True for a skip entry whose detail names a fault of the machine, not of the file
+    (such entries are retried instead of being carried over)."""
+    return bool(_ENVIRONMENT_DETAIL.search(str(entry.get("detail", ""))))
 
 
 def skip_keys(skipped: Iterable[dict[str, Any]]) -> set[tuple[str, str, Any, Any]]:

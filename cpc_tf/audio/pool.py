@@ -1,10 +1,20 @@
-"""A crash-tolerant process pool for decoding: results in task order, bounded in flight."""
+"""A crash-tolerant process pool for decoding: results in task order, bounded in flight.
+
+Generic: it runs any picklable ``fn(task) -> list`` and knows nothing about audio.
+Its workers die with the process that started them, even when that one is killed
+with ``kill -9`` (:func:`die_with_parent`), and leave Ctrl-C to it.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import multiprocessing
 import os
+import signal
 import sys
+import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -12,7 +22,38 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Any
 
-from cpc_tf.audio import files as audio_files
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent(parent: int, poll_seconds: float = 0.5) -> None:
+    """Make this process exit as soon as process ``parent`` is gone.
+
+    On Linux the kernel sends SIGKILL when the parent dies (``prctl(PR_SET_PDEATHSIG)``);
+    everywhere, a daemon thread also checks ``os.getppid()`` every ``poll_seconds``
+    (an orphan is re-parented, so its parent id changes).
+    """
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(Exception):
+            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+    if os.getppid() != parent:  # it died before we asked
+        os._exit(1)
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(poll_seconds)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="cpc_tf_parent_watch", daemon=True).start()
+
+
+def _start_worker(parent: int, initializer: Callable[[], Any] | None) -> None:
+    """Initialiser of every worker: tie its life to the parent, ignore Ctrl-C (the
+    parent handles it and stops the pool), then run the caller's initialiser."""
+    die_with_parent(parent)
+    with contextlib.suppress(ValueError, OSError):
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if initializer is not None:
+        initializer()
 
 
 def _spawn_works() -> bool:
@@ -53,12 +94,15 @@ class DecodePool:
     tasks are re-run one item at a time in a single-worker pool and an item that kills
     its worker gets ``on_crash(item)``; if the pool never managed to run anything
     (spawning impossible here), the remaining work runs in this process instead.
+    ``initializer`` runs once in each worker (it must be picklable by reference).
     """
 
     def __init__(self, workers: int, fn: Callable[[list[Any]], list[Any]],
                  on_crash: Callable[[Any], Any], window: int | None = None, steal: bool = True,
-                 cost: Callable[[list[Any]], float] = len) -> None:
+                 cost: Callable[[list[Any]], float] = len,
+                 initializer: Callable[[], Any] | None = None) -> None:
         self.workers = max(1, int(workers))
+        self.initializer = initializer
         self.fn = fn
         self.cost = cost
         self.on_crash = on_crash
@@ -73,14 +117,14 @@ class DecodePool:
 
     def _executor(self, n: int) -> ProcessPoolExecutor:
         return ProcessPoolExecutor(max_workers=n, mp_context=multiprocessing.get_context("spawn"),
-                                   initializer=audio_files.worker_init)
+                                   initializer=_start_worker, initargs=(os.getpid(), self.initializer))
 
     def start(self) -> None:
         """Start the worker processes now (they boot while the caller does other work)."""
         if self.inline or self._ex is not None:
             return
         self._ex = self._executor(self.processes)
-        self._warm = [self._ex.submit(audio_files.worker_ready) for _ in range(self.processes)]
+        self._warm = [self._ex.submit(os.getpid) for _ in range(self.processes)]
 
     def close(self, wait: bool = True) -> None:
         """Stop the workers: pending tasks are cancelled, running ones finish (waited for
