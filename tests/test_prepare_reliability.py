@@ -233,7 +233,7 @@ def test_kill_9_leaves_no_process_and_no_debris(tmp_path: Path) -> None:
 
 
 def test_orphaned_spools_of_remote_caches_are_removed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from cpc_tf.audio import builder
+    from cpc_tf.audio import index
 
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
                           text=True, check=True)
@@ -242,7 +242,7 @@ def test_orphaned_spools_of_remote_caches_are_removed(tmp_path: Path, monkeypatc
     other = tmp_path / "cpc_tf_spool_notmine"
     for p in (stale, live, other):
         p.mkdir()
-    builder._remove_orphaned_spools(str(tmp_path))
+    index.remove_orphaned_spools(str(tmp_path))
     assert not stale.exists() and live.exists() and other.exists()
 
 

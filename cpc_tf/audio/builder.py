@@ -19,10 +19,7 @@ import contextlib
 import functools
 import math
 import os
-import re
 import shutil
-import tempfile
-import uuid
 from collections import Counter
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -31,14 +28,14 @@ from typing import Any
 from cpc_tf.audio import files as audio_files
 from cpc_tf.audio.files import CacheDecodeResult, FoundFile, ScanResult, SkippedFile
 from cpc_tf.audio.index import (
-    INDEX_NAME,
-    SHARD_RE,
     ClipInfo,
     clip_from_json,
     clip_to_json,
     is_environment_skip,
+    make_spool_dir,
     new_index,
     read_index,
+    remove_debris,
     shard_name,
     skip_keys,
     skip_to_json,
@@ -67,8 +64,6 @@ from cpc_tf.fileio import (
 )
 
 SPOOL_SAMPLES = 1 << 20  # worker results longer than this travel through a spool file
-_SPOOL_RE = re.compile(r"^\.spool-[0-9a-f]{12}$")           # in a local cache folder
-_TMP_SPOOL_RE = re.compile(r"^cpc_tf_spool_(\d+)_\w+$")    # in the temporary folder (remote caches)
 
 
 @dataclass
@@ -113,20 +108,6 @@ class _Plan:
 class _OpenShard:
     writer: ShardWriter
     clips: list[ClipInfo] = field(default_factory=list)
-
-
-def _remove_orphaned_spools(folder: str) -> None:
-    """Delete ``cpc_tf_spool_<pid>_*`` folders of processes that no longer run."""
-    for name in list_names(folder):
-        m = _TMP_SPOOL_RE.match(name)
-        if m is None or int(m.group(1)) == os.getpid():
-            continue
-        try:
-            os.kill(int(m.group(1)), 0)
-        except ProcessLookupError:
-            shutil.rmtree(os.path.join(folder, name), ignore_errors=True)
-        except OSError:
-            pass  # alive (someone else's process)
 
 
 def crash_result(item: tuple[str, str]) -> CacheDecodeResult:
@@ -190,7 +171,7 @@ class Builder:
                                 or old["sample_rate"] != self.sample_rate
                                 or float(old.get("record_seconds", 0)) != self.settings.record_seconds):
             old = None  # another folder hashed here, or another layout: rebuild from scratch
-        self._remove_debris(old)
+        remove_debris(self.root, {s["name"] for s in old["shards"]} if old else set())
         on_disk = set(list_names(self.root))
         old_clips = {c["path"]: clip_from_json(c) for c in old["clips"]} if old else {}
         old_skipped = {s["path"]: s for s in old["skipped"]} if old else {}
@@ -213,21 +194,6 @@ class Builder:
         self.update.reused = len(plan.kept)
         self.update.removed = len(plan.dropped)
         return plan
-
-    def _remove_debris(self, old: dict[str, Any] | None) -> None:
-        """Delete what killed builds left, by the names builds write: temporary shards and
-        index, shards no index names, spool folders (here, and in the temporary folder
-        for remote caches when their process is gone). Anything else is left alone."""
-        referenced = {s["name"] for s in old["shards"]} if old else set()
-        for name in list_names(self.root):
-            path = join_path(self.root, name)
-            tmp_of = name[:-4] if name.endswith(".tmp") else ""
-            if tmp_of == INDEX_NAME or SHARD_RE.match(tmp_of) or (SHARD_RE.match(name) and name not in referenced):
-                remove_quietly(path)
-            elif _SPOOL_RE.match(name) and not is_remote(path):
-                shutil.rmtree(path, ignore_errors=True)
-        if is_remote(self.root):
-            _remove_orphaned_spools(tempfile.gettempdir())
 
     def _refresh_skips(self, plan: _Plan, index: dict[str, Any]) -> dict[str, Any]:
         """Nothing to decode or drop: rewrite the index only if the skip list changed."""
@@ -294,7 +260,7 @@ class Builder:
 
     # -- decode
     def _start_pool(self, n_files: int) -> None:
-        self._spool_dir = self._make_spool_dir()
+        self._spool_dir = make_spool_dir(self.root)
         fn = functools.partial(audio_files.decode_for_cache, sample_rate=self.sample_rate,
                                spool_dir=self._spool_dir, quality=self.settings.quality,
                                spool_samples=SPOOL_SAMPLES)
@@ -305,13 +271,6 @@ class Builder:
 
     def _task_seconds(self, task: list[tuple[str, str]]) -> float:
         return sum(self._estimates.get(rel, 1.0) for _, rel in task)
-
-    def _make_spool_dir(self) -> str:
-        if not is_remote(self.root):
-            path = os.path.join(self.root, f".spool-{uuid.uuid4().hex[:12]}")
-            os.makedirs(path)
-            return path
-        return tempfile.mkdtemp(prefix=f"cpc_tf_spool_{os.getpid()}_")
 
     def _probe(self, todo: list[FoundFile], skipped: list[dict[str, Any]]) -> list[Planned]:
         """Read the headers of the files to decode (for planning); bad ones are skipped."""

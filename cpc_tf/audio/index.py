@@ -1,16 +1,23 @@
-"""The layout of a cache folder: the index (``index.json``) and the shard file names.
+"""The layout of a cache folder: the index (``index.json``), the names of the files
+builds write, and the removal of what killed builds left behind.
 
 The index lists every clip (relative path, duration, original rate, samples, size,
 mtime, silent flag, shard, record count), every shard and every skipped file with its
 reason. It is replaced atomically and written last, so it only ever names finished
 shards. Shard files are ``shard-GGGGG-NNNNN.tfrecord``, ``GGGGG`` being the generation
-(build) that wrote them; a shard is never modified once written.
+(build) that wrote them; a shard is never modified once written. While a build runs
+it also writes ``<shard>.tmp``, ``index.json.tmp`` and a spool folder ``.spool-<hex>``
+(``cpc_tf_spool_<pid>_*`` in the temporary folder for a remote cache).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
+import tempfile
+import uuid
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -18,13 +25,22 @@ from typing import Any
 import tensorflow as tf
 
 from cpc_tf.audio.files import FoundFile, SkippedFile
-from cpc_tf.fileio import fsync_dir, join_path, replace_file
+from cpc_tf.fileio import (
+    fsync_dir,
+    is_remote,
+    join_path,
+    list_names,
+    remove_quietly,
+    replace_file,
+)
 
 INDEX_NAME = "index.json"
 INDEX_FORMAT = "cpc_tf.audio_cache"
 INDEX_VERSION = 1
 SHARD_RE = re.compile(r"^shard-\d{5}-\d{5}\.tfrecord$")
 """Names of shard files (any generation)."""
+_SPOOL_RE = re.compile(r"^\.spool-[0-9a-f]{12}$")           # in a local cache folder
+_TMP_SPOOL_RE = re.compile(r"^cpc_tf_spool_(\d+)_\w+$")    # in the temporary folder (remote caches)
 
 
 @dataclass
@@ -132,3 +148,42 @@ def write_index(root: str, index: dict[str, Any]) -> None:
         fh.write(json.dumps(index, indent=1))
     replace_file(tmp, path)
     fsync_dir(root)
+
+
+def make_spool_dir(root: str) -> str:
+    """A new folder for decoded audio on its way into shards (inside a local cache)."""
+    if not is_remote(root):
+        path = os.path.join(root, f".spool-{uuid.uuid4().hex[:12]}")
+        os.makedirs(path)
+        return path
+    return tempfile.mkdtemp(prefix=f"cpc_tf_spool_{os.getpid()}_")
+
+
+def remove_debris(root: str, referenced: set[str]) -> None:
+    """Delete what killed builds left, by the names builds write: temporary shards and
+    index, shards not in ``referenced`` (the index's), spool folders (here, and in the
+    temporary folder for remote caches when their process is gone). Run under the
+    cache's lock; anything else in the folder is left alone."""
+    for name in list_names(root):
+        path = join_path(root, name)
+        tmp_of = name[:-4] if name.endswith(".tmp") else ""
+        if tmp_of == INDEX_NAME or SHARD_RE.match(tmp_of) or (SHARD_RE.match(name) and name not in referenced):
+            remove_quietly(path)
+        elif _SPOOL_RE.match(name) and not is_remote(path):
+            shutil.rmtree(path, ignore_errors=True)
+    if is_remote(root):
+        remove_orphaned_spools(tempfile.gettempdir())
+
+
+def remove_orphaned_spools(folder: str) -> None:
+    """Delete ``cpc_tf_spool_<pid>_*`` folders of processes that no longer run."""
+    for name in list_names(folder):
+        m = _TMP_SPOOL_RE.match(name)
+        if m is None or int(m.group(1)) == os.getpid():
+            continue
+        try:
+            os.kill(int(m.group(1)), 0)
+        except ProcessLookupError:
+            shutil.rmtree(os.path.join(folder, name), ignore_errors=True)
+        except OSError:
+            pass  # alive (someone else's process)
