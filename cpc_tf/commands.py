@@ -29,27 +29,12 @@ def prepare(args: argparse.Namespace) -> int:
     from cpc_tf.audio.files import check_audio_folder
 
     check_audio_folder(args.audio_dir)  # fail fast, before TensorFlow loads
-    from cpc_tf.audio.cache import open_cache
+    from cpc_tf.audio.cache import open_cache_for
 
-    cache = open_cache(args.audio_dir, cfg.data.sample_rate,
-                       cache_dir=args.cache_dir or cfg.data.cache_dir or None,
-                       workers=args.workers or cfg.data.decode_workers, progress=True,
-                       min_shards=cfg.data.min_shards, shard_seconds=cfg.data.shard_seconds)
-    up = cache.update
-    if up.decoded:
-        action = f"decoded {up.decoded} file{'s' * (up.decoded != 1)}"
-        if up.reused:
-            action += f", reused {up.reused}"
-        if up.removed:
-            action += f", dropped {up.removed} changed or deleted"
-    else:
-        action = "up to date, nothing decoded" if not up.removed else f"dropped {up.removed} deleted"
-    print(f"cache: {cache.root} ({cache.sample_rate} Hz; {action}; {up.seconds:.1f} s)")
-    print(cache.summary())
-    shown = 5
-    for reason, paths in cache.skipped_by_reason().items():
-        more = f", ... and {len(paths) - shown} more" if len(paths) > shown else ""
-        print(f"  skipped, {reason} ({len(paths)}): {', '.join(paths[:shown])}{more}")
+    from cpc_tf.audio.report import prepare_report
+
+    cache = open_cache_for(cfg, args.audio_dir, cache_dir=args.cache_dir, workers=args.workers)
+    print("\n".join(prepare_report(cache)))
     return 0
 
 

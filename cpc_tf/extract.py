@@ -39,7 +39,7 @@ import numpy as np
 import tensorflow as tf
 
 from cpc_tf.audio import cache as audio_cache
-from cpc_tf.audio.cache import AudioCache, open_cache, parse_record
+from cpc_tf.audio.cache import AudioCache, open_cache_for, parse_record
 from cpc_tf.audio.datasets import fit_length
 from cpc_tf.config import Config, dump_config
 from cpc_tf.errors import ConfigError, DataError
@@ -225,10 +225,8 @@ def _prepare(cfg: Config, options: ExtractOptions, sample_rate: int) -> tuple[Au
     except OSError as exc:
         raise DataError(f"cannot create {out_dir}: {exc.strerror or exc}") from None
     label_source = parse_label_source(options.labels or cfg.data.labels, options.audio_dir)
-    cache = open_cache(options.audio_dir, sample_rate,
-                       cache_dir=options.cache_dir or cfg.data.cache_dir or None,
-                       workers=cfg.data.decode_workers, progress=options.progress,
-                       min_shards=cfg.data.min_shards, shard_seconds=cfg.data.shard_seconds)
+    cache = open_cache_for(cfg, options.audio_dir, cache_dir=options.cache_dir, progress=options.progress,
+                           sample_rate=sample_rate)
     if options.progress:
         print(f"cpc_tf: {cache.summary()}", flush=True)
     return cache, label_source

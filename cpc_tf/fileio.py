@@ -1,15 +1,23 @@
-"""Atomic file writes: write a temporary file in the target's folder, then rename it.
+"""File-system helpers: atomic writes, and paths that may be local or remote.
 
-A reader never sees a half-written file, and a process killed mid-write leaves the
-previous version in place. Used by the run folder, the callbacks, the tuner and the
-evaluation report alike. No heavy imports: this sits at the bottom of the package.
+Atomic writes: write a temporary file in the target's folder, then rename it. A reader
+never sees a half-written file, and a process killed mid-write leaves the previous
+version in place. Used by the run folder, the callbacks, the tuner and the evaluation
+report alike.
+
+Paths with a scheme (``gs://``, ``hdfs://``, TensorFlow's ``ram://``) are handled
+through ``tf.io.gfile``; local paths through :mod:`os`, flushed to disk where it
+matters (the audio cache). No heavy imports: TensorFlow is imported only when a
+remote path is actually used, so this sits at the bottom of the package.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import posixpath
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 
 def _remove(path: str) -> None:
@@ -70,3 +78,102 @@ def atomic_write_text(path: str, text: str) -> None:
             os.fsync(fh.fileno())
 
     atomic_write(write, path)
+
+
+# ------------------------------------------------------------------- local or remote paths
+def is_remote(path: str) -> bool:
+    """True for a path with a scheme (``gs://bucket/x``), handled by ``tf.io.gfile``."""
+    return "://" in path
+
+
+def join_path(root: str, name: str) -> str:
+    """``root/name`` with '/' for remote roots and the OS separator for local ones."""
+    return posixpath.join(root, name) if is_remote(root) else os.path.join(root, name)
+
+
+def list_names(folder: str) -> list[str]:
+    """Names in a folder (sub-folders without a trailing '/'); [] when it does not exist."""
+    if not is_remote(folder):
+        try:
+            return os.listdir(folder)
+        except FileNotFoundError:
+            return []
+    import tensorflow as tf
+
+    try:
+        return [n.rstrip("/") for n in tf.io.gfile.listdir(folder)]
+    except tf.errors.NotFoundError:
+        return []
+
+
+def remove_quietly(path: str) -> None:
+    """Delete a file if it is there; errors (already gone, no permission) are ignored."""
+    if not is_remote(path):
+        with contextlib.suppress(OSError):
+            os.remove(path)
+        return
+    import tensorflow as tf
+
+    with contextlib.suppress(OSError, tf.errors.OpError):
+        tf.io.gfile.remove(path)
+
+
+def fsync_file(path: str) -> None:
+    """Flush a finished local file to disk (best effort; remote files need no flush)."""
+    if is_remote(path):
+        return
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def fsync_dir(path: str) -> None:
+    """Flush a local folder's entries (the renames into it) to disk (best effort)."""
+    if is_remote(path) or not hasattr(os, "O_DIRECTORY"):
+        return
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def replace_file(src: str, dst: str, sync: bool = True) -> None:
+    """Atomically move a finished temporary file over ``dst`` (flushed first when ``sync``)."""
+    if is_remote(dst):
+        import tensorflow as tf
+
+        tf.io.gfile.rename(src, dst, overwrite=True)
+        return
+    if sync:
+        fsync_file(src)
+    os.replace(src, dst)
+
+
+@contextlib.contextmanager
+def folder_lock(folder: str, name: str = ".lock") -> Iterator[None]:
+    """Hold an exclusive lock on ``folder`` (a ``flock`` on ``folder/name``) while inside.
+
+    Serialises the writers of one folder across processes. Remote folders, and systems
+    without ``fcntl``, are not locked.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield
+        return
+    if is_remote(folder):
+        yield
+        return
+    fd = os.open(os.path.join(folder, name), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)

@@ -569,7 +569,7 @@ def train(cfg: Config, options: TrainOptions, model: keras.Model | None = None,
     `model` and `strategy` may be given (Keras Tuner builds the model itself under its
     strategy); `extra_callbacks` are driven with the standard ones.
     """
-    from cpc_tf.audio.cache import open_cache
+    from cpc_tf.audio.cache import open_cache_for
     from cpc_tf.audio.datasets import check_data_fits, labelled_crops, split_clips, training_dataset
     from cpc_tf.models.registry import check_fits, check_queue_fits, model_input_shape
 
@@ -588,9 +588,7 @@ def train(cfg: Config, options: TrainOptions, model: keras.Model | None = None,
     if chief:
         run.ensure_writable()  # fail before a long cache build, not after it
     audio_dir = options.audio_dir
-    cache = open_cache(audio_dir, cfg.data.sample_rate, cache_dir=options.cache_dir or cfg.data.cache_dir or None,
-                       workers=cfg.data.decode_workers, progress=options.verbose > 0 and chief,
-                       min_shards=cfg.data.min_shards, shard_seconds=cfg.data.shard_seconds)
+    cache = open_cache_for(cfg, audio_dir, cache_dir=options.cache_dir, progress=options.verbose > 0 and chief)
     split = split_clips(cache, cfg)
     input_shape = model_input_shape(cfg)
     check_data_fits(cfg, cache, input_shape)

@@ -463,15 +463,13 @@ def probe_accuracy(model: keras.Model, cfg: Config, audio_dir: str, labels: str,
     """Linear-probe accuracy of the trial's embeddings on a file-level split (labels needed)."""
     import numpy as np
 
-    from cpc_tf.audio.cache import open_cache
+    from cpc_tf.audio.cache import open_cache_for
     from cpc_tf.audio.labels import parse_label_source
     from cpc_tf.evaluation.probe import train_probe
     from cpc_tf.evaluation.splits import split_by_file
     from cpc_tf.extract import extract_embeddings
 
-    cache = open_cache(audio_dir, cfg.data.sample_rate, cache_dir=cache_dir or cfg.data.cache_dir or None,
-                       workers=cfg.data.decode_workers, progress=False, min_shards=cfg.data.min_shards,
-                       shard_seconds=cfg.data.shard_seconds)
+    cache = open_cache_for(cfg, audio_dir, cache_dir=cache_dir, progress=False)
     arrays = extract_embeddings(model, cfg, cache, progress=False)
     source = parse_label_source(labels, audio_dir)
     by_id = {c.clip_id: c.path for c in cache.clips}
@@ -697,11 +695,8 @@ def run_sweep(sweep_path: str, audio_dir: str, tune_dir: str, overrides: list[st
     _check_same_sweep(sweep, tune_dir)  # creates tune_dir
 
     # Decode the audio once, before the first trial (its errors are not trial failures).
-    from cpc_tf.audio.cache import open_cache
-    d = sweep.base.data
-    cache = open_cache(audio_dir, d.sample_rate, cache_dir=cache_dir or d.cache_dir or None,
-                       workers=d.decode_workers, progress=verbose > 0, min_shards=d.min_shards,
-                       shard_seconds=d.shard_seconds)
+    from cpc_tf.audio.cache import open_cache_for
+    cache = open_cache_for(sweep.base, audio_dir, cache_dir=cache_dir, progress=verbose > 0)
     if label_source is not None:
         classes = {label_source.label_for(c.path) for c in cache.clips} - {""}
         if len(classes) < 2:

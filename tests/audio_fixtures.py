@@ -117,3 +117,22 @@ def crashing_decode(items: list[tuple[str, str]], **kwargs: object) -> list[obje
         if os.path.basename(path).startswith("crash"):
             os._exit(3)
     return audio_files.decode_for_cache(items, **kwargs)  # type: ignore[arg-type]
+
+
+def slow_decode(items: list[tuple[str, str]], **kwargs: object) -> list[object]:
+    """A decode task that takes 0.3 s per file (so that a build can be caught mid-way)."""
+    import time
+
+    time.sleep(0.3 * len(items))
+    return audio_files.decode_for_cache(items, **kwargs)  # type: ignore[arg-type]
+
+
+def write_wav_claiming_rate(path: Path, rate: int, frames: int = 100) -> Path:
+    """A 16-bit mono WAV of ``frames`` samples whose header claims ``rate`` Hz (any uint32)."""
+    _in_folder(path)
+    data = (np.arange(frames, dtype="<i2") * 100).tobytes()
+    header = (b"RIFF" + struct.pack("<I", 36 + len(data)) + b"WAVEfmt "
+              + struct.pack("<IHHIIHH", 16, 1, 1, rate, (rate * 2) & 0xFFFFFFFF, 2, 16)
+              + b"data" + struct.pack("<I", len(data)))
+    path.write_bytes(header + data)
+    return path

@@ -15,8 +15,11 @@ import soundfile as sf
 import tensorflow as tf
 
 import audio_fixtures as fx
+from cpc_tf.audio import builder as ab
 from cpc_tf.audio import cache as ac
 from cpc_tf.audio import files as af
+from cpc_tf.audio import pool as ap
+from cpc_tf.audio import shards as ash
 from cpc_tf.errors import DataError
 
 SR = 16000
@@ -221,16 +224,16 @@ def test_crash_mid_update_leaves_the_old_cache(folder: Path, tmp_path: Path,
     fx.write_sine(folder / "new2.wav", 0.3, SR)
     (folder / "g.wav").unlink()                       # forces a shard rewrite too
 
-    real_write = ac._ShardWriter.write
+    real_write = ash.ShardWriter.write
     calls = {"n": 0}
 
-    def failing_write(self: ac._ShardWriter, record: bytes) -> None:
+    def failing_write(self: ash.ShardWriter, record: bytes) -> None:
         calls["n"] += 1
         if calls["n"] == 2:
             raise RuntimeError("disk on fire")
         real_write(self, record)
 
-    monkeypatch.setattr(ac._ShardWriter, "write", failing_write)
+    monkeypatch.setattr(ash.ShardWriter, "write", failing_write)
     with pytest.raises(RuntimeError, match="disk on fire"):
         build(folder, tmp_path)
     monkeypatch.undo()
@@ -241,8 +244,8 @@ def test_crash_mid_update_leaves_the_old_cache(folder: Path, tmp_path: Path,
     assert not [n for n in os.listdir(first.root) if n.endswith(".tmp")]
 
     # a hard kill leaves debris behind (tmp files, finished but unreferenced shards)
-    monkeypatch.setattr(ac, "_remove", lambda path: None)
-    monkeypatch.setattr(ac, "_write_index", lambda root, index: (_ for _ in ()).throw(KeyboardInterrupt))
+    monkeypatch.setattr(ab, "remove_quietly", lambda path: None)
+    monkeypatch.setattr(ab, "write_index", lambda root, index: (_ for _ in ()).throw(KeyboardInterrupt))
     with pytest.raises(KeyboardInterrupt):
         build(folder, tmp_path)
     monkeypatch.undo()
@@ -277,7 +280,7 @@ def test_a_crashing_decoder_only_loses_its_file(tmp_path: Path) -> None:
     spool = tmp_path / "spool"
     spool.mkdir()
     fn = functools.partial(fx.crashing_decode, sample_rate=SR, spool_dir=str(spool))
-    pool = ac._DecodePool(2, fn, ac._crash_result, window=2, steal=False)
+    pool = ap.DecodePool(2, fn, ab.crash_result, window=2, steal=False)
     try:
         results = [r for task in pool.imap(items) for r in task]
     finally:
@@ -289,19 +292,19 @@ def test_a_crashing_decoder_only_loses_its_file(tmp_path: Path) -> None:
 
 def test_workers_that_cannot_start_fall_back_to_this_process(folder: Path, tmp_path: Path,
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    def dying_executor(self: ac._DecodePool, n: int) -> ProcessPoolExecutor:
+    def dying_executor(self: ap.DecodePool, n: int) -> ProcessPoolExecutor:
         return ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn"),
                                    initializer=os._exit, initargs=(3,))
 
     recovered = []
-    real_recover = ac._DecodePool._recover
+    real_recover = ap.DecodePool._recover
 
-    def counting_recover(self: ac._DecodePool, task: list) -> list:
+    def counting_recover(self: ap.DecodePool, task: list) -> list:
         recovered.append(len(task))
         return real_recover(self, task)
 
-    monkeypatch.setattr(ac._DecodePool, "_executor", dying_executor)
-    monkeypatch.setattr(ac._DecodePool, "_recover", counting_recover)
+    monkeypatch.setattr(ap.DecodePool, "_executor", dying_executor)
+    monkeypatch.setattr(ap.DecodePool, "_recover", counting_recover)
     cache = build(folder, tmp_path, workers=3)
     assert recovered  # the broken pool was noticed and its tasks were run here instead
     assert cache.update.decoded == 14 and len(cache.clips) == 7

@@ -16,7 +16,17 @@ module alone, so they start fast and stay small):
 
 Every per-file failure becomes :class:`AudioFileError` with a short ``reason`` (one of
 the ``REASON_*`` constants) and a longer ``detail``; callers turn it into a
-:class:`SkippedFile`. Decoding never lets a bad file raise anything else.
+:class:`SkippedFile`. Decoding never lets a bad file raise anything else. Faults of the
+machine are not the file's: running out of memory, and any ``OSError`` while writing
+the spool (a full disk or quota, an I/O error on the cache side), raise
+:class:`~cpc_tf.errors.ResourceError` so that the build stops instead of recording a
+good file as bad.
+
+Source sample rates outside :data:`MIN_SOURCE_RATE`..:data:`MAX_SOURCE_RATE` (1 kHz to
+1 MHz) are refused (reason ``bad sample rate``): a header claiming 1 Hz would otherwise
+turn 40 KB of samples into hours of audio at the target rate. Resampling runs in blocks
+of at most :data:`MAX_OUT_BLOCK` output samples, so memory stays bounded by the block
+size whatever the ratio.
 """
 
 from __future__ import annotations
@@ -36,7 +46,8 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from cpc_tf.errors import DataError
+from cpc_tf.audio.report import printable
+from cpc_tf.errors import DataError, ResourceError
 
 AUDIO_EXTENSIONS: frozenset[str] = frozenset({".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif", ".au"})
 """File name endings taken as audio (compared case-insensitively)."""
@@ -48,6 +59,14 @@ REASON_UNSUPPORTED = "unsupported codec"
 REASON_NONFINITE = "NaN/Inf samples"
 REASON_UNREADABLE = "unreadable"
 REASON_TOO_SHORT = "too short"
+REASON_BAD_RATE = "bad sample rate"
+
+MIN_SOURCE_RATE = 1_000
+"""Lowest source sample rate accepted (Hz); lower ones are skipped as ``bad sample rate``."""
+MAX_SOURCE_RATE = 1_000_000
+"""Highest source sample rate accepted (Hz)."""
+MAX_OUT_BLOCK = 1 << 20
+"""Most samples one resampling step produces (bounds memory for extreme rate ratios)."""
 
 SILENCE_PEAK = 1e-4
 """A file whose absolute peak stays below this (-80 dBFS) is flagged silent."""
@@ -155,6 +174,7 @@ class CacheDecodeResult:
     spool: str | None = None
     reason: str = ""
     detail: str = ""
+    clipped: int = 0          # samples at int16 full scale (clipped in the source or by us)
 
     @property
     def ok(self) -> bool:
@@ -385,6 +405,8 @@ class AudioReader:
         sf_error: BaseException | None = None
         try:
             f = sf.SoundFile(self.path)
+        except MemoryError:
+            raise
         except Exception as exc:  # LibsndfileError, RuntimeError, TypeError on odd headers
             sf_error = exc
         else:
@@ -393,10 +415,11 @@ class AudioReader:
                 raise AudioFileError(REASON_CORRUPT, "header gives no sample rate or channels")
             self.probe = AudioProbe(max(int(f.frames), 0), int(f.samplerate), int(f.channels),
                                     str(f.format), str(f.subtype), "soundfile")
+            _check_rate(self.probe.sample_rate)
             return
         try:
             self._open_audioread()
-        except AudioFileError:
+        except (AudioFileError, MemoryError):
             raise
         except Exception:
             raise AudioFileError(*_classify_failure(head, sf_error)) from None
@@ -411,6 +434,7 @@ class AudioReader:
         rate, channels = int(ar.samplerate), int(ar.channels)
         if rate <= 0 or channels <= 0:
             raise AudioFileError(REASON_CORRUPT, "header gives no sample rate or channels")
+        _check_rate(rate)
         frames = int(round(float(ar.duration or 0.0) * rate))
         self.probe = AudioProbe(frames, rate, channels, "audioread", "PCM_16", "audioread")
 
@@ -463,6 +487,14 @@ class AudioReader:
             yield pcm.reshape(-1, channels)
 
 
+def _check_rate(rate: int) -> None:
+    """Refuse a source rate outside [MIN_SOURCE_RATE, MAX_SOURCE_RATE] (a damaged or
+    hostile header: 1 Hz would blow 20,000 samples up into hours of audio)."""
+    if not MIN_SOURCE_RATE <= rate <= MAX_SOURCE_RATE:
+        raise AudioFileError(REASON_BAD_RATE, f"the header says {rate} Hz; accepted are "
+                             f"{MIN_SOURCE_RATE:,} to {MAX_SOURCE_RATE:,} Hz")
+
+
 def _mix_down(block: np.ndarray) -> np.ndarray:
     """Average the channels of a (frames, channels) block.
 
@@ -509,10 +541,12 @@ def iter_resampled(reader: AudioReader, sample_rate: int, quality: str = "HQ",
     in_rate = reader.probe.sample_rate
     stream = None if in_rate == sample_rate else soxr.ResampleStream(
         in_rate, sample_rate, 1, dtype="float32", quality=quality)
+    # source frames per block such that one block resamples to at most MAX_OUT_BLOCK samples
+    block_frames = max(1, min(block_frames, MAX_OUT_BLOCK * in_rate // max(sample_rate, 1)))
     n_in = n_out = 0
     peak = 0.0
     held: np.ndarray | None = None  # one block held back so the length can be fixed at the end
-    for block in reader.blocks(block_frames):
+    for block in _split(reader.blocks(block_frames), block_frames):
         n_in += len(block)
         peak = max(peak, float(np.max(np.abs(block))))
         out = block if stream is None else stream.resample_chunk(block)
@@ -536,6 +570,13 @@ def iter_resampled(reader: AudioReader, sample_rate: int, quality: str = "HQ",
         stats["peak"] = peak
     if len(last):
         yield last
+
+
+def _split(blocks: Iterator[np.ndarray], size: int) -> Iterator[np.ndarray]:
+    """Cut blocks longer than ``size`` (audioread's own buffer size is not ours to set)."""
+    for block in blocks:
+        for start in range(0, len(block), size):
+            yield block[start:start + size]
 
 
 def to_int16(x: np.ndarray) -> np.ndarray:
@@ -577,57 +618,84 @@ def worker_ready() -> int:
     return os.getpid()
 
 
+class _PcmSink:
+    """Collects a file's int16 PCM in memory, moving it to a spool file in ``spool_dir``
+    once it grows past ``spool_samples``. Counts samples at full scale on the way."""
+
+    def __init__(self, spool_dir: str, spool_samples: int) -> None:
+        self.spool_dir = spool_dir
+        self.spool_samples = spool_samples
+        self.parts: list[np.ndarray] = []
+        self.total = 0
+        self.clipped = 0
+        self.spool: str | None = None
+        self._fh: Any = None
+
+    def write(self, pcm: np.ndarray) -> None:
+        self.total += len(pcm)
+        self.clipped += int(np.count_nonzero((pcm == 32767) | (pcm == -32768)))
+        if self._fh is None:
+            self.parts.append(pcm)
+            if self.total <= self.spool_samples:
+                return
+            self.spool = os.path.join(self.spool_dir, f"{uuid.uuid4().hex}.pcm")
+            self._fh = open(self.spool, "wb")  # noqa: SIM115 - closed in finish/discard
+            pcm = np.concatenate(self.parts)
+            self.parts = []
+        self._fh.write(pcm.tobytes())
+
+    def finish(self) -> np.ndarray | None:
+        """Close the spool; the PCM when it stayed in memory, else None."""
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+            return None
+        return np.concatenate(self.parts) if self.parts else np.zeros(0, "<i2")
+
+    def discard(self) -> None:
+        if self._fh is not None:
+            with contextlib.suppress(OSError):
+                self._fh.close()
+            self._fh = None
+        if self.spool:
+            with contextlib.suppress(OSError):
+                os.remove(self.spool)
+
+
+def _fault_text(exc: BaseException) -> str:
+    if isinstance(exc, MemoryError):
+        return "out of memory"
+    return getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+
+
 def _decode_one_for_cache(path: str, rel: str, sample_rate: int, spool_dir: str, quality: str,
                           spool_samples: int) -> CacheDecodeResult:
     stats: dict[str, float] = {}
-    parts: list[np.ndarray] = []
-    held = 0
-    spool_path: str | None = None
-    spool_fh = None
+    sink = _PcmSink(spool_dir, spool_samples)
     try:
         with AudioReader(path) as reader:
             assert reader.probe is not None
             probe = reader.probe
             for block in iter_resampled(reader, sample_rate, quality, stats=stats):
-                pcm = to_int16(block)
-                if spool_fh is not None:
-                    spool_fh.write(pcm.tobytes())
-                    continue
-                parts.append(pcm)
-                held += len(pcm)
-                if held > spool_samples:
-                    spool_path = os.path.join(spool_dir, f"{uuid.uuid4().hex}.pcm")
-                    spool_fh = open(spool_path, "wb")  # noqa: SIM115 - closed below
-                    for p in parts:
-                        spool_fh.write(p.tobytes())
-                    parts = []
+                sink.write(to_int16(block))
         if not stats.get("frames"):
             raise AudioFileError(REASON_TOO_SHORT, "the file holds 0 samples")
-        total = held if spool_fh is None else None
-        if spool_fh is not None:
-            spool_fh.close()
-            spool_fh = None
-            assert spool_path is not None
-            total = os.path.getsize(spool_path) // 2
-        assert total is not None
-        if total == 0:
+        if sink.total == 0:
             raise AudioFileError(REASON_TOO_SHORT, f"0 samples at {sample_rate} Hz")
-        pcm_all = None if spool_path else (np.concatenate(parts) if parts else np.zeros(0, "<i2"))
-        return CacheDecodeResult(rel, num_samples=int(total), orig_sample_rate=probe.sample_rate,
+        pcm = sink.finish()
+        return CacheDecodeResult(rel, num_samples=sink.total, orig_sample_rate=probe.sample_rate,
                                  channels=probe.channels, silent=stats["peak"] < SILENCE_PEAK,
-                                 pcm=pcm_all, spool=spool_path)
+                                 pcm=pcm, spool=sink.spool, clipped=sink.clipped)
     except AudioFileError as exc:
         failure = CacheDecodeResult(rel, reason=exc.reason, detail=exc.detail)
-    except MemoryError:
-        failure = CacheDecodeResult(rel, reason=REASON_CORRUPT, detail="ran out of memory decoding it")
+    except (MemoryError, OSError) as exc:
+        # Not the file's fault: no memory, or the spool (cache side) cannot be written.
+        # Reading errors of the file itself arrive as AudioFileError.
+        sink.discard()
+        raise ResourceError(f"{_fault_text(exc)} while decoding {printable(rel)}") from None
     except Exception as exc:  # anything a decoder library throws at us
         failure = CacheDecodeResult(rel, reason=REASON_CORRUPT, detail=f"{type(exc).__name__}: {exc}")
-    if spool_fh is not None:
-        with contextlib.suppress(OSError):
-            spool_fh.close()
-    if spool_path:
-        with contextlib.suppress(OSError):
-            os.remove(spool_path)
+    sink.discard()
     return failure
 
 
