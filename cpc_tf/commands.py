@@ -197,7 +197,9 @@ def _print_label_warnings(spec: str | None, audio_dir: str, payload: dict) -> No
 
 
 def _print_extracted(out: str, payload: dict) -> None:
-    """What extract wrote, and the skipped files by reason."""
+    """What extract wrote, and the skipped files by reason (names escaped for the terminal)."""
+    from cpc_tf.audio.report import printable
+
     n_files = len(set(payload["clip_index"].tolist()))
     labelled = int((payload["labels"] != "").sum())
     n_skipped = len(payload["skipped_paths"])
@@ -210,7 +212,7 @@ def _print_extracted(out: str, payload: dict) -> None:
     shown = 5
     for reason, paths in sorted(by_reason.items(), key=lambda kv: (-len(kv[1]), kv[0])):
         more = f", ... and {len(paths) - shown} more" if len(paths) > shown else ""
-        print(f"  skipped, {reason} ({len(paths)}): {', '.join(paths[:shown])}{more}")
+        print(f"  skipped, {printable(reason)} ({len(paths)}): {', '.join(map(printable, paths[:shown]))}{more}")
 
 
 def _parse_baselines(specs: list[str]) -> list[tuple[str, str, str | None]]:
