@@ -29,3 +29,10 @@ class TrainingError(CpcTfError):
     """Training stopped for a reason the user must act on (NaN loss, unwritable folder)."""
 
     exit_code = 1
+
+
+class InputError(DataError, ValueError):
+    """Bad input to the Python API (``cpc_tf.load``, ``Embedder.embed``): also a ValueError.
+
+    The CLI reports it like any :class:`DataError` (one line, exit code 1).
+    """
