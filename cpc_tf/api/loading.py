@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from typing import Any
 
 from cpc_tf.config import Config
@@ -83,11 +84,21 @@ def load_keras_file(path: str) -> tuple[Any, Config, str]:
     try:
         model = keras.saving.load_model(path, compile=False)
     except Exception as exc:  # Keras raises TypeError/ValueError/OSError for foreign or broken files
-        reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-        raise InputError(f"{path} is not a loadable cpc_tf model: Keras says: {reason}") from None
+        raise InputError(f"{path} is not a loadable cpc_tf model: {_keras_reason(exc)}") from None
     if not isinstance(model, ContrastiveModel):
         hint = (" (an encoder alone: give the run's model.keras)" if getattr(model, "name", "") == "encoder"
                 else "")
         raise InputError(f"{path} holds a {type(model).__name__} named {getattr(model, 'name', '?')!r}, "
                          f"not a cpc_tf model (CPC, SimCLR or a supervised run){hint}")
     return model, model.cfg, path
+
+
+def _keras_reason(exc: BaseException) -> str:
+    """The telling part of a Keras loading error, on one line."""
+    text = str(exc)
+    unknown = re.search(r"Could not locate (?:class|function) '([^']+)'", text)
+    if unknown:
+        return (f"it names the class {unknown.group(1)!r}, which is not registered here "
+                "(a model of another project, or of a newer cpc_tf)")
+    first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+    return f"Keras says: {first[:200]}"
