@@ -4,13 +4,13 @@ Following Bajorath et al. 2021 §2.3 (``num_em_samples_per_data``), each file gi
 ``eval.crops_per_file`` random, seeded crops of the model's input length (or, with
 ``eval.crop_mode: sliding``, chunks every ``eval.hop_seconds`` that cover the whole
 file), and each crop one embedding: c_T for CPC (the time-averaged context for CLMR's
-CPC variant) and h for SimCLR. Random crops of files shorter than a crop are looped
-or zero-padded by ``data.short_clip_policy``; files are never dropped.
+CPC variant) and h for SimCLR. Files shorter than a crop are looped or zero-padded by
+``data.short_clip_policy``, never dropped.
 
-Sliding chunks go through the same code as the Python API (:mod:`cpc_tf.inference`):
-the last partial chunk of a file is zero-padded (never looped), and ``--pool`` weighs
-each chunk by the real samples it holds, so ``extract --crop-mode sliding --pool mean``
-gives the numbers of :meth:`cpc_tf.Embedder.embed` on the same audio.
+Sliding chunks follow the same rules as the Python API (:mod:`cpc_tf.inference`): the
+last partial chunk of a file longer than one chunk is zero-padded (never looped), and
+``--pool`` weighs each chunk by the real samples it holds, so ``extract --crop-mode
+sliding --pool mean`` gives the numbers of :meth:`cpc_tf.Embedder.embed` on the same audio.
 
 Crops are cut in the tf.data graph straight from the cache shards and go through the
 model one batch at a time, so memory holds one batch of audio plus the output rows,
@@ -121,9 +121,12 @@ def crop_dataset(cache: AudioCache, cfg: Config, batch_size: int) -> tuple[tf.da
         audio = tf.cond(tf.size(audio) > 0, lambda: audio, lambda: tf.zeros([1], audio.dtype))
         n = tf.shape(audio, out_type=tf.int64)[0]
         offset = record["offset"]
-        if sliding:  # chunks every `hop` samples; the last one is zero-padded (inference.chunk_plan)
+        if sliding:  # chunks every `hop` samples (inference.chunk_plan): a record shorter than
+            # one chunk is completed by the policy, the last chunk of a longer one with zeros
             count = 1 + tf.maximum(tf.constant(0, tf.int64), (n - length + hop - 1) // hop)
-            padded = fit_length(audio, tf.cast((count - 1) * hop, tf.int32) + length, "pad")
+            target = tf.cast((count - 1) * hop, tf.int32) + length
+            padded = tf.cond(n < length, lambda: fit_length(audio, length, policy),
+                             lambda: fit_length(audio, target, "pad"))
             starts = tf.range(count, dtype=tf.int64) * hop
             crops = tf.gather(padded, tf.cast(starts, tf.int32)[:, None] + tf.range(length)[None, :])
         else:

@@ -6,6 +6,9 @@ command line and :class:`cpc_tf.Embedder` cannot disagree:
 
 * :func:`chunk_plan` — where sliding chunks start and how many real samples each holds.
   The last chunk of a sound is completed with zeros; its real length travels with it.
+  A sound shorter than one chunk is first completed by ``data.short_clip_policy``
+  (:func:`fill_short`: looped by default, as in training), so its one chunk holds no
+  silence the model never saw.
 * :func:`cut_chunks` — a batch of chunks from in-memory audio (zero-padded at the end).
 * :class:`ModelRunner` — calls the model on a batch of flat chunks ``[b, L]`` and returns
   the chunk embeddings (c_T, the time-mean of c_t or of z_t for CPC, h for SimCLR), or
@@ -57,6 +60,16 @@ def chunk_plan(num_samples: int, length: int, hop: int | None = None, offset: in
     starts = int(offset) + np.arange(sliding_count(span, length, hop), dtype=np.int64) * hop
     valid = np.minimum(length, int(num_samples) - starts)
     return starts, valid.astype(np.int64)
+
+
+def fill_short(audio: np.ndarray, length: int, policy: str) -> np.ndarray:
+    """Rows of `audio` ``[n, s]`` shorter than `length`, looped to `length` (``policy`` loop),
+    as ``cpc_tf.audio.datasets.fit_length`` does; longer audio and ``pad`` return it as is
+    (:func:`cut_chunks` zero-pads)."""
+    samples = audio.shape[1]
+    if policy != "loop" or samples >= length or samples == 0:
+        return audio
+    return np.tile(audio, (1, -(-length // samples)))[:, :length]
 
 
 def cut_chunks(audio: np.ndarray, rows: np.ndarray, starts: np.ndarray, length: int) -> np.ndarray:

@@ -17,7 +17,7 @@ import numpy as np
 from cpc_tf.api.inputs import prepare_sounds
 from cpc_tf.config import Config
 from cpc_tf.errors import InputError
-from cpc_tf.inference import ModelRunner, chunk_plan, cut_chunks, pool_groups
+from cpc_tf.inference import ModelRunner, chunk_plan, cut_chunks, fill_short, pool_groups
 
 
 class Embedder:
@@ -122,7 +122,9 @@ class Embedder:
 
         The sound is cut into consecutive chunks of :attr:`chunk_seconds`; the last one
         is zero-padded, and the chunk embeddings (what ``extract`` stores per crop) are
-        averaged with weights proportional to the real samples in each chunk.
+        averaged with weights proportional to the real samples in each chunk. A sound
+        shorter than one chunk is looped to fill it (zero-padded with the config's
+        ``data.short_clip_policy: pad``), as in training.
 
         Args:
             audio: One sound (1-D) or ``[n_sounds, n_samples]``; float in [-1, 1] or
@@ -136,6 +138,7 @@ class Embedder:
             InputError: (a ValueError) for empty, non-finite or mis-shaped audio.
         """
         sounds, single = prepare_sounds(audio, sample_rate, self.sample_rate)
+        sounds = fill_short(sounds, self.chunk_samples, self.config.data.short_clip_policy)
         n, total = sounds.shape
         starts, valid = chunk_plan(total, self.chunk_samples)
         rows = np.repeat(np.arange(n), len(starts))
@@ -175,7 +178,8 @@ class Embedder:
         hop returned is the model's hop divided by the smallest whole number that
         brings it to `hop_seconds` or below (dividing the hop in samples exactly where
         possible, so the times are evenly spaced). Frames that start past the end of
-        the sound (zero padding) are dropped; there is always at least one.
+        the sound (padding, or the loop that fills a sound shorter than a chunk) are
+        dropped; there is always at least one.
 
         Args:
             audio: As for :meth:`embed`.
@@ -192,8 +196,11 @@ class Embedder:
         n, total = sounds.shape
         steps, dim = self._shape(kind)
         hop = self._native_hop(kind)
-        starts = np.concatenate([chunk_plan(total, self.chunk_samples, offset=o)[0]
-                                 for o in self._phase_offsets(hop, hop_seconds)])
+        offsets = self._phase_offsets(hop, hop_seconds)
+        filled = (fill_short(sounds, self.chunk_samples + offsets[-1], self.config.data.short_clip_policy)
+                  if total < self.chunk_samples else sounds)  # every shifted run sees the loop too
+        starts = np.concatenate([chunk_plan(max(total, filled.shape[1] - offsets[-1]), self.chunk_samples,
+                                            offset=o)[0] for o in offsets])
         frame_start = starts[:, None] + np.arange(steps)[None, :] * hop        # [chunks, steps]
         keep = (frame_start < total).ravel()  # the first frame always starts at 0
         centre = (frame_start + hop / 2.0).ravel()
@@ -204,7 +211,7 @@ class Embedder:
         rows, chunk_ids = np.repeat(np.arange(n), len(starts)), np.tile(np.arange(len(starts)), n)
         for b in range(0, len(rows), self.batch_size):
             r, c = rows[b: b + self.batch_size], chunk_ids[b: b + self.batch_size]
-            frames = self._runner.frames(cut_chunks(sounds, r, starts[c], self.chunk_samples), kind)
+            frames = self._runner.frames(cut_chunks(filled, r, starts[c], self.chunk_samples), kind)
             cols = position.reshape(len(starts), steps)[c]                     # [b, steps]
             hit = cols >= 0
             out[np.repeat(r, steps).reshape(-1, steps)[hit], cols[hit]] = frames[hit]
