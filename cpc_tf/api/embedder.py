@@ -17,7 +17,13 @@ import numpy as np
 from cpc_tf.api.inputs import prepare_sounds
 from cpc_tf.config import Config
 from cpc_tf.errors import InputError
-from cpc_tf.inference import ModelRunner, chunk_plan, cut_chunks, fill_short, pool_groups
+from cpc_tf.inference import (
+    ModelRunner,
+    chunk_plan,
+    cut_chunks,
+    fill_short,
+    pool_groups,
+)
 
 
 class Embedder:
@@ -232,7 +238,7 @@ class Embedder:
         if float(hop).is_integer():  # an exact divisor of the hop keeps the frames evenly spaced
             whole = int(hop)
             runs = next((k for k in range(runs, whole + 1) if whole % k == 0), runs)
-        return sorted({int(round(p * hop / runs)) for p in range(runs)})
+        return sorted({round(p * hop / runs) for p in range(runs)})
 
     # ------------------------------------------------------------------ plumbing
     def _run(self, sounds: np.ndarray, rows: np.ndarray, starts: np.ndarray, what: str) -> np.ndarray:

@@ -83,7 +83,7 @@ def load_keras_file(path: str) -> tuple[Any, Config, str]:
 
     try:
         model = keras.saving.load_model(path, compile=False)
-    except Exception as exc:  # Keras raises TypeError/ValueError/OSError for foreign or broken files
+    except Exception as exc:  # noqa: BLE001  (Keras raises TypeError/ValueError/OSError/zip errors)
         raise InputError(f"{path} is not a loadable cpc_tf model: {_keras_reason(exc)}") from None
     if not isinstance(model, ContrastiveModel):
         hint = (" (an encoder alone: give the run's model.keras)" if getattr(model, "name", "") == "encoder"
