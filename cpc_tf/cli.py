@@ -89,6 +89,11 @@ def _cmd_extract(args: argparse.Namespace) -> int:
     return extract(args)
 
 
+def _cmd_export(args: argparse.Namespace) -> int:
+    from cpc_tf.commands import export
+    return export(args)
+
+
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from cpc_tf.commands import evaluate
     return evaluate(args)
@@ -183,6 +188,22 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --labels csv:PATH: the column that holds the labels (default: label/labels)")
     p.add_argument("--frame-level", action="store_true", help="also store frame-level features")
     p.add_argument("--cache-dir", metavar="DIR")
+    p.add_argument("--tensorboard", metavar="DIR",
+                   help="also write the embeddings, metadata.tsv and a projector config into DIR "
+                        "for TensorBoard's Embedding Projector (tensorboard --logdir DIR)")
+
+    p = add("export", _cmd_export, "package a trained model: a HEAR 2021 module or a TF SavedModel")
+    p.add_argument("--run", required=True, metavar="RUN_DIR",
+                   help="a run folder, a cpc_tf .keras file or a folder written by export")
+    p.add_argument("--format", choices=["hear", "savedmodel"], default="hear",
+                   help="hear: a pip-installable HEAR 2021 module; savedmodel: model.export()'s SavedModel")
+    p.add_argument("--out", required=True, metavar="DIR")
+    p.add_argument("--name", metavar="PACKAGE", help="hear: the package name (default cpc_tf_hear_<config name>)")
+    p.add_argument("--sample-rate", type=int, metavar="SR",
+                   help="hear: the input rate to declare (default: the smallest HEAR rate at or above "
+                        "the model's; audio is resampled inside)")
+    p.add_argument("--force", action="store_true",
+                   help="write into a non-empty --out (files of the same names are replaced, others kept)")
 
     p = add("evaluate", _cmd_evaluate, "probe embeddings: metrics, plots, baseline, report")
     p.add_argument("--embeddings", required=True, metavar="FILE.npz")

@@ -144,7 +144,8 @@ def extract(args: argparse.Namespace) -> int:
         from cpc_tf.extract import ExtractOptions, extract_features
 
         payload = extract_features(config_from_args(args), ExtractOptions(
-            audio_dir=args.audio_dir, out=args.out, labels=args.labels, cache_dir=args.cache_dir), args.features)
+            audio_dir=args.audio_dir, out=args.out, labels=args.labels, cache_dir=args.cache_dir,
+            tensorboard=getattr(args, "tensorboard", None)), args.features)
         _print_extracted(args.out, payload)
         _print_label_warnings(args.labels, args.audio_dir, payload)
         return 0
@@ -177,7 +178,8 @@ def extract(args: argparse.Namespace) -> int:
     from cpc_tf.extract import extract as run_extract
 
     payload = run_extract(cfg, model, ExtractOptions(audio_dir=args.audio_dir, out=args.out, run_dir=args.run,
-                                                     labels=args.labels, cache_dir=args.cache_dir),
+                                                     labels=args.labels, cache_dir=args.cache_dir,
+                                                     tensorboard=getattr(args, "tensorboard", None)),
                           pool=args.pool)
     _print_extracted(args.out, payload)
     _print_label_warnings(args.labels, args.audio_dir, payload)
@@ -194,6 +196,18 @@ def _print_label_warnings(spec: str | None, audio_dir: str, payload: dict) -> No
     source.labels_for(sorted(set(payload["paths"].tolist())))
     for warning in source.warnings:
         print(f"cpc_tf: warning: labels: {warning}")
+
+
+def export(args: argparse.Namespace) -> int:
+    """`cpc_tf export`: a HEAR 2021 module or a SavedModel from a run (see cpc_tf.export)."""
+    from cpc_tf.export import ExportOptions, check_out
+    from cpc_tf.export import export as run_export
+
+    check_out(args.out, args.force)  # before TensorFlow and the model load
+    what = run_export(ExportOptions(source=args.run, out=args.out, format=args.format, force=args.force,
+                                    name=args.name, sample_rate=args.sample_rate))
+    print(f"cpc_tf: exported {args.run} to {args.out}: {what}")
+    return 0
 
 
 def _print_extracted(out: str, payload: dict) -> None:

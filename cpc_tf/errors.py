@@ -37,3 +37,10 @@ class ResourceError(DataError):
     the previous state stays in place, and a rerun once the fault is fixed picks up."""
 
     exit_code = 1
+
+
+class InputError(DataError, ValueError):
+    """Bad input to the Python API (``cpc_tf.load``, ``Embedder.embed``): also a ValueError.
+
+    The CLI reports it like any :class:`DataError` (one line, exit code 1).
+    """

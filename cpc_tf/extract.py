@@ -1,11 +1,16 @@
 """`cpc_tf extract`: embeddings of every decodable file, written as embeddings.npz.
 
-Following seed 004 §2.3 (``num_em_samples_per_data``), each file gives
+Following Bajorath et al. 2021 §2.3 (``num_em_samples_per_data``), each file gives
 ``eval.crops_per_file`` random, seeded crops of the model's input length (or, with
-``eval.crop_mode: sliding``, non-overlapping chunks that cover the whole file), and
-each crop one embedding: c_T for CPC (the time-averaged context for CLMR's CPC
-variant) and h for SimCLR. Files shorter than a crop are looped or zero-padded by
+``eval.crop_mode: sliding``, chunks every ``eval.hop_seconds`` that cover the whole
+file), and each crop one embedding: c_T for CPC (the time-averaged context for CLMR's
+CPC variant) and h for SimCLR. Files shorter than a crop are looped or zero-padded by
 ``data.short_clip_policy``, never dropped.
+
+Sliding chunks follow the same rules as the Python API (:mod:`cpc_tf.inference`): the
+last partial chunk of a file longer than one chunk is zero-padded (never looped), and
+``--pool`` weighs each chunk by the real samples it holds, so ``extract --crop-mode
+sliding --pool mean`` gives the numbers of :meth:`cpc_tf.Embedder.embed` on the same audio.
 
 Crops are cut in the tf.data graph straight from the cache shards and go through the
 model one batch at a time, so memory holds one batch of audio plus the output rows,
@@ -20,7 +25,8 @@ Files longer than the cache's record size (10 minutes) are stored as several rec
 Random crops are then shared out between the records in proportion to their length
 (the counts add up to exactly ``crops_per_file``), and in sliding mode each record is
 chunked on its own, so the chunk that straddles a record boundary is cut at the
-boundary and completed by the short-clip policy.
+boundary and zero-padded (there, and only there, sliding rows differ from the API,
+which chunks a sound as one piece).
 
 The file follows the embeddings.npz contract of ARCHITECTURE.md, plus ``config`` (the
 run's YAML), ``skipped_paths``/``skipped_reasons`` and, with ``eval.frame_level`` on a
@@ -30,7 +36,6 @@ CPC model, ``frames`` [n, L, d] and ``frame_times`` [L] (seconds from each row's
 
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -43,6 +48,7 @@ from cpc_tf.audio.cache import AudioCache, open_cache_for, parse_record
 from cpc_tf.audio.datasets import fit_length
 from cpc_tf.config import Config, dump_config
 from cpc_tf.errors import ConfigError, DataError
+from cpc_tf.inference import ModelRunner, pool_groups, sliding_count
 
 AUTOTUNE = tf.data.AUTOTUNE
 _HASH_BUCKETS = 1 << 61  # path hashes stay well inside int64 once the seed is added
@@ -58,6 +64,7 @@ class ExtractOptions:
     labels: str | None = None
     cache_dir: str | None = None
     progress: bool = True
+    tensorboard: str | None = None
 
 
 def model_input_length(cfg: Config) -> int:
@@ -72,11 +79,6 @@ def _hop_samples(cfg: Config, length: int) -> int:
     if cfg.eval.hop_seconds <= 0:
         return length
     return max(1, int(round(cfg.eval.hop_seconds * cfg.data.sample_rate)))
-
-
-def sliding_count(num_samples: int, length: int, hop: int) -> int:
-    """Chunks of `length` every `hop` samples that cover `num_samples` (at least one)."""
-    return 1 + max(0, math.ceil((int(num_samples) - length) / hop))
 
 
 def _piece_lengths(num_samples: int, records: int, sample_rate: int) -> list[int]:
@@ -119,9 +121,12 @@ def crop_dataset(cache: AudioCache, cfg: Config, batch_size: int) -> tuple[tf.da
         audio = tf.cond(tf.size(audio) > 0, lambda: audio, lambda: tf.zeros([1], audio.dtype))
         n = tf.shape(audio, out_type=tf.int64)[0]
         offset = record["offset"]
-        if sliding:  # chunks every `hop` samples; the last one is completed by the policy
+        if sliding:  # chunks every `hop` samples (inference.chunk_plan): a record shorter than
+            # one chunk is completed by the policy, the last chunk of a longer one with zeros
             count = 1 + tf.maximum(tf.constant(0, tf.int64), (n - length + hop - 1) // hop)
-            padded = fit_length(audio, tf.cast((count - 1) * hop, tf.int32) + length, policy)
+            target = tf.cast((count - 1) * hop, tf.int32) + length
+            padded = tf.cond(n < length, lambda: fit_length(audio, length, policy),
+                             lambda: fit_length(audio, target, "pad"))
             starts = tf.range(count, dtype=tf.int64) * hop
             crops = tf.gather(padded, tf.cast(starts, tf.int32)[:, None] + tf.range(length)[None, :])
         else:
@@ -171,33 +176,19 @@ def extract_embeddings(model: Any, cfg: Config, cache: AudioCache,
     if frame_level and cfg.model.family != "cpc":
         raise ConfigError("eval.frame_level (--frame-level) needs a CPC model: "
                           f"{cfg.model.family} has no frame sequence")
-    from cpc_tf.models.registry import cpc_representation, model_input_shape
-
     ds, total = crop_dataset(cache, cfg, cfg.eval.batch_size)
-    base = getattr(model, "base", model)  # a supervised run wraps its family's model
-    kind = cpc_representation(cfg) if cfg.model.family == "cpc" else None
-    input_shape = list(model_input_shape(cfg))  # builds a probe encoder: outside the tf.function
-
-    @tf.function(reduce_retracing=True)
-    def embed(x: tf.Tensor) -> dict[str, tf.Tensor]:
-        x = tf.reshape(x, [-1, *input_shape])
-        rep = base.representation(x, kind=kind) if kind else model(x, training=False)
-        out = {"embedding": tf.cast(rep, tf.float32)}
-        if frame_level:
-            z, c = base.codes_and_contexts(x, training=False)
-            # sequence mode: the context c_t of every frame; window mode: z of every window
-            out["frames"] = tf.cast(c if base.frame_mode else z, tf.float32)
-        return out
-
+    runner = ModelRunner(model, cfg)  # a supervised run's model wraps its family's model
+    # sequence mode: the context c_t of every frame; window mode: z of every window
+    what = "extract_frames" if frame_level else "embedding"
     chunks: dict[str, list[np.ndarray]] = {"embeddings": [], "clip_id": [], "start": [], "frames": []}
     with tqdm(total=total, unit="crop", desc="extract", disable=not progress) as bar:
         for crops, clip, start in ds:
-            out = embed(crops)
-            chunks["embeddings"].append(out["embedding"].numpy())
+            out = runner.run(crops, what)
+            chunks["embeddings"].append(out["embedding"])
             chunks["clip_id"].append(clip.numpy())
             chunks["start"].append(start.numpy())
             if frame_level:
-                chunks["frames"].append(out["frames"].numpy())
+                chunks["frames"].append(out["frames"])
             bar.update(int(crops.shape[0]))
     if not chunks["embeddings"]:
         raise DataError("no crops were extracted: the cache holds no audio")
@@ -254,18 +245,30 @@ def _payload(cache: AudioCache, label_source: Any, options: ExtractOptions, embe
     }
 
 
-def pool_rows(payload: dict[str, Any], how: str) -> dict[str, Any]:
-    """One row per file: the mean (or mean and std) of its rows; crop_start becomes 0."""
-    from cpc_tf.evaluation.metrics import pool_by_file
+def sliding_weights(cache: AudioCache, cfg: Config, clip_index: np.ndarray, start: np.ndarray) -> np.ndarray:
+    """Real samples in each sliding chunk (rows by ``clip_index`` into ``cache.clips``, ``start``
+    in samples): the chunk length, less the zero padding at the end of a record."""
+    length = model_input_length(cfg)
+    step = max(1, int(round(audio_cache.RECORD_SECONDS * cache.sample_rate)))
+    valid = np.empty(len(start), np.int64)
+    for row, (i, s) in enumerate(zip(clip_index.tolist(), start.tolist())):
+        clip = cache.clips[i]
+        pieces = _piece_lengths(clip.num_samples, clip.records, cache.sample_rate)
+        record = min(int(s) // step, len(pieces) - 1)
+        valid[row] = max(1, min(length, pieces[record] - (int(s) - record * step)))
+    return valid
 
+
+def pool_rows(payload: dict[str, Any], how: str, weights: np.ndarray | None = None) -> dict[str, Any]:
+    """One row per file: the mean (or mean and std) of its rows, weighted by `weights`
+    (the real samples of sliding chunks; ``None``: all rows alike); crop_start becomes 0."""
     index = payload["clip_index"]
-    _, features, first = pool_by_file(payload["embeddings"], index.astype(str), how)
-    order = np.argsort(index[first], kind="stable")
+    _, features, first = pool_groups(payload["embeddings"], index, weights, how)
     out = {k: v for k, v in payload.items() if k not in ("frames", "frame_times")}
     for key in ("paths", "labels", "clip_index"):
-        out[key] = payload[key][first][order]
-    out["embeddings"] = features[order]
-    out["crop_start"] = np.zeros(len(order), np.float32)
+        out[key] = payload[key][first]
+    out["embeddings"] = features
+    out["crop_start"] = np.zeros(len(first), np.float32)
     return out
 
 
@@ -296,8 +299,15 @@ def extract(cfg: Config, model: Any, options: ExtractOptions, pool: str = "none"
         payload["frames"] = arrays["frames"][order]
         payload["frame_times"] = arrays["frame_times"]
     if pool != "none":
-        payload = pool_rows(payload, pool)
+        weights = sliding_weights(cache, cfg, clip_index, start) if cfg.eval.crop_mode == "sliding" else None
+        payload = pool_rows(payload, pool, weights)
     save_embeddings(options.out, **payload)
+    if options.tensorboard:
+        from cpc_tf.projector import write_projector
+
+        crop_seconds = None if pool != "none" else model_input_length(cfg) / cfg.data.sample_rate
+        write_projector(options.tensorboard, payload["embeddings"], payload["paths"], payload["labels"],
+                        payload["crop_start"], crop_seconds)
     return payload
 
 
@@ -320,4 +330,9 @@ def extract_features(cfg: Config, options: ExtractOptions, kind: str = "mfcc") -
     payload = _payload(cache, label_source, options, rows, clip_index, np.zeros(len(clip_index)),
                        f"features:{kind}", f"{kind} statistics: {spec.describe()}", "")
     save_embeddings(options.out, **payload)
+    if options.tensorboard:
+        from cpc_tf.projector import write_projector
+
+        write_projector(options.tensorboard, payload["embeddings"], payload["paths"], payload["labels"],
+                        payload["crop_start"], None)
     return payload

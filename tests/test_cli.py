@@ -10,7 +10,7 @@ import pytest
 from cpc_tf import __version__
 from cpc_tf.cli import build_parser, main
 
-COMMANDS = ["prepare", "train", "extract", "evaluate", "tune", "summary", "demo"]
+COMMANDS = ["prepare", "train", "extract", "export", "evaluate", "tune", "summary", "demo"]
 
 
 def run_cli(*args: str, cwd=None) -> subprocess.CompletedProcess:
@@ -29,7 +29,9 @@ def test_version_and_help():
 
 @pytest.mark.parametrize("command, flags", [
     ("train", ["--audio-dir", "--config", "--out", "--epochs", "--set", "--strategy", "--resume"]),
-    ("extract", ["--run", "--random-init", "--config", "--audio-dir", "--out", "--crops-per-file", "--labels"]),
+    ("extract", ["--run", "--random-init", "--config", "--audio-dir", "--out", "--crops-per-file", "--labels",
+                 "--tensorboard"]),
+    ("export", ["--run", "--format", "--out", "--force", "--name", "--sample-rate"]),
     ("evaluate", ["--embeddings", "--test", "--folds", "--test-fraction", "--group-by", "--baseline",
                   "--label-fractions", "--reduce", "--classifier", "--out"]),
     ("prepare", ["--audio-dir", "--config", "--sample-rate", "--cache-dir"]),

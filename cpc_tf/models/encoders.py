@@ -324,8 +324,12 @@ class SampleCNN(keras.layers.Layer):
         build_chain(self.layers_, tuple(input_shape) + (1,))
         self.built = True
 
+    def feature_map(self, x: Any, training: bool | None = None) -> Any:
+        """The activations before Flatten, ``[B, steps, out_filters]`` (one step on 3^10 samples)."""
+        return run_chain(self.layers_[:-1], ops.expand_dims(x, -1), training)
+
     def call(self, x: Any, training: bool | None = None) -> Any:
-        return run_chain(self.layers_, ops.expand_dims(x, -1), training)
+        return self.layers_[-1](self.feature_map(x, training))
 
     def compute_output_shape(self, input_shape: Shape) -> Shape:
         return chain_output_shape(self.layers_, tuple(input_shape) + (1,))

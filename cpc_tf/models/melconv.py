@@ -124,6 +124,15 @@ class MelConvEncoder(keras.layers.Layer):
         self.built = True
 
     def call(self, x: Any, training: bool | None = None) -> Any:
+        x = self.feature_map(x, training)
+        if self.pooling == "mean":
+            return ops.mean(x, axis=1)
+        if self.pooling == "mean_max":
+            return ops.mean(x, axis=1) + ops.max(x, axis=1)
+        return x
+
+    def feature_map(self, x: Any, training: bool | None = None) -> Any:
+        """The frame sequence before any pooling over time, ``[B, T', dims[-1]]``."""
         if self.input_norm == "example":
             mean = ops.mean(x, axis=[1, 2], keepdims=True)
             var = ops.mean(ops.square(x - mean), axis=[1, 2], keepdims=True)
@@ -133,12 +142,7 @@ class MelConvEncoder(keras.layers.Layer):
         x = run_chain(self.blocks, ops.expand_dims(x, -1), training)
         shape = ops.shape(x)
         x = ops.reshape(x, (shape[0], shape[1], x.shape[2] * x.shape[3]))
-        x = run_chain(self.head, x, training)
-        if self.pooling == "mean":
-            return ops.mean(x, axis=1)
-        if self.pooling == "mean_max":
-            return ops.mean(x, axis=1) + ops.max(x, axis=1)
-        return x
+        return run_chain(self.head, x, training)
 
     def compute_output_shape(self, input_shape: Shape) -> Shape:
         frames = None if input_shape[1] is None else melconv_output_frames(input_shape[1], self.time_pools)

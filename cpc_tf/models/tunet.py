@@ -209,6 +209,10 @@ class TUNe(keras.layers.Layer):
         self.built = True
 
     def call(self, x: Any, training: bool | None = None) -> Any:
+        return self.global_pool(self.feature_map(x, training))
+
+    def feature_map(self, x: Any, training: bool | None = None) -> Any:
+        """The tail's output before the global average pool, ``[B, steps, rep_dim]``."""
         x = keras.ops.expand_dims(x, -1)
         skips = []
         for blk, pl in zip(self.down_blocks, self.down_pools):
@@ -227,7 +231,7 @@ class TUNe(keras.layers.Layer):
             if self.tail_concats[t] is not None:
                 x = self.tail_concats[t]([x, u_feats[self.n_exp - 1 - t]])
             x = self.tail_blocks[t](x, training=training)
-        return self.global_pool(x)
+        return x
 
     def compute_output_shape(self, input_shape: Shape) -> Shape:
         return (input_shape[0], self.rep_dim)
