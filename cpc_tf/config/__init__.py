@@ -11,18 +11,20 @@ The package: :mod:`~cpc_tf.config.schema` (the dataclasses),
 (YAML, ``--set``, presets). The public names are re-exported here.
 """
 
-from cpc_tf.config.fields import all_keys, check_value, get_key
-from cpc_tf.config.io import (PRESET_DIR, dump_config, from_dict, load_config, merge_dicts, nest_key,
-                              parse_override, read_yaml, replace_keys, resolve_config_path, to_dict)
+from cpc_tf.config.fields import all_keys, check_value
+from cpc_tf.config.io import (dump_config, from_dict, load_config, merge_dicts, nest_key, parse_override,
+                              parse_yaml, preset_dir, read_yaml, replace_keys, resolve_config_path,
+                              set_keys, to_dict)
 from cpc_tf.config.schema import (AugmentConfig, Config, Conv1DEncoderConfig, DataConfig, EvalConfig,
                                   FrameEncoderConfig, GRUConfig, Mel2DEncoderConfig, MelConvConfig,
                                   ModelConfig, SampleCNNConfig, TrainConfig, TransformerConfig, TUNeConfig)
-from cpc_tf.config.validate import validate
+from cpc_tf.config.validate import validate, validate_eval
 
 __all__ = [
-    "PRESET_DIR", "AugmentConfig", "Config", "Conv1DEncoderConfig", "DataConfig", "EvalConfig",
+    "AugmentConfig", "Config", "Conv1DEncoderConfig", "DataConfig", "EvalConfig",
     "FrameEncoderConfig", "GRUConfig", "Mel2DEncoderConfig", "MelConvConfig", "ModelConfig",
     "SampleCNNConfig", "TUNeConfig", "TrainConfig", "TransformerConfig", "all_keys", "check_value",
-    "dump_config", "from_dict", "get_key", "load_config", "merge_dicts", "nest_key", "parse_override",
-    "read_yaml", "replace_keys", "resolve_config_path", "to_dict", "validate",
+    "dump_config", "from_dict", "load_config", "merge_dicts", "nest_key", "parse_override", "parse_yaml",
+    "preset_dir", "read_yaml", "replace_keys", "resolve_config_path", "set_keys", "to_dict", "validate",
+    "validate_eval",
 ]

@@ -8,6 +8,7 @@ then :func:`~cpc_tf.config.validate.validate`.
 from __future__ import annotations
 
 import dataclasses
+import importlib.resources
 import os
 import typing
 from pathlib import Path
@@ -15,7 +16,8 @@ from typing import Any
 
 import yaml
 
-from cpc_tf.config.fields import _apply_mapping, _unknown_key, all_keys
+from cpc_tf.checks import clip, shown
+from cpc_tf.config.fields import apply_mapping, check_known
 from cpc_tf.config.schema import Config
 from cpc_tf.config.validate import validate
 from cpc_tf.errors import ConfigError
@@ -37,7 +39,7 @@ def _migrate(mapping: dict[str, Any]) -> dict[str, Any]:
 def from_dict(mapping: dict[str, Any] | None) -> Config:
     """Build a validated config from a nested mapping of overrides on the defaults."""
     cfg = Config()
-    _apply_mapping(cfg, _migrate(mapping or {}), "")
+    apply_mapping(cfg, _migrate(mapping or {}))
     validate(cfg)
     return cfg
 
@@ -47,26 +49,71 @@ def to_dict(cfg: Any) -> dict[str, Any]:
     return dataclasses.asdict(cfg)
 
 
-def _parse_yaml(text: str, source: str) -> Any:
+MAX_YAML_NODES = 100_000  # values in one YAML document, aliases expanded; a full config has ~300
+
+
+def _expanded_size(node: yaml.Node, memo: dict[int, int], active: set[int]) -> int:
+    """Nodes of the document under `node` with every alias expanded (stops past the limit)."""
+    if id(node) in memo:
+        return memo[id(node)]
+    if id(node) in active:
+        raise ConfigError("a YAML alias refers to the node that contains it")
+    active.add(id(node))
+    children = node.value if isinstance(node, yaml.SequenceNode) else \
+        [c for pair in node.value for c in pair] if isinstance(node, yaml.MappingNode) else []
+    size = 1
+    for child in children:
+        size += _expanded_size(child, memo, active)
+        if size > MAX_YAML_NODES:
+            break
+    active.discard(id(node))
+    memo[id(node)] = size
+    return size
+
+
+def parse_yaml(text: str, source: str) -> Any:
+    """Parse YAML text safely; every mistake is one :class:`ConfigError` naming `source`.
+
+    Aliases are allowed, but a document whose aliases expand to more than
+    ``MAX_YAML_NODES`` values (a "billion laughs" file) is refused before any Python
+    object is built, as is an alias that contains itself.
+    """
+    loader = yaml.SafeLoader(text)
     try:
-        return yaml.safe_load(text)
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        try:
+            size = _expanded_size(node, {}, set())
+        except ConfigError as exc:
+            raise ConfigError(f"{source}: {exc}") from None
+        if size > MAX_YAML_NODES:
+            raise ConfigError(f"{source}: more than {MAX_YAML_NODES:,} YAML values once its aliases are "
+                              "expanded; a config holds a few hundred")
+        return loader.construct_document(node)
     except yaml.MarkedYAMLError as exc:  # carries a line number
         mark = exc.problem_mark or exc.context_mark
         where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ConfigError(f"{source}:{where}: invalid YAML: {exc.problem or exc}") from None
+        raise ConfigError(f"{source}:{where}: invalid YAML: {clip(str(exc.problem or exc))}") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{source}: invalid YAML: {exc}") from None
+        raise ConfigError(f"{source}: invalid YAML: {clip(str(exc))}") from None
+    except ValueError as exc:  # e.g. an integer of more than 4300 digits
+        raise ConfigError(f"{source}: invalid YAML: {clip(str(exc))}") from None
+    except RecursionError:
+        raise ConfigError(f"{source}: invalid YAML: nested too deeply") from None
+    finally:
+        loader.dispose()
 
 
 def parse_override(text: str) -> tuple[str, Any]:
     """Split ``a.b=value``; the value is parsed as a YAML scalar or flow list."""
     if "=" not in text:
-        raise ConfigError(f"--set {text!r}: expected key=value, e.g. --set train.epochs=5")
+        raise ConfigError(f"--set {shown(text)}: expected key=value, e.g. --set train.epochs=5")
     key, raw = text.split("=", 1)
     key = key.strip()
     if not key:
-        raise ConfigError(f"--set {text!r}: empty key")
-    value = _parse_yaml(raw, f"--set {key}") if raw.strip() else ""
+        raise ConfigError(f"--set {shown(text)}: empty key")
+    value = parse_yaml(raw, f"--set {key}") if raw.strip() else ""
     return key, value
 
 
@@ -103,7 +150,7 @@ def read_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise ConfigError(f"config path is a folder, not a YAML file: {path}") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read config {path}: {exc}") from None
-    data = _parse_yaml(text, path)
+    data = parse_yaml(text, path)
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -118,12 +165,7 @@ def load_config(path: str | os.PathLike[str] | None = None,
     if "sweep" in mapping:
         raise ConfigError(f"{path} is a sweep file (it has a 'sweep:' section); run it with "
                           "`cpc_tf tune --config ...`, or pass its base config here")
-    for text in overrides:
-        key, value = parse_override(text)
-        if key not in all_keys():
-            raise _unknown_key(key)
-        merge_dicts(mapping, nest_key(key, value))
-    return from_dict(mapping)
+    return from_dict(set_keys(mapping, dict(parse_override(text) for text in overrides)))
 
 
 def dump_config(cfg: Config) -> str:
@@ -131,29 +173,37 @@ def dump_config(cfg: Config) -> str:
     return yaml.safe_dump(to_dict(cfg), sort_keys=False, default_flow_style=None)
 
 
+def set_keys(mapping: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
+    """Set dotted keys (``{"train.epochs": 3}``) in a nested mapping, in place; unknown
+    keys are refused with the nearest known one. Returns `mapping`."""
+    for key, value in values.items():
+        check_known(key)
+        merge_dicts(mapping, nest_key(key, value))
+    return mapping
+
+
 def replace_keys(cfg: Config, values: dict[str, Any]) -> Config:
     """A new validated config with dotted keys replaced."""
-    mapping = to_dict(cfg)
-    for k, v in values.items():
-        if k not in all_keys():
-            raise _unknown_key(k)
-        merge_dicts(mapping, nest_key(k, v))
-    return from_dict(mapping)
+    return from_dict(set_keys(to_dict(cfg), values))
 
 
-
-PRESET_DIR = Path(__file__).resolve().parents[2] / "configs"  # the preset YAML files
+def preset_dir() -> Path:
+    """The preset YAML files shipped inside the package (``cpc_tf/presets``; the
+    ``configs/`` folder of the repository holds the same files for reading)."""
+    return Path(str(importlib.resources.files("cpc_tf") / "presets"))
 
 
 def resolve_config_path(name: str | None) -> str | None:
-    """A config path as given, or a preset name such as ``cpc_conv1d_gru`` from configs/."""
+    """A config path as given, or a preset name such as ``cpc_conv1d_gru`` (or
+    ``cpc_conv1d_gru.yaml``) of the presets shipped with cpc_tf."""
     if not name:
         return None
     if os.path.exists(name):
         return name
-    for candidate in (PRESET_DIR / name, PRESET_DIR / f"{name}.yaml"):
+    presets = preset_dir()
+    for candidate in (presets / name, presets / f"{name}.yaml"):
         if candidate.is_file():
             return str(candidate)
-    presets = sorted(p.stem for p in PRESET_DIR.glob("*.yaml")) if PRESET_DIR.is_dir() else []
-    hint = f" (presets: {', '.join(presets)})" if presets else ""
-    raise ConfigError(f"config file not found: {name}{hint}")
+    names = sorted(p.stem for p in presets.glob("*.yaml")) if presets.is_dir() else []
+    hint = f" (presets: {', '.join(names)})" if names else ""
+    raise ConfigError(f"config file not found: {clip(name)}{hint}")

@@ -215,8 +215,9 @@ class ModelConfig:
     """Which model to build; each component's own settings sit in its sub-section."""
 
     family: Literal["cpc", "simclr"] = _f("cpc")
-    encoder: str = _f("conv1d", help="conv1d | mel2d | frame | melconv | samplecnn | tune")
-    autoregressor: str = _f("gru", help="gru | transformer (CPC only)")
+    encoder: str = _f("conv1d", help="an encoder registered in cpc_tf/models/registry.py, which "
+                                      "also says which family may use it")
+    autoregressor: str = _f("gru", help="CPC only: an autoregressor registered in cpc_tf/models/registry.py")
     z_dim: int = _f(256, min=1, help="encoder output per window (seed 004 Table 1)")
     c_dim: int = _f(512, min=1, help="context size (seed 004 §2.2.3)")
     context_steps: int = _f(27, min=1, help="T, windows of context (seed 004 §2.2.1)")
