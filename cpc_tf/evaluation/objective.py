@@ -1,39 +1,35 @@
-"""The probe objective of a sweep: linear-probe accuracy of a trial's embeddings."""
+"""The probe objective of a sweep: linear-probe accuracy of a trial's embeddings.
+
+Works on arrays (one row per crop, the file each row came from and its label), like
+the rest of :mod:`cpc_tf.evaluation`; the trial extracts them (``cpc_tf.tuning``).
+"""
 
 from __future__ import annotations
 
-import keras
+from typing import TYPE_CHECKING
 
-from cpc_tf.config import Config
 from cpc_tf.errors import DataError
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from cpc_tf.config import EvalConfig
 
 PROBE_OBJECTIVE = "probe_acc"
 
 
-def probe_accuracy(model: keras.Model, cfg: Config, audio_dir: str, labels: str, cache_dir: str | None) -> float:
-    """Linear-probe accuracy of the trial's embeddings on a file-level split (labels needed)."""
-    import numpy as np
-
-    from cpc_tf.audio.cache import open_cache
-    from cpc_tf.audio.labels import parse_label_source
+def probe_accuracy(embeddings: np.ndarray, paths: np.ndarray, labels: np.ndarray, cfg: EvalConfig,
+                   source: str = "--labels") -> float:
+    """Probe accuracy on a file-level split (``cfg.test_fraction``, ``cfg.seed``) of the
+    labelled rows; rows with an empty label are left out. `source` names the labels in errors."""
     from cpc_tf.evaluation.probe import train_probe
     from cpc_tf.evaluation.splits import split_by_file
-    from cpc_tf.extract import extract_embeddings
 
-    cache = open_cache(audio_dir, cfg.data.sample_rate, cache_dir=cache_dir or cfg.data.cache_dir or None,
-                       workers=cfg.data.decode_workers, progress=False, min_shards=cfg.data.min_shards,
-                       shard_seconds=cfg.data.shard_seconds)
-    arrays = extract_embeddings(model, cfg, cache, progress=False)
-    source = parse_label_source(labels, audio_dir)
-    by_id = {c.clip_id: c.path for c in cache.clips}
-    paths = np.array([by_id[int(i)] for i in arrays["clip_id"]])
-    y = np.array(source.labels_for(paths.tolist()))
-    keep = y != ""
-    x, y, paths = arrays["embeddings"][keep], y[keep], paths[keep]
+    keep = labels != ""
+    x, y, paths = embeddings[keep], labels[keep], paths[keep]
     if len(set(y.tolist())) < 2:
-        raise DataError(f"--labels {labels}: fewer than two classes among the files")
-    train_idx, test_idx = split_by_file(paths, y, test_fraction=cfg.eval.test_fraction, seed=cfg.eval.seed)
-    result = train_probe(x[train_idx], y[train_idx], x[test_idx], y[test_idx], cfg.eval,
+        raise DataError(f"{source}: fewer than two classes among the files")
+    train_idx, test_idx = split_by_file(paths, y, test_fraction=cfg.test_fraction, seed=cfg.seed)
+    result = train_probe(x[train_idx], y[train_idx], x[test_idx], y[test_idx], cfg,
                          train_files=paths[train_idx])
     return float(result.accuracy)
-

@@ -30,12 +30,25 @@ Layout of ``TUNE_DIR``::
     best.yaml             the complete config of the best trial
 """
 
-from cpc_tf.tuning.hypermodel import SweepHyperModel, make_tuner
-from cpc_tf.tuning.results import write_results
-from cpc_tf.tuning.run import _check_same_sweep, run_sweep
-from cpc_tf.tuning.sweep import (PROBE_OBJECTIVE, SWEEP_FIELDS, TUNERS, ParamSpec, Sweep, config_for,
-                                 load_sweep)
-from cpc_tf.evaluation.objective import probe_accuracy
+from __future__ import annotations
 
-__all__ = ["PROBE_OBJECTIVE", "SWEEP_FIELDS", "TUNERS", "ParamSpec", "Sweep", "SweepHyperModel",
-           "config_for", "load_sweep", "make_tuner", "probe_accuracy", "run_sweep", "write_results"]
+import importlib
+from typing import Any
+
+# Public name -> the module that defines it. Imported on first use, so that reading a
+# sweep file (`load_sweep`) does not load TensorFlow or Keras Tuner.
+_EXPORTS = {
+    "PROBE_OBJECTIVE": "cpc_tf.evaluation.objective", "probe_accuracy": "cpc_tf.evaluation.objective",
+    "TUNERS": "cpc_tf.tuning.sweep", "SWEEP_FIELDS": "cpc_tf.tuning.sweep", "ParamSpec": "cpc_tf.tuning.sweep",
+    "Sweep": "cpc_tf.tuning.sweep", "load_sweep": "cpc_tf.tuning.sweep", "check_tuner": "cpc_tf.tuning.sweep",
+    "SweepHyperModel": "cpc_tf.tuning.hypermodel", "make_tuner": "cpc_tf.tuning.hypermodel",
+    "write_results": "cpc_tf.tuning.results",
+    "run_sweep": "cpc_tf.tuning.run", "_check_same_sweep": "cpc_tf.tuning.run",
+}
+__all__ = sorted(name for name in _EXPORTS if not name.startswith("_"))
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'cpc_tf.tuning' has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)

@@ -18,7 +18,7 @@ from cpc_tf.evaluation.objective import probe_accuracy
 from cpc_tf.fileio import atomic_write_text
 from cpc_tf.training import TrainOptions, compile_model, history_rows, train
 from cpc_tf.tuning.results import TRIAL_TIME_FILE, _last_error_line, _read_seconds, write_results
-from cpc_tf.tuning.sweep import PROBE_OBJECTIVE, Sweep, config_for
+from cpc_tf.tuning.sweep import PROBE_OBJECTIVE, Sweep
 
 
 class _TrialClock(keras.callbacks.Callback):
@@ -66,7 +66,7 @@ class SweepHyperModel(kt.HyperModel):
     def config(self, hp: kt.HyperParameters) -> Config:
         """The config of a trial: the base plus the values in `hp`."""
         values = {p.key: p.sample(hp) for p in self.sweep.space}
-        return config_for(self.sweep.base, values)
+        return replace_keys(self.sweep.base, values)
 
     def _execution_config(self, hp: kt.HyperParameters) -> Config:
         """The config of the current execution: several executions differ in train.seed."""
@@ -107,22 +107,44 @@ class SweepHyperModel(kt.HyperModel):
                                     cache_dir=self.cache_dir, verbose=self.verbose),
                   model=model, strategy=self.strategy,
                   extra_callbacks=[*(kwargs.get("callbacks") or []), clock])
-            # The whole per-epoch record, also of epochs trained before an interruption.
-            history = keras.callbacks.History()
-            history.history = {}
-            for row in history_rows(run_dir):
-                for k, v in row.items():
-                    if k != "epoch":
-                        history.history.setdefault(k, []).append(v)
-            if self.labels:
-                acc = probe_accuracy(model, cfg, self.audio_dir, self.labels, self.cache_dir)
-                epochs = max(1, len(next(iter(history.history.values()), [])))
-                history.history[PROBE_OBJECTIVE] = [acc] * epochs
-            if self.sweep.objective not in history.history:
-                raise TrainingError(f"the trial reported no {self.sweep.objective}")
-            return history
+            return self._history(run_dir, model, cfg)
         finally:
             clock.write()
+
+    def _history(self, run_dir: str, model: keras.Model, cfg: Config) -> keras.callbacks.History:
+        """The whole per-epoch record, also of epochs trained before an interruption, plus
+        the probe accuracy (the same value for every epoch) when the sweep has labels."""
+        history = keras.callbacks.History()
+        history.history = {}
+        for row in history_rows(run_dir):
+            for k, v in row.items():
+                if k != "epoch":
+                    history.history.setdefault(k, []).append(v)
+        if self.labels:
+            acc = self._probe(model, cfg)
+            epochs = max(1, len(next(iter(history.history.values()), [])))
+            history.history[PROBE_OBJECTIVE] = [acc] * epochs
+        if self.sweep.objective not in history.history:
+            raise TrainingError(f"the trial reported no {self.sweep.objective}")
+        return history
+
+    def _probe(self, model: keras.Model, cfg: Config) -> float:
+        """Extract the trial's embeddings of the audio folder and probe them on the labels."""
+        import numpy as np
+
+        from cpc_tf.audio.cache import open_cache
+        from cpc_tf.audio.labels import parse_label_source
+        from cpc_tf.extract import extract_embeddings
+
+        d = cfg.data
+        cache = open_cache(self.audio_dir, d.sample_rate, cache_dir=self.cache_dir or d.cache_dir or None,
+                           workers=d.decode_workers, progress=False, min_shards=d.min_shards,
+                           shard_seconds=d.shard_seconds)
+        arrays = extract_embeddings(model, cfg, cache, progress=False)
+        by_id = {c.clip_id: c.path for c in cache.clips}
+        paths = np.array([by_id[int(i)] for i in arrays["clip_id"]])
+        labels = np.array(parse_label_source(self.labels, self.audio_dir).labels_for(paths.tolist()))
+        return probe_accuracy(arrays["embeddings"], paths, labels, cfg.eval, source=f"--labels {self.labels}")
 
     @staticmethod
     def _prepare_run_dir(run_dir: str, cfg: Config) -> bool:

@@ -14,7 +14,7 @@ import keras_tuner as kt
 
 from cpc_tf.config import dump_config, replace_keys
 from cpc_tf.fileio import atomic_write_text
-from cpc_tf.tuning.sweep import Sweep, config_for
+from cpc_tf.tuning.sweep import Sweep
 
 TRIAL_TIME_FILE = "trial_time.json"
 
@@ -105,8 +105,8 @@ def write_results(tuner: kt.Tuner, sweep: Sweep, tune_dir: str) -> list[dict[str
            for r in ranked]
     best = next((r for r in ranked if r[sweep.objective] is not None), None)
     if best:
-        cfg = config_for(sweep.base, {p.key: best[p.key] for p in sweep.space})
-        cfg = replace_keys(cfg, {"name": f"{sweep.base.name}_best"})
+        cfg = replace_keys(sweep.base, {**{p.key: best[p.key] for p in sweep.space},
+                                        "name": f"{sweep.base.name}_best"})
         atomic_write_text(os.path.join(tune_dir, "best.yaml"),
                           f"# best trial {best['trial']} of the sweep in {tune_dir}: "
                           f"{sweep.objective} = {best[sweep.objective]}\n" + dump_config(cfg))

@@ -6,12 +6,13 @@ import json
 import os
 from typing import Any
 
+from cpc_tf.checks import check_number
 from cpc_tf.errors import ConfigError, DataError, TrainingError
 from cpc_tf.fileio import atomic_write_text
 from cpc_tf.training import make_strategy
 from cpc_tf.tuning.hypermodel import SweepHyperModel, make_tuner
 from cpc_tf.tuning.results import write_results
-from cpc_tf.tuning.sweep import TUNERS, Sweep, load_sweep
+from cpc_tf.tuning.sweep import Sweep, check_tuner, load_sweep
 
 STATE_FILE = "sweep.json"
 
@@ -49,6 +50,25 @@ def _changed_keys(old: Any, new: Any, prefix: str = "") -> list[str]:
     return [] if old == new else [prefix or "sweep"]
 
 
+def _decode_once(sweep: Sweep, audio_dir: str, cache_dir: str | None, labels: str | None,
+                 verbose: int) -> None:
+    """Build the audio cache before the first trial (its errors are not trial failures) and
+    check that the labels give the probe objective at least two classes."""
+    from cpc_tf.audio.cache import open_cache
+    from cpc_tf.audio.labels import parse_label_source
+
+    label_source = parse_label_source(labels, audio_dir) if labels else None
+    d = sweep.base.data
+    cache = open_cache(audio_dir, d.sample_rate, cache_dir=cache_dir or d.cache_dir or None,
+                       workers=d.decode_workers, progress=verbose > 0, min_shards=d.min_shards,
+                       shard_seconds=d.shard_seconds)
+    if label_source is not None:
+        classes = {label_source.label_for(c.path) for c in cache.clips} - {""}
+        if len(classes) < 2:
+            raise DataError(f"--labels {labels}: the files of {audio_dir} have {len(classes)} class(es); "
+                            "the probe objective needs at least two")
+
+
 def run_sweep(sweep_path: str, audio_dir: str, tune_dir: str, overrides: list[str] | None = None,
               max_trials: int | None = None, tuner_name: str | None = None, strategy_name: str | None = None,
               labels: str | None = None, cache_dir: str | None = None, verbose: int = 1) -> list[dict[str, Any]]:
@@ -60,32 +80,17 @@ def run_sweep(sweep_path: str, audio_dir: str, tune_dir: str, overrides: list[st
     """
     sweep = load_sweep(sweep_path, overrides, labels=labels)
     if tuner_name:
-        if tuner_name not in TUNERS:
-            raise ConfigError(f"--tuner: {tuner_name!r} is not one of {', '.join(TUNERS)}")
-        sweep.tuner = tuner_name
-    if max_trials is not None and max_trials < 1:
-        raise ConfigError(f"--max-trials must be >= 1, got {max_trials}")
-    trials = max_trials or sweep.max_trials
-    label_source = None
+        sweep.tuner = check_tuner(tuner_name, "--tuner")
+    trials = sweep.max_trials if max_trials is None else check_number("--max-trials", max_trials, integer=True,
+                                                                      minimum=1)
     if labels:
         from cpc_tf.audio.labels import parse_label_source
-        label_source = parse_label_source(labels, audio_dir)
+        parse_label_source(labels, audio_dir)  # a bad --labels fails before the folder is touched
     from cpc_tf.audio.files import check_audio_folder
     check_audio_folder(audio_dir)
     strategy = make_strategy(strategy_name or sweep.base.train.strategy)
     _check_same_sweep(sweep, tune_dir)  # creates tune_dir
-
-    # Decode the audio once, before the first trial (its errors are not trial failures).
-    from cpc_tf.audio.cache import open_cache
-    d = sweep.base.data
-    cache = open_cache(audio_dir, d.sample_rate, cache_dir=cache_dir or d.cache_dir or None,
-                       workers=d.decode_workers, progress=verbose > 0, min_shards=d.min_shards,
-                       shard_seconds=d.shard_seconds)
-    if label_source is not None:
-        classes = {label_source.label_for(c.path) for c in cache.clips} - {""}
-        if len(classes) < 2:
-            raise DataError(f"--labels {labels}: the files of {audio_dir} have {len(classes)} class(es); "
-                            "the probe objective needs at least two")
+    _decode_once(sweep, audio_dir, cache_dir, labels, verbose)
 
     hypermodel = SweepHyperModel(sweep, audio_dir, tune_dir, cache_dir, strategy, labels=labels, verbose=verbose)
     tuner = make_tuner(sweep, hypermodel, tune_dir, trials)

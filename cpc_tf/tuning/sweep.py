@@ -1,19 +1,22 @@
-"""The sweep file of `cpc_tf tune`: its schema, parsed and validated before any trial."""
+"""The sweep file of `cpc_tf tune`: its schema, parsed and validated before any trial.
+
+Importable without TensorFlow or Keras Tuner (``kt`` is only named in annotations).
+"""
 
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import json
-import math
 import re
-import types
-import typing
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from cpc_tf.config import Config, all_keys, check_value, from_dict, read_yaml, replace_keys, to_dict
+from cpc_tf.checks import as_number, check_number, did_you_mean, shown
+from cpc_tf.config import (Config, all_keys, check_value, from_dict, merge_dicts, parse_override, read_yaml,
+                           replace_keys, resolve_config_path, set_keys, to_dict)
+from cpc_tf.config.fields import key_type
 from cpc_tf.errors import ConfigError
+from cpc_tf.evaluation.objective import PROBE_OBJECTIVE
 
 if TYPE_CHECKING:
     import keras_tuner as kt
@@ -21,8 +24,8 @@ if TYPE_CHECKING:
 TUNERS = ("random", "bayesian", "hyperband")
 SWEEP_FIELDS = ("tuner", "max_trials", "objective", "direction", "space", "executions_per_trial",
                 "hyperband_max_epochs", "max_consecutive_failures")
-PROBE_OBJECTIVE = "probe_acc"
 _SCALARS = (bool, int, float, str)
+_FORMS = "{choice: [...]}, {int: [lo, hi]} or {float: [lo, hi]}"
 
 
 # ------------------------------------------------------------------ the sweep file
@@ -104,103 +107,77 @@ class Sweep:
         }))
 
 
-def _key_type(key: str) -> Any:
-    """The annotation of a dotted config key (the key is known to exist)."""
-    cls: Any = Config
-    tp: Any = None
-    for part in key.split("."):
-        tp = typing.get_type_hints(cls)[part]
-        cls = tp
-    return tp
-
-
-def _number_kinds(tp: Any) -> set[str]:
-    """Which range kinds a key's type accepts: {'int', 'float'}, {'int'} or none."""
-    args = typing.get_args(tp) if typing.get_origin(tp) in (typing.Union, types.UnionType) else (tp,)
-    kinds: set[str] = set()
-    for a in args:
-        if a is float:
-            kinds |= {"int", "float"}
-        elif a is int:
-            kinds.add("int")
-    return kinds
-
-
-def _as_number(x: Any) -> float | None:
-    """`x` as a finite float (YAML 1.1 reads ``1e-5`` without a dot as text), else None."""
-    if isinstance(x, str):
-        try:
-            x = float(x)
-        except ValueError:
-            return None
-    if isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(float(x)):
-        return None
-    return float(x)
-
-
 def _parse_param(key: str, spec: Any) -> ParamSpec:
     where = f"sweep.space.{key}"
-    keys = all_keys()
-    if key not in keys:
-        match = difflib.get_close_matches(key, keys, n=1, cutoff=0.6)
-        hint = f"; did you mean {match[0]!r}?" if match else ""
-        raise ConfigError(f"{where}: {key!r} is not a config key{hint}")
+    if key not in all_keys():
+        raise ConfigError(f"{where}: {shown(key)} is not a config key{did_you_mean(key, all_keys())}")
     if not isinstance(spec, dict):
-        raise ConfigError(f"{where}: expected {{choice: [...]}}, {{int: [lo, hi]}} or {{float: [lo, hi]}}, "
-                          f"got {spec!r}")
+        raise ConfigError(f"{where}: expected {_FORMS}, got {shown(spec)}")
     kinds = [k for k in ("choice", "int", "float") if k in spec]
     if len(kinds) != 1:
         raise ConfigError(f"{where}: give exactly one of choice, int or float")
     kind = kinds[0]
     allowed = {kind} if kind == "choice" else {kind, "log", "step"}
-    extra = set(spec) - allowed
+    extra = set(map(str, spec)) - allowed
     if extra:
-        raise ConfigError(f"{where}: unknown field(s) {', '.join(sorted(extra))} "
+        raise ConfigError(f"{where}: unknown field(s) {shown(', '.join(sorted(extra)))} "
                           f"(allowed with {kind}: {', '.join(sorted(allowed))})")
     if kind == "choice":
-        values = spec["choice"]
-        if not isinstance(values, list) or not values:
-            raise ConfigError(f"{where}: choice needs a non-empty list of values")
-        checked = [check_value(key, v) for v in values]
-        texts = [json.dumps(v) for v in checked]
-        if len(set(texts)) != len(texts):
-            raise ConfigError(f"{where}: choice lists a value twice: {values!r}")
-        return ParamSpec(key, kind, values=checked)
+        return _parse_choice(where, key, spec["choice"])
+    return _parse_range(where, key, kind, spec)
 
-    accepted = _number_kinds(_key_type(key))
+
+def _parse_choice(where: str, key: str, values: Any) -> ParamSpec:
+    if not isinstance(values, list) or not values:
+        raise ConfigError(f"{where}: choice needs a non-empty list of values")
+    checked = [check_value(key, v) for v in values]
+    texts = [json.dumps(v) for v in checked]
+    if len(set(texts)) != len(texts):
+        raise ConfigError(f"{where}: choice lists a value twice: {shown(values)}")
+    return ParamSpec(key, "choice", values=checked)
+
+
+def _parse_range(where: str, key: str, kind: str, spec: dict[str, Any]) -> ParamSpec:
+    tp = key_type(key)
+    accepted = {"int", "float"} if tp is float else {"int"} if tp is int else set()
     if kind not in accepted:
         what = "an integer setting" if accepted == {"int"} else "not a numeric setting"
         use = "{int: [lo, hi]} or {choice: [...]}" if accepted else "{choice: [...]}"
         raise ConfigError(f"{where}: {key} is {what}; use {use}")
     bounds = spec[kind]
-    numbers = [_as_number(b) for b in bounds] if isinstance(bounds, list) and len(bounds) == 2 else []
+    numbers = [as_number(b) for b in bounds] if isinstance(bounds, list) and len(bounds) == 2 else []
     if len(numbers) != 2 or None in numbers:
-        raise ConfigError(f"{where}: {kind} needs [low, high] (two numbers), got {bounds!r}")
+        raise ConfigError(f"{where}: {kind} needs [low, high] (two numbers), got {shown(bounds)}")
     low, high = float(numbers[0]), float(numbers[1])  # type: ignore[arg-type]
     if kind == "int" and not (low.is_integer() and high.is_integer()):
-        raise ConfigError(f"{where}: int bounds must be whole numbers, got {bounds!r}")
+        raise ConfigError(f"{where}: int bounds must be whole numbers, got {shown(bounds)}")
     if not low < high:
         raise ConfigError(f"{where}: empty or inverted range [{bounds[0]}, {bounds[1]}] (low must be < high)")
     log = spec.get("log", False)
     if not isinstance(log, bool):
-        raise ConfigError(f"{where}: log must be true or false, got {log!r}")
+        raise ConfigError(f"{where}: log must be true or false, got {shown(log)}")
     if log and low <= 0:
         raise ConfigError(f"{where}: a log range needs low > 0, got {bounds[0]}")
-    raw_step = spec.get("step")
-    step = None if raw_step is None else _as_number(raw_step)
-    if raw_step is not None:
-        if step is None or step <= 0:
-            raise ConfigError(f"{where}: step must be a positive number, got {raw_step!r}")
-        if log and step <= 1:
-            raise ConfigError(f"{where}: with log: true, step is a factor (e.g. 2 for 128, 256, 512) "
-                              f"and must be > 1, got {raw_step!r}")
-        if kind == "int" and not step.is_integer():
-            raise ConfigError(f"{where}: an int step must be a whole number, got {raw_step!r}")
-        if not log and step > high - low:
-            raise ConfigError(f"{where}: step {raw_step} is larger than the range [{bounds[0]}, {bounds[1]}]")
+    step = _parse_step(where, kind, spec.get("step"), log, high - low)
     for b in (low, high):  # the ends must themselves be valid values of the key
         check_value(key, int(b) if kind == "int" else b)
     return ParamSpec(key, kind, low=low, high=high, step=step, log=log)
+
+
+def _parse_step(where: str, kind: str, raw: Any, log: bool, width: float) -> float | None:
+    if raw is None:
+        return None
+    step = as_number(raw)
+    if step is None or step <= 0:
+        raise ConfigError(f"{where}: step must be a positive number, got {shown(raw)}")
+    if log and step <= 1:
+        raise ConfigError(f"{where}: with log: true, step is a factor (e.g. 2 for 128, 256, 512) "
+                          f"and must be > 1, got {shown(raw)}")
+    if kind == "int" and not step.is_integer():
+        raise ConfigError(f"{where}: an int step must be a whole number, got {shown(raw)}")
+    if not log and step > width:
+        raise ConfigError(f"{where}: step {shown(raw)} is larger than the range (width {width:g})")
+    return step
 
 
 def _check_objective(objective: str, base: Config, space: list[ParamSpec], labels: str | None) -> None:
@@ -222,15 +199,45 @@ def _check_objective(objective: str, base: Config, space: list[ParamSpec], label
     if plain in names or ("cpc" in families and re.fullmatch(r"cpc_acc_k[1-9][0-9]*", plain)):
         return
     options = sorted(names | {f"val_{n}" for n in names}) + [PROBE_OBJECTIVE + " (with --labels)"]
-    raise ConfigError(f"sweep.objective: {objective!r} is not a metric of this model; "
+    raise ConfigError(f"sweep.objective: {shown(objective)} is not a metric of this model; "
                       f"use one of {', '.join(options)}")
 
 
-def _positive_int(sweep: dict[str, Any], name: str, default: int, minimum: int = 1) -> int:
-    value = sweep.get(name, default)
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ConfigError(f"sweep.{name} must be an integer >= {minimum}, got {value!r}")
-    return value
+def _base_config(path: str, data: dict[str, Any], overrides: list[str]) -> Config:
+    """The base of every trial: the file's ``base:`` preset (if any), the file's own
+    sections, then ``--set`` overrides; with held-out files for the objective."""
+    base_name = data.pop("base", None)
+    mapping: dict[str, Any] = {}
+    if base_name:
+        mapping = read_yaml(resolve_config_path(str(base_name)))
+        mapping.pop("sweep", None)
+        mapping.pop("base", None)
+    merge_dicts(mapping, data)
+    base = from_dict(set_keys(mapping, dict(parse_override(text) for text in overrides)))
+    if base.data.validation_fraction == 0:
+        base = replace_keys(base, {"data.validation_fraction": 0.2})  # the objective needs held-out files
+    return base
+
+
+def _objective(sweep: dict[str, Any], base: Config, labels: str | None) -> tuple[str, str]:
+    """(objective, direction): probe_acc with labels, else the sweep's or the family's accuracy."""
+    if labels:
+        return PROBE_OBJECTIVE, "max"
+    objective = sweep.get("objective") or ("val_cpc_acc" if base.model.family == "cpc" else "val_simclr_acc")
+    if not isinstance(objective, str):
+        raise ConfigError(f"sweep.objective must be a metric name, got {shown(objective)}")
+    direction = sweep.get("direction") or ("min" if "loss" in objective else "max")
+    if direction not in ("min", "max"):
+        raise ConfigError(f"sweep.direction must be min or max, got {shown(direction)}")
+    return objective, direction
+
+
+def check_tuner(name: Any, where: str = "sweep.tuner") -> str:
+    """`name` when it is one of :data:`TUNERS`, else ConfigError."""
+    if name not in TUNERS:
+        raise ConfigError(f"{where}: {shown(name)} is not one of {', '.join(TUNERS)}"
+                          f"{did_you_mean(str(name), TUNERS)}")
+    return name
 
 
 def load_sweep(path: str, overrides: list[str] | None = None, labels: str | None = None) -> Sweep:
@@ -239,56 +246,24 @@ def load_sweep(path: str, overrides: list[str] | None = None, labels: str | None
     `overrides` are ``key=value`` texts applied to the base config (``--set``); with
     `labels` the objective becomes the linear-probe accuracy ``probe_acc``.
     """
-    from cpc_tf.config import merge_dicts, nest_key, parse_override
-
     data = read_yaml(path)
     sweep = data.pop("sweep", None)
     if not isinstance(sweep, dict):
         raise ConfigError(f"{path}: a sweep file needs a 'sweep:' section with a 'space:' mapping")
-    base_name = data.pop("base", None)
-    mapping: dict[str, Any] = {}
-    if base_name:
-        from cpc_tf.config import resolve_config_path
-        mapping = read_yaml(resolve_config_path(str(base_name)))
-        mapping.pop("sweep", None)
-        mapping.pop("base", None)
-    merge_dicts(mapping, data)
-    for text in overrides or []:
-        key, value = parse_override(text)
-        merge_dicts(mapping, nest_key(key, value))
-    base = from_dict(mapping)
-    if base.data.validation_fraction == 0:
-        base = replace_keys(base, {"data.validation_fraction": 0.2})  # the objective needs held-out files
-    unknown = set(sweep) - set(SWEEP_FIELDS)
+    base = _base_config(path, data, overrides or [])
+    unknown = set(map(str, sweep)) - set(SWEEP_FIELDS)
     if unknown:
-        raise ConfigError(f"{path}: unknown sweep field(s) {', '.join(sorted(map(str, unknown)))} "
+        raise ConfigError(f"{path}: unknown sweep field(s) {shown(', '.join(sorted(unknown)))} "
                           f"(allowed: {', '.join(sorted(SWEEP_FIELDS))})")
-    tuner = sweep.get("tuner", "random")
-    if tuner not in TUNERS:
-        raise ConfigError(f"sweep.tuner: {tuner!r} is not one of {', '.join(TUNERS)}")
+    tuner = check_tuner(sweep.get("tuner", "random"))
     space_raw = sweep.get("space")
     if not isinstance(space_raw, dict) or not space_raw:
         raise ConfigError(f"{path}: sweep.space must map config keys to ranges or choices")
     space = [_parse_param(str(k), v) for k, v in space_raw.items()]
-    if labels:
-        objective, direction = PROBE_OBJECTIVE, "max"
-    else:
-        objective = sweep.get("objective") or ("val_cpc_acc" if base.model.family == "cpc" else "val_simclr_acc")
-        if not isinstance(objective, str):
-            raise ConfigError(f"sweep.objective must be a metric name, got {objective!r}")
-        direction = sweep.get("direction") or ("min" if "loss" in objective else "max")
+    objective, direction = _objective(sweep, base, labels)
     _check_objective(objective, base, space, labels)
-    if direction not in ("min", "max"):
-        raise ConfigError(f"sweep.direction must be min or max, got {direction!r}")
-    return Sweep(base=base, space=space, tuner=tuner, max_trials=_positive_int(sweep, "max_trials", 6),
-                 objective=objective, direction=direction,
-                 executions_per_trial=_positive_int(sweep, "executions_per_trial", 1),
-                 hyperband_max_epochs=_positive_int(sweep, "hyperband_max_epochs", 0, minimum=0),
-                 max_consecutive_failures=_positive_int(sweep, "max_consecutive_failures", 5),
-                 labels=labels)
-
-
-def config_for(base: Config, values: dict[str, Any]) -> Config:
-    """The base config with a trial's sampled values."""
-    return replace_keys(base, values)
-
+    counts = {name: check_number(f"sweep.{name}", sweep.get(name, default), integer=True, minimum=minimum)
+              for name, default, minimum in (("max_trials", 6, 1), ("executions_per_trial", 1, 1),
+                                             ("hyperband_max_epochs", 0, 0), ("max_consecutive_failures", 5, 1))}
+    return Sweep(base=base, space=space, tuner=tuner, objective=objective, direction=direction,
+                 labels=labels, **counts)
