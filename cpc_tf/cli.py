@@ -74,44 +74,13 @@ def _import_tensorflow_silently() -> None:
 
 
 # ---------------------------------------------------------------- handlers
-def _cmd_prepare(args: argparse.Namespace) -> int:
-    from cpc_tf.commands import prepare
-    return prepare(args)
+def _run_command(args: argparse.Namespace) -> int:
+    """Run a subcommand: its handler is the function of the same name in
+    :mod:`cpc_tf.commands`, imported only now (``--help`` stays instant)."""
+    from cpc_tf import commands
 
-
-def _cmd_train(args: argparse.Namespace) -> int:
-    from cpc_tf.commands import train
-    return train(args)
-
-
-def _cmd_extract(args: argparse.Namespace) -> int:
-    from cpc_tf.commands import extract
-    return extract(args)
-
-
-def _cmd_export(args: argparse.Namespace) -> int:
-    from cpc_tf.commands import export
-    return export(args)
-
-
-def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from cpc_tf.commands import evaluate
-    return evaluate(args)
-
-
-def _cmd_tune(args: argparse.Namespace) -> int:
-    from cpc_tf.commands import tune
-    return tune(args)
-
-
-def _cmd_summary(args: argparse.Namespace) -> int:
-    from cpc_tf.commands import summary
-    return summary(args)
-
-
-def _cmd_demo(args: argparse.Namespace) -> int:
-    from cpc_tf.commands import demo
-    return demo(args)
+    handler: Callable[[argparse.Namespace], int] = getattr(commands, args.command)
+    return handler(args)
 
 
 # ------------------------------------------------------------------ parser
@@ -134,12 +103,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"cpc_tf {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
-    def add(name: str, fn: Callable[[argparse.Namespace], int], help_: str) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, parents=[common], help=help_, description=help_)
-        p.set_defaults(func=fn)
-        return p
+    def add(name: str, help_: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, parents=[common], help=help_, description=help_)
 
-    p = add("prepare", _cmd_prepare, "decode a folder of audio once into the sharded cache")
+    p = add("prepare", "decode a folder of audio once into the sharded cache")
     p.add_argument("--audio-dir", required=True, metavar="DIR")
     p.add_argument("--config", metavar="X.yaml", help="take the sample rate from this config")
     p.add_argument("--set", dest="overrides", metavar="key=value", action="append", default=[])
@@ -147,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache-dir", metavar="DIR", help="where the cache lives (default ~/.cache/cpc_tf)")
     p.add_argument("--workers", type=int, default=0, help="decoding processes (0 = one per core)")
 
-    p = add("train", _cmd_train, "pre-train a CPC or SimCLR model on a folder of audio")
+    p = add("train", "pre-train a CPC or SimCLR model on a folder of audio")
     p.add_argument("--audio-dir", metavar="DIR", help="training audio (required unless --resume)")
     _add_config_args(p)
     p.add_argument("--out", metavar="RUN_DIR", help="run folder (default runs/<config name>)")
@@ -167,7 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="launch N local worker processes on 127.0.0.1 (multi-worker trial)")
     p.add_argument("--cache-dir", metavar="DIR", help="where the decoded cache lives")
 
-    p = add("extract", _cmd_extract, "write embeddings.npz from a trained (or random-init) model")
+    p = add("extract", "write embeddings.npz from a trained (or random-init) model")
     g = p.add_mutually_exclusive_group(required=True)
     g.add_argument("--run", metavar="RUN_DIR", help="a run folder written by train")
     g.add_argument("--random-init", action="store_true",
@@ -192,7 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also write the embeddings, metadata.tsv and a projector config into DIR "
                         "for TensorBoard's Embedding Projector (tensorboard --logdir DIR)")
 
-    p = add("export", _cmd_export, "package a trained model: a HEAR 2021 module or a TF SavedModel")
+    p = add("export", "package a trained model: a HEAR 2021 module or a TF SavedModel")
     p.add_argument("--run", required=True, metavar="RUN_DIR",
                    help="a run folder, a cpc_tf .keras file or a folder written by export")
     p.add_argument("--format", choices=["hear", "savedmodel"], default="hear",
@@ -205,7 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true",
                    help="write into a non-empty --out (files of the same names are replaced, others kept)")
 
-    p = add("evaluate", _cmd_evaluate, "probe embeddings: metrics, plots, baseline, report")
+    p = add("evaluate", "probe embeddings: metrics, plots, baseline, report")
     p.add_argument("--embeddings", required=True, metavar="FILE.npz")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--test", metavar="FILE.npz", help="a separate test set")
@@ -232,7 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true",
                    help="replace REPORT_DIR even when it holds files that are not a cpc_tf report")
 
-    p = add("tune", _cmd_tune, "sweep hyperparameters with Keras Tuner")
+    p = add("tune", "sweep hyperparameters with Keras Tuner")
     p.add_argument("--audio-dir", required=True, metavar="DIR")
     p.add_argument("--config", required=True, metavar="sweep_X.yaml")
     p.add_argument("--set", dest="overrides", metavar="key=value", action="append", default=[])
@@ -245,10 +212,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--strategy", choices=["auto", "none", "mirrored"])
     p.add_argument("--cache-dir", metavar="DIR")
 
-    p = add("summary", _cmd_summary, "parameter counts of a config, per component")
+    p = add("summary", "parameter counts of a config, per component")
     _add_config_args(p, required=True)
 
-    p = add("demo", _cmd_demo, "synthesise a small labelled audio set and run the whole pipeline")
+    p = add("demo", "synthesise a small labelled audio set and run the whole pipeline")
     p.add_argument("--out", default="cpc_tf_demo", metavar="DIR")
     p.add_argument("--epochs", type=int, metavar="N", help="pre-training epochs (default: the demo's)")
     return parser
@@ -269,7 +236,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             args.labels = with_label_column(args.labels, args.label_column)
         quiet_tensorflow(args.verbose)
-        return int(args.func(args) or 0)
+        return int(_run_command(args) or 0)
     except CpcTfError as exc:
         print(f"cpc_tf: error: {exc}", file=sys.stderr)
         return exc.exit_code

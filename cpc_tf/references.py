@@ -22,7 +22,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from cpc_tf.config import Config, from_dict
+from cpc_tf.config import Config, from_dict, parse_yaml
 from cpc_tf.errors import DataError
 
 #: (name, training-side file, test-side file or None)
@@ -40,12 +40,10 @@ def _meta(path: str) -> dict[str, str]:
 
 
 def _config_of(meta: dict[str, str]) -> Config | None:
-    import yaml
-
     if not meta["config"]:
         return None
     try:
-        return from_dict(yaml.safe_load(meta["config"]))
+        return from_dict(parse_yaml(meta["config"], "the config stored in the embeddings"))
     except Exception:  # noqa: BLE001  (an unreadable config only means no random-init row)
         return None
 

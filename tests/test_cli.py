@@ -61,7 +61,7 @@ def test_unknown_key_suggests_the_right_one(tmp_path):
     out = run_cli("train", "--audio-dir", str(tmp_path), "--set", "model.encodr=conv1d",
                   "--out", str(tmp_path / "run"))
     assert out.returncode == 2
-    assert "unknown config key 'model.encodr'; did you mean 'model.encoder'?" in out.stderr
+    assert "unknown config key 'model.encodr' (did you mean 'model.encoder'?)" in out.stderr
     assert "Traceback" not in out.stderr and len(out.stderr.strip().splitlines()) == 1
 
 

@@ -299,10 +299,10 @@ def test_register_encoder_adds_one_name() -> None:
                          "melconv, samplecnn, tune"),
     ("cpc", "samplecnn", "model.encoder='samplecnn' is a simclr encoder; set model.family=simclr"),
 ])
-def test_the_family_of_an_encoder_is_checked_where_it_registers(family: str, encoder: str, message: str) -> None:
-    cfg = from_dict({"model": {"family": family, "encoder": encoder}, "data": {"sample_rate": 22050}})
+def test_the_family_declared_where_an_encoder_registers_is_checked_by_validation(
+        family: str, encoder: str, message: str) -> None:
     with pytest.raises(ConfigError, match=re.escape(message)):
-        registry.check_fits(cfg)
+        from_dict({"model": {"family": family, "encoder": encoder}, "data": {"sample_rate": 22050}})
 
 
 # ------------------------------------------------------------------ check_fits

@@ -134,3 +134,16 @@ def test_frame_encoder_output_and_count_seed000_sec35() -> None:
     assert registry.count_params(ar)[0] == 3 * (512 * 256 + 256 * 256 + 2 * 256)
     pred = registry.build_predictors(cfg)
     assert pred.compute_output_shape((None, frames, 256)) == (None, frames, 20, 512)
+
+
+def test_a_model_too_large_for_memory_is_one_config_error_naming_the_sizes() -> None:
+    from cpc_tf.errors import ConfigError
+    from cpc_tf.models.factory import build_model
+
+    # The GRU's kernel of 256 x (3 x 10^9) floats is refused by the allocator at once.
+    cfg = from_dict({"model": {"c_dim": 10**9}})
+    with pytest.raises(ConfigError) as err:
+        build_model(cfg)
+    text = str(err.value)
+    assert text.startswith("the model of this config does not fit in memory") and "\n" not in text
+    assert "model.c_dim=1000000000 (default 512)" in text

@@ -326,8 +326,8 @@ def class_balanced_subset(files: Sequence[str], labels: dict[str, str], fraction
     Multi-label: a random ``round(fraction * n)`` of the files, then one more random
     file for each tag the draw missed. ``fraction = 1`` returns every file.
     """
-    if not 0.0 < fraction <= 1.0:
-        raise ConfigError(f"label fraction must lie in (0, 1], got {fraction}")
+    if not 0.0 < fraction <= 1.0:  # a programming error: eval.label_fractions is checked by config validation
+        raise ValueError(f"label fraction must lie in (0, 1], got {fraction}")
     files = sorted(files)
     if fraction >= 1.0:
         return files

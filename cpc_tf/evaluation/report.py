@@ -21,6 +21,7 @@ seeds for a hold-out split, over folds × seeds for K-fold.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -30,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from cpc_tf.config import EvalConfig
+from cpc_tf.config.validate import validate_eval
 from cpc_tf.errors import ConfigError, DataError
 from cpc_tf.evaluation.figures import write_figures
 from cpc_tf.evaluation.report_dir import check_report_folder, staged_report
@@ -206,8 +208,7 @@ def evaluate(emb_path: str | os.PathLike[str], cfg: EvalConfig, out_dir: str | o
     if test_fraction is not None and not 0.0 < test_fraction < 1.0:
         raise ConfigError(f"--test-fraction must lie in (0, 1), got {test_fraction}")
     fractions = sorted(set(float(f) for f in (cfg.label_fractions if label_fractions is None else label_fractions)))
-    if any(not 0.0 < f <= 1.0 for f in fractions):
-        raise ConfigError(f"label fractions must lie in (0, 1], got {fractions}")
+    validate_eval(dataclasses.replace(cfg, label_fractions=fractions))  # the argument overrides the config
     n_seeds = cfg.seeds if seeds is None else int(seeds)
     if n_seeds < 1:
         raise ConfigError(f"--seeds must be at least 1, got {n_seeds}")

@@ -7,22 +7,21 @@ Adding an encoder is one class plus one decorated builder::
         return MyEncoder(units=cfg.model.z_dim, name="my_encoder")
 
 ``families`` says which model families (``cpc``, ``simclr``) may use it; that is the
-only place the rule lives. Builders read every setting from the config; the defaults
-live in ``cpc_tf/config.py``.
+only place the rule lives (config validation asks :func:`check_names`). Builders read
+every setting from the config; the defaults live in ``cpc_tf/config/schema.py``.
 ``build_encoder`` / ``build_autoregressor`` wrap the layer into a functional
 ``keras.Model`` named "encoder" / "autoregressor", built for the shape it will see.
 """
 
 from __future__ import annotations
 
-import difflib
 import math
-
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 import keras
 
+from cpc_tf.checks import did_you_mean, shown
 from cpc_tf.config import Config
 from cpc_tf.errors import ConfigError
 from cpc_tf.models.autoregressive import GRUAutoregressor, TransformerAutoregressor
@@ -162,8 +161,6 @@ def _check_tune(cfg: Config) -> None:
     if t.n_tail < 1:
         raise ConfigError("model.tune.n_tail must be at least 1: the tail's last block is what "
                           f"reaches model.tune.rep_dim={t.rep_dim}")
-    if t.n_exp > t.n_con:
-        raise ConfigError(f"model.tune.n_exp={t.n_exp} cannot exceed model.tune.n_con={t.n_con}")
     need = tune_plan(t.n_con, t.n_exp, t.n_tail, t.filters, t.rep_dim, t.plus).min_samples
     if cfg.crop_samples < need:
         raise ConfigError(f"{_crop_text(cfg)} is too short for TUNe with model.tune.n_con={t.n_con}, "
@@ -183,36 +180,41 @@ def _check_transformer(cfg: Config) -> None:
                           f"model.transformer.heads={tr.heads}")
 
 
-def _did_you_mean(name: str, known: dict[str, Any]) -> str:
-    match = difflib.get_close_matches(name, list(known), n=1)
-    return f" (did you mean {match[0]!r}?)" if match else ""
-
-
-def _check_registered(key: str, name: str, registry: dict[str, Any], checks: dict[str, CheckFn],
-                      cfg: Config) -> None:
+def _check_known(key: str, name: str, registry: dict[str, Any]) -> None:
     if name not in registry:
-        raise ConfigError(f"{key}: {name!r} is not registered{_did_you_mean(name, registry)}; "
+        raise ConfigError(f"{key}: {shown(name)} is not registered{did_you_mean(name, registry)}; "
                           f"known: {', '.join(sorted(registry))}")
-    check = checks.get(name)
-    if check is not None:
-        check(cfg)
 
 
-def check_encoder(cfg: Config) -> None:
-    """Raise ConfigError (naming the settings) when ``cfg`` cannot build its encoder."""
+def check_names(cfg: Config) -> None:
+    """Raise ConfigError unless the encoder is registered for ``model.family`` and, for
+    CPC, the autoregressor is registered. Config validation asks this (the families
+    are declared here, by ``register_encoder``)."""
     name, family = cfg.model.encoder, cfg.model.family
-    if name in ENCODERS and family not in _ENCODER_FAMILIES[name]:
+    _check_known("model.encoder", name, ENCODERS)
+    if family not in _ENCODER_FAMILIES[name]:
         fitting = sorted(n for n, fams in _ENCODER_FAMILIES.items() if family in fams)
         other = " or ".join(sorted(set(_ENCODER_FAMILIES[name])))
         raise ConfigError(f"model.encoder={name!r} is a {other} encoder; set model.family={other} or "
                           f"choose one of {', '.join(fitting)}")
-    _check_registered("model.encoder", name, ENCODERS, _ENCODER_CHECKS, cfg)
+    if family == "cpc":
+        _check_known("model.autoregressor", cfg.model.autoregressor, AUTOREGRESSORS)
+
+
+def check_encoder(cfg: Config) -> None:
+    """Raise ConfigError (naming the settings) when ``cfg`` cannot build its encoder."""
+    check_names(cfg)
+    check = _ENCODER_CHECKS.get(cfg.model.encoder)
+    if check is not None:
+        check(cfg)
 
 
 def check_autoregressor(cfg: Config) -> None:
     """Raise ConfigError when ``cfg`` cannot build its autoregressor (CPC only)."""
-    _check_registered("model.autoregressor", cfg.model.autoregressor, AUTOREGRESSORS,
-                      _AUTOREGRESSOR_CHECKS, cfg)
+    _check_known("model.autoregressor", cfg.model.autoregressor, AUTOREGRESSORS)
+    check = _AUTOREGRESSOR_CHECKS.get(cfg.model.autoregressor)
+    if check is not None:
+        check(cfg)
 
 
 def check_fits(cfg: Config) -> None:
@@ -468,8 +470,6 @@ def build_predictors(cfg: Config) -> Predictors:
 
 def build_projector(cfg: Config) -> ProjectionHead:
     """The SimCLR projection head with sizes model.projection_dims (unbuilt)."""
-    if not cfg.model.projection_dims:
-        raise ConfigError("model.projection_dims: needs at least one positive layer size")
     return ProjectionHead(dims=cfg.model.projection_dims, name="projector")
 
 

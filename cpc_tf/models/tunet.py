@@ -78,6 +78,8 @@ def tune_plan(n_con: int, n_exp: int, n_tail: int, filters: int, rep_dim: int, p
     the tail doubles from the width where the U ends while the result stays
     ``<= rep_dim``, then holds, and its last block outputs ``rep_dim``.
     """
+    # Guards a programming error (a TUNe layer built directly with impossible sizes); users'
+    # settings are checked, with the key names, by config validation and registry.check_fits.
     if n_con < 1 or n_exp < 0 or n_tail < 1 or n_exp > n_con or filters < 1 or rep_dim < 1:
         raise ValueError(f"invalid TUNe shape n_con={n_con}, n_exp={n_exp}, n_tail={n_tail}, "
                          f"filters={filters}, rep_dim={rep_dim} (need n_con >= 1, n_tail >= 1, "
