@@ -47,6 +47,7 @@ from cpc_tf.audio.files import SkippedFile
 from cpc_tf.audio.index import INDEX_NAME, ClipInfo, clip_from_json, read_index
 from cpc_tf.audio.records import RECORD_SECONDS, parse_record, serialize_record
 from cpc_tf.audio.report import format_duration, printable
+from cpc_tf.checks import check_number
 from cpc_tf.errors import ConfigError, DataError, ResourceError
 from cpc_tf.fileio import folder_lock, is_remote, join_path
 
@@ -173,18 +174,6 @@ def cache_root(audio_dir: str | os.PathLike[str], sample_rate: int,
 
 
 # ------------------------------------------------------------------- entry point
-def _check_number(name: str, value: Any, minimum: float, kind: type = int) -> Any:
-    # One of several number checkers in the code base (config, CLI, tuning have their own);
-    # unifying them belongs to the config package.
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    if kind is int:
-        ok = ok and float(value).is_integer()
-    if not ok or value < minimum:
-        raise ConfigError(f"{name} must be {'an integer' if kind is int else 'a number'} "
-                          f">= {minimum:g}, got {value!r}")
-    return kind(value)
-
-
 def open_cache(audio_dir: str | os.PathLike[str], sample_rate: int,
                cache_dir: str | os.PathLike[str] | None = None, workers: int = 0, progress: bool = True,
                min_shards: int = 8, shard_seconds: float = 1800.0) -> AudioCache:
@@ -197,10 +186,10 @@ def open_cache(audio_dir: str | os.PathLike[str], sample_rate: int,
     no file decodes; a single bad file is only listed in ``skipped``.
     """
     started = time.perf_counter()
-    sample_rate = _check_number("sample_rate", sample_rate, 1)
-    workers = _check_number("workers", workers, 0)
-    min_shards = _check_number("min_shards", min_shards, 1)
-    shard_seconds = _check_number("shard_seconds", shard_seconds, 1e-3, float)
+    sample_rate = check_number("sample_rate", sample_rate, integer=True, minimum=1)
+    workers = check_number("workers", workers, integer=True, minimum=0)
+    min_shards = check_number("min_shards", min_shards, integer=True, minimum=1)
+    shard_seconds = check_number("shard_seconds", shard_seconds, minimum=1e-3)
     folder = audio_files.check_audio_folder(audio_dir)
     scan = audio_files.find_audio_files(folder)
     if not scan.files:
