@@ -89,7 +89,7 @@ def _train_config(args: argparse.Namespace, run_dir: str) -> Config:
 
 def train(args: argparse.Namespace) -> int:
     if args.workers and args.workers > 1:
-        from cpc_tf.launch import launch_local_workers
+        from cpc_tf.training.launch import launch_local_workers
         return launch_local_workers(args)
     out = args.out
     if not out:

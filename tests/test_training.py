@@ -243,12 +243,13 @@ def test_a_failed_export_is_one_error_and_keeps_the_trained_model(audio_dir, tmp
     import json
 
     import cpc_tf.training as training
+    import cpc_tf.training.command as command
     from cpc_tf.errors import TrainingError
 
     def disk_full(model, path):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(training, "export_savedmodel", disk_full)
+    monkeypatch.setattr(command, "export_savedmodel", disk_full)
     cfg = tiny_config(TINY_CPC, train={"epochs": 1, "export_savedmodel": True})
     run = tmp_path / "run"
     with pytest.raises(TrainingError, match="model.keras is saved, but exporting the SavedModel .* No space left"):
