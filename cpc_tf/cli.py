@@ -158,6 +158,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --supervised: folder | regex:PATTERN | csv:PATH (default data.labels)")
     p.add_argument("--workers", type=int, default=0, metavar="N",
                    help="launch N local worker processes on 127.0.0.1 (multi-worker trial)")
+    p.add_argument("--force", action="store_true",
+                   help="train into --out even if it is a non-empty folder that is not a cpc_tf run")
     p.add_argument("--cache-dir", metavar="DIR", help="where the decoded cache lives")
 
     p = add("extract", _cmd_extract, "write embeddings.npz from a trained (or random-init) model")

@@ -29,3 +29,9 @@ class TrainingError(CpcTfError):
     """Training stopped for a reason the user must act on (NaN loss, unwritable folder)."""
 
     exit_code = 1
+
+
+class DiskSpaceError(TrainingError):
+    """The disk (or quota) is full, or too full for the next checkpoint: free space, then --resume."""
+
+    exit_code = 1

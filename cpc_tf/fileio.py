@@ -11,6 +11,10 @@ import os
 import shutil
 from collections.abc import Callable
 
+# Prefix of every temporary name cpc_tf writes: clean-up removes these names only, never
+# a user's own ``.tmp-*`` files.
+TEMP_PREFIX = ".cpc_tf-tmp-"
+
 
 def _remove(path: str) -> None:
     if os.path.isdir(path):
@@ -30,8 +34,8 @@ def atomic_write(save: Callable[[str], object], path: str) -> None:
     folder, name = os.path.split(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     suffix = ".weights.h5" if name.endswith(".weights.h5") else os.path.splitext(name)[1]
-    tmp = os.path.join(folder, f".tmp-{os.getpid()}-{name[: len(name) - len(suffix)]}{suffix}")
-    old = os.path.join(folder, f".tmp-{os.getpid()}-old-{name}")
+    tmp = os.path.join(folder, f"{TEMP_PREFIX}{os.getpid()}-{name[: len(name) - len(suffix)]}{suffix}")
+    old = os.path.join(folder, f"{TEMP_PREFIX}{os.getpid()}-old-{name}")
     try:
         save(tmp)
         if os.path.isdir(tmp) and os.path.isdir(path):
@@ -45,6 +49,8 @@ def atomic_write(save: Callable[[str], object], path: str) -> None:
 def remove_stale_temps(folder: str) -> None:
     """Delete the temporary files `atomic_write` left in `folder` when a process was killed.
 
+    Only names with :data:`TEMP_PREFIX` are touched.
+
     Call only where no other process writes at the same time (the single writer of a
     run folder, before it starts writing).
     """
@@ -53,7 +59,7 @@ def remove_stale_temps(folder: str) -> None:
     except OSError:
         return
     for name in names:
-        if name.startswith(".tmp-"):
+        if name.startswith(TEMP_PREFIX):
             try:
                 _remove(os.path.join(folder, name))  # a file, or a SavedModel folder
             except OSError:

@@ -343,7 +343,7 @@ def test_kill_9_of_the_chief_then_resume_keeps_every_epoch_once(audio_dir, cache
     assert rows[0] == first[0] and checkpoint.stat().st_mtime_ns == written
     assert "Epoch 1/3" not in out.stdout and "Epoch 2/3" in out.stdout
     assert (run / "model.keras").is_file()
-    assert not list(run.rglob(".tmp-*"))  # no debris of the kill
+    assert not list(run.rglob(".cpc_tf-tmp-*"))  # no debris of the kill
     state = json.loads((run / "run.json").read_text())
     assert state["status"] == "finished" and state["epochs_completed"] == 3
     assert not default_cache.exists()  # the resumed workers reused the run's cache

@@ -227,16 +227,17 @@ def test_train_can_export_a_savedmodel(audio_dir, tmp_path):
     np.testing.assert_allclose(served.numpy(), model(x).numpy(), rtol=1e-5, atol=1e-6)
 
 
-def test_remove_stale_temps_clears_files_and_export_folders(tmp_path):
-    from cpc_tf.fileio import remove_stale_temps
+def test_remove_stale_temps_clears_only_its_own_files_and_export_folders(tmp_path):
+    from cpc_tf.fileio import TEMP_PREFIX, remove_stale_temps
 
-    (tmp_path / ".tmp-11-model.keras").write_text("half")
-    (tmp_path / ".tmp-12-saved_model" / "variables").mkdir(parents=True)
-    (tmp_path / ".tmp-12-saved_model" / "saved_model.pb").write_text("half")
+    (tmp_path / f"{TEMP_PREFIX}11-model.keras").write_text("half")
+    (tmp_path / f"{TEMP_PREFIX}12-saved_model" / "variables").mkdir(parents=True)
+    (tmp_path / f"{TEMP_PREFIX}12-saved_model" / "saved_model.pb").write_text("half")
     (tmp_path / "model.keras").write_text("kept")
     (tmp_path / "saved_model").mkdir()
+    (tmp_path / ".tmp-notes.txt").write_text("a user's file that merely looks temporary")
     remove_stale_temps(str(tmp_path))
-    assert sorted(os.listdir(tmp_path)) == ["model.keras", "saved_model"]
+    assert sorted(os.listdir(tmp_path)) == [".tmp-notes.txt", "model.keras", "saved_model"]
 
 
 def test_a_failed_export_is_one_error_and_keeps_the_trained_model(audio_dir, tmp_path, monkeypatch):

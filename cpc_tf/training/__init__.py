@@ -6,7 +6,9 @@ Modules, by responsibility:
 - :mod:`~cpc_tf.training.run_folder`: the run folder's paths, run.json and history.csv.
 - :mod:`~cpc_tf.training.optim`: the optimiser, learning-rate schedule, dtype policy, compiled model.
 - :mod:`~cpc_tf.training.loop`: the ``strategy.run`` loop that drives the Keras callbacks.
-- :mod:`~cpc_tf.training.callbacks`: atomic checkpoints and backups, the standard callback set.
+- :mod:`~cpc_tf.training.callbacks`: atomic checkpoints and backups, checkpoint retention,
+  per-step scalars, the standard callback set.
+- :mod:`~cpc_tf.training.disk`: free-space checks before checkpoints, a full disk recognised.
 - :mod:`~cpc_tf.training.command`: ``cpc_tf train`` itself (orchestration).
 - :mod:`~cpc_tf.training.export`: the SavedModel export and the trained model read back.
 - :mod:`~cpc_tf.training.launch`: ``cpc_tf train --workers N`` (local worker processes).

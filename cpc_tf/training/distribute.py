@@ -120,11 +120,11 @@ def task_name(strategy: tf.distribute.Strategy) -> str:
 # Errors a collective op raises when another worker died or stopped answering: the
 # coordination service's heartbeat check ("tasks are unhealthy"), the collective
 # timeout (CPC_TF_COLLECTIVE_TIMEOUT) and the abort that follows either.
-_PEER_ERRORS = (tf.errors.UnavailableError, tf.errors.DeadlineExceededError, tf.errors.AbortedError,
+PEER_ERRORS = (tf.errors.UnavailableError, tf.errors.DeadlineExceededError, tf.errors.AbortedError,
                 tf.errors.CancelledError)
 
 
-def _peer_failure(exc: tf.errors.OpError) -> TrainingError:
+def peer_failure(exc: tf.errors.OpError) -> TrainingError:
     """A one-line TrainingError for a worker that lost its peers."""
     lines = [line.strip() for line in str(exc.message).splitlines() if line.strip()]
     keys = ("unhealthy", "aborted", "timed out", "timeout", "deadline", "unavailable", "connect")

@@ -30,10 +30,9 @@ def load_run_model(run_dir: str) -> keras.Model:
 
     A supervised run's class list is read from run.json to rebuild it from a checkpoint.
     """
-    from cpc_tf.models.factory import build_model
-
     import cpc_tf.models  # noqa: F401  (registers the classes the .keras file names)
     import cpc_tf.training.optim  # noqa: F401  (registers WarmupSchedule, which the optimizer names)
+    from cpc_tf.models.factory import build_model
 
     run = RunFolder(run_dir)
     cfg = run.load_config()

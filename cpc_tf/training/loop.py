@@ -11,6 +11,7 @@ serves no strategy, MirroredStrategy (GPUs or logical CPUs) and multi-worker.
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -65,25 +66,23 @@ class Trainer:
         self.model = model
         self.strategy = strategy
         self.dataset_fn = dataset_fn
-        step = model.train_step
-        test = model.test_step
+        step, test = model.train_step, model.test_step
         if jit_compile and strategy.num_replicas_in_sync == 1:
-            step = tf.function(step, jit_compile=True)
-            test = tf.function(test, jit_compile=True)
-        self._step, self._test = step, test
-
-        @tf.function
-        def train_fn(batch: Any) -> dict[str, tf.Tensor]:
-            out = strategy.run(self._step, args=(batch,))
-            return {k: strategy.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None) for k, v in out.items()}
-
-        @tf.function
-        def test_fn(batch: Any) -> dict[str, tf.Tensor]:
-            out = strategy.run(self._test, args=(batch,))
-            return {k: strategy.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None) for k, v in out.items()}
-
-        self.train_fn, self.test_fn = train_fn, test_fn
+            step, test = tf.function(step, jit_compile=True), tf.function(test, jit_compile=True)
+        self.train_fn = self._distributed(step)
+        self.test_fn = self._distributed(test)
         self._val_dist: Any = None
+
+    def _distributed(self, step: Any) -> Any:
+        """`step` run on every replica, its outputs averaged over the replicas (one tf.function)."""
+        strategy = self.strategy
+
+        @tf.function
+        def run(batch: Any) -> dict[str, tf.Tensor]:
+            out = strategy.run(step, args=(batch,))
+            return {k: strategy.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None) for k, v in out.items()}
+
+        return run
 
     def _check_same_start(self, start: int) -> None:
         """Fail on every worker alike unless all restored the same epoch.
@@ -123,8 +122,13 @@ class Trainer:
 
     def fit(self, epochs: int, steps_per_epoch: int, callbacks: list[keras.callbacks.Callback],
             validation_steps: int = 0, verbose: int = 1) -> FitResult:
-        """Train until `epochs`, starting where BackupAndRestore left off."""
+        """Train until `epochs`, starting where BackupAndRestore left off.
+
+        ``verbose=1`` shows Keras' progress bar, which becomes one line per epoch
+        (``verbose=2``) when stdout is not a terminal, so logs hold no control codes.
+        """
         model = self.model
+        verbose = progress_verbosity(verbose)
         cb = keras.callbacks.CallbackList(callbacks, add_history=True, add_progbar=verbose > 0,
                                           model=model, verbose=verbose, epochs=epochs,
                                           steps=steps_per_epoch)
@@ -140,22 +144,12 @@ class Trainer:
         iterator = iter(self._dist(start, True)) if start < epochs else None
         for epoch in range(start, epochs):
             cb.on_epoch_begin(epoch)
-            means = _RunningMeans()
-            for step in range(steps_per_epoch):
-                cb.on_train_batch_begin(step)
-                out = self.train_fn(next(iterator))
-                values = {k: float(v) for k, v in out.items()}
-                if not math.isfinite(values["loss"]):
-                    result.stopped_on_nan = True
-                logs = means.add(values)
-                cb.on_train_batch_end(step, logs)  # TerminateOnNaN sees the raw NaN too
-                if result.stopped_on_nan:
-                    break
-            if result.stopped_on_nan:
+            logs = self._train_epoch(iterator, steps_per_epoch, cb)
+            if logs is None:
                 # Never call on_epoch_end with NaN weights: checkpoints and the backup
                 # keep the last good epoch. on_train_end is skipped for the same reason.
+                result.stopped_on_nan = True
                 return result
-            logs = means.means()
             if validation_steps:
                 logs.update({f"val_{k}": v for k, v in self.evaluate(validation_steps).items()})
             cb.on_epoch_end(epoch, logs)
@@ -166,3 +160,26 @@ class Trainer:
         cb.on_train_end()
         return result
 
+    def _train_epoch(self, iterator: Any, steps: int, cb: keras.callbacks.CallbackList
+                     ) -> dict[str, float] | None:
+        """One epoch of `steps` steps; the mean logs, or None when the loss became NaN/Inf."""
+        means = _RunningMeans()
+        for step in range(steps):
+            cb.on_train_batch_begin(step)
+            values = {k: float(v) for k, v in self.train_fn(next(iterator)).items()}
+            cb.on_train_batch_end(step, means.add(values))  # TerminateOnNaN sees the raw NaN too
+            if not math.isfinite(values["loss"]):
+                return None
+        return means.means()
+
+
+def progress_verbosity(verbose: int) -> int:
+    """Keras' ``verbose`` for the progress display: a bar (1) only on a terminal or in Jupyter.
+
+    Keras 3 draws its bar with backspaces and carriage returns whenever it runs on
+    POSIX, terminal or not; in a log file that is noise, so one line per epoch (2) instead.
+    """
+    if verbose != 1:
+        return verbose
+    interactive = (hasattr(sys.stdout, "isatty") and sys.stdout.isatty()) or "ipykernel" in sys.modules
+    return 1 if interactive else 2

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 from typing import Any
 
 import keras
@@ -64,29 +66,27 @@ def make_optimizer(cfg: Config, total_steps: int = 0) -> keras.optimizers.Optimi
                                      weight_decay=t.weight_decay, **kw)
     else:
         opt = keras.optimizers.SGD(momentum=t.beta_1, weight_decay=t.weight_decay or None, **kw)
-    if t.mixed_precision and _policy_name(cfg) == "mixed_float16":
+    if t.mixed_precision and policy_name(cfg) == "mixed_float16":
         opt = keras.optimizers.LossScaleOptimizer(opt)
     return opt
 
 
-def _policy_name(cfg: Config) -> str:
+def policy_name(cfg: Config) -> str:
+    """Keras' dtype policy for `cfg`: mixed_float16 on GPUs, mixed_bfloat16 on CPUs, else float32."""
     if not cfg.train.mixed_precision:
         return "float32"
     return "mixed_float16" if tf.config.list_logical_devices("GPU") else "mixed_bfloat16"
 
 
-class dtype_policy:  # noqa: N801 (context manager used like a function)
-    """Temporarily set Keras' dtype policy while a model is built."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-    def __enter__(self) -> None:
-        self._old = keras.config.dtype_policy()
-        keras.config.set_dtype_policy(self.name)
-
-    def __exit__(self, *exc: Any) -> None:
-        keras.config.set_dtype_policy(self._old)
+@contextlib.contextmanager
+def dtype_policy(name: str) -> Iterator[None]:
+    """Set Keras' dtype policy to `name` while a model is built, then restore it."""
+    old = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(name)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(old)
 
 
 def compile_model(cfg: Config, strategy: tf.distribute.Strategy | None = None,
@@ -100,7 +100,7 @@ def compile_model(cfg: Config, strategy: tf.distribute.Strategy | None = None,
 
     strategy = strategy or tf.distribute.get_strategy()
     keras.utils.set_random_seed(cfg.train.seed)
-    with dtype_policy(_policy_name(cfg)), strategy.scope():
+    with dtype_policy(policy_name(cfg)), strategy.scope():
         model = build_model(cfg, classes=classes)
         model.compile(optimizer=make_optimizer(cfg, total_steps))
         model.optimizer.build(model.trainable_variables)
