@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -39,6 +40,10 @@ def test_train_writes_the_run_folder(audio_dir, tmp_path):
                   *set_flags(TINY_CPC))
     assert out.returncode == 0, out.stderr[-3000:]
     assert "Traceback" not in out.stderr
+    # stdout is a pipe: one progress line per epoch, no bar redrawn with control characters
+    assert "\x08" not in out.stdout and "\r" not in out.stdout and "\x1b" not in out.stdout
+    assert len(re.findall(r"^3/3 - .*loss: ", out.stdout, flags=re.M)) == 2, out.stdout
+    assert re.search(r"trained 2 epoch\(s\); run folder: .* \(\d+(\.\d)? [kM]B\)$", out.stdout.strip())
     cfg = yaml.safe_load((run / "config.yaml").read_text())
     assert cfg["model"]["c_dim"] == 16 and cfg["train"]["epochs"] == 2  # full resolved config
     assert (run / "model.keras").is_file() and (run / "encoder.keras").is_file()
