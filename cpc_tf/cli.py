@@ -217,6 +217,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--labels", metavar="SOURCE", help="optimise downstream probe accuracy instead")
     p.add_argument("--strategy", choices=["auto", "none", "mirrored"])
     p.add_argument("--cache-dir", metavar="DIR")
+    p.add_argument("--force", action="store_true",
+                   help="sweep into --out even if it is a non-empty folder that is not a cpc_tf sweep")
 
     p = add("summary", _cmd_summary, "parameter counts of a config, per component")
     _add_config_args(p, required=True)

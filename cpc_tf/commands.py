@@ -320,7 +320,11 @@ def evaluate(args: argparse.Namespace) -> int:
 
 
 def tune(args: argparse.Namespace) -> int:
-    from cpc_tf.tuning import run_sweep
+    from cpc_tf.training.run_folder import check_output_folder
+    from cpc_tf.tuning import STATE_FILE, run_sweep
+
+    owned = getattr(args, "force", False) or os.path.isfile(os.path.join(args.out, STATE_FILE))
+    check_output_folder(args.out, owned=owned, what="a cpc_tf sweep folder")
 
     rows = run_sweep(resolve_config_path(args.config), args.audio_dir, args.out, overrides=args.overrides,
                      max_trials=args.max_trials, tuner_name=args.tuner, strategy_name=args.strategy,

@@ -286,7 +286,9 @@ def _train_and_kill(victim: int, audio_dir: Path, cache_dir: Path, run: Path, en
                     err_path: Path) -> None:
     """Start a 3-epoch run on 2 workers, SIGKILL worker `victim` early in epoch 2, check the stop."""
     # 20 steps per epoch: epoch 2 lasts seconds, so the kill lands inside it.
-    flags = set_flags(TINY_CPC) + ["--set", "train.epochs=3", "--set", "train.steps_per_epoch=20"]
+    # Every checkpoint kept, so the resumed run can be seen not to rewrite epoch 1's.
+    flags = set_flags(TINY_CPC) + ["--set", "train.epochs=3", "--set", "train.steps_per_epoch=20",
+                                   "--set", "train.keep_checkpoints=0"]
     with open(err_path, "w") as err_file:
         launcher = subprocess.Popen([sys.executable, "-m", "cpc_tf", "train", "--workers", "2", "--audio-dir",
                                      str(audio_dir), "--out", str(run), "--cache-dir", str(cache_dir), *flags],

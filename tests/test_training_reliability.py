@@ -221,3 +221,19 @@ def test_progress_bar_only_on_a_terminal(monkeypatch):
     assert progress_verbosity(1) == 2 and progress_verbosity(0) == 0
     monkeypatch.setattr(sys.stdout, "isatty", lambda: True, raising=False)
     assert progress_verbosity(1) == 1
+
+
+def test_tune_refuses_a_users_folder(tmp_path, capsys):
+    from cpc_tf.cli import main
+
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "results.md").write_text("my results")
+    code = main(["tune", "--audio-dir", str(tmp_path), "--config", "no_such_sweep.yaml", "--out", str(mine)])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "not a cpc_tf sweep folder" in err, err
+    assert os.listdir(mine) == ["results.md"] and (mine / "results.md").read_text() == "my results"
+    # with --force the folder is accepted (here the missing sweep file is the next, different error)
+    code = main(["tune", "--audio-dir", str(tmp_path), "--config", "no_such_sweep.yaml", "--out", str(mine),
+                 "--force"])
+    assert code != 0 and "not a cpc_tf sweep folder" not in capsys.readouterr().err

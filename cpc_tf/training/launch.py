@@ -131,27 +131,9 @@ def run_workers(argv: list[str], workers: int, timeout_s: float | None = None,
         pids = ", ".join(str(p.pid) for p in procs)
         print(f"cpc_tf: started {workers} workers (pids {pids}) on 127.0.0.1 ports {ports}; "
               f"logs of workers 1.. in {session} (kept if a worker fails)", flush=True)
-        deadline = None if timeout_s is None else time.monotonic() + timeout_s
-        while True:
-            codes = [p.poll() for p in procs]
-            failed = [(i, c) for i, c in enumerate(codes) if c not in (None, 0)]
-            if failed:
-                i, code = failed[0]
-                _stop(procs)
-                if i:
-                    _print_tail(os.path.join(session, f"worker_{i}.log"))
-                how = f"was killed by signal {-code}" if code < 0 else f"exited with code {code}"
-                print(f"cpc_tf: worker {i} {how}; stopped the others. Completed epochs are kept: "
-                      f"continue with `cpc_tf train --workers {workers} --out RUN_DIR --resume`",
-                      file=sys.stderr)
-                return _exit_code(code)
-            if all(c == 0 for c in codes):
-                ok = True
-                return 0
-            if deadline is not None and time.monotonic() > deadline:
-                _stop(procs)
-                raise TrainingError(f"the {workers} workers did not finish within {timeout_s:.0f} s; stopped them")
-            time.sleep(0.2)
+        code = _wait(procs, session, timeout_s)
+        ok = code == 0
+        return code
     except BaseException:  # KeyboardInterrupt included: never leave workers behind
         _stop(procs)
         raise
@@ -159,6 +141,30 @@ def run_workers(argv: list[str], workers: int, timeout_s: float | None = None,
         for fh in logs:
             fh.close()
         shutil.rmtree(session if ok else scratch, ignore_errors=True)
+
+
+def _wait(procs: list[subprocess.Popen], session: str, timeout_s: float | None) -> int:
+    """Poll the workers until all succeed (0) or one fails (its exit status; the others stopped)."""
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    while True:
+        codes = [p.poll() for p in procs]
+        failed = [(i, c) for i, c in enumerate(codes) if c not in (None, 0)]
+        if failed:
+            i, code = failed[0]
+            _stop(procs)
+            if i:
+                _print_tail(os.path.join(session, f"worker_{i}.log"))
+            how = f"was killed by signal {-code}" if code < 0 else f"exited with code {code}"
+            print(f"cpc_tf: worker {i} {how}; stopped the others. Completed epochs are kept: "
+                  f"continue with `cpc_tf train --workers {len(procs)} --out RUN_DIR --resume`",
+                  file=sys.stderr)
+            return _exit_code(code)
+        if all(c == 0 for c in codes):
+            return 0
+        if deadline is not None and time.monotonic() > deadline:
+            _stop(procs)
+            raise TrainingError(f"the {len(procs)} workers did not finish within {timeout_s:.0f} s; stopped them")
+        time.sleep(0.2)
 
 
 def _stop(procs: list[subprocess.Popen], grace_s: float = 3.0) -> None:

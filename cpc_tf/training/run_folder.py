@@ -98,10 +98,7 @@ class RunFolder:
                 raise ConfigError(f"--resume: {self.root} is not a cpc_tf run folder (no {STATE_FILE} "
                                   f"written by cpc_tf, or no {CONFIG_FILE}); start a new run without --resume")
             return
-        if force or self.is_owned() or not os.path.isdir(self.root) or not os.listdir(self.root):
-            return
-        raise ConfigError(f"{self.root} is not empty and is not a cpc_tf run folder; train into a new or "
-                          "empty --out (or pass --force to write into it anyway)")
+        check_output_folder(self.root, owned=force or self.is_owned(), what="a cpc_tf run folder")
 
     def check_resume_config(self, cfg: Config) -> None:
         """Refuse to resume with a config.yaml edited in a setting the checkpoints depend on."""
@@ -182,6 +179,17 @@ def _numbers(row: dict[str, str | None]) -> dict[str, float]:
         except (TypeError, ValueError):
             pass
     return out
+
+
+def check_output_folder(path: str, owned: bool, what: str) -> None:
+    """Refuse to write into `path` when it is a non-empty folder that cpc_tf did not make (not `owned`).
+
+    The rule shared by ``train --out`` and ``tune --out``; ``--force`` (``owned=True``) overrides it.
+    """
+    if owned or not os.path.isdir(path) or not os.listdir(path):
+        return
+    raise ConfigError(f"{path} is not empty and is not {what}; use a new or empty --out "
+                      "(or pass --force to write into it anyway)")
 
 
 def fixed_settings(cfg: Config) -> dict[str, Any]:
