@@ -132,6 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --labels csv:PATH: the column that holds the labels (default: label/labels)")
     p.add_argument("--workers", type=int, default=0, metavar="N",
                    help="launch N local worker processes on 127.0.0.1 (multi-worker trial)")
+    p.add_argument("--force", action="store_true",
+                   help="train into --out even if it is a non-empty folder that is not a cpc_tf run")
     p.add_argument("--cache-dir", metavar="DIR", help="where the decoded cache lives")
 
     p = add("extract", "write embeddings.npz from a trained (or random-init) model")
@@ -211,6 +213,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --labels csv:PATH: the column that holds the labels (default: label/labels)")
     p.add_argument("--strategy", choices=["auto", "none", "mirrored"])
     p.add_argument("--cache-dir", metavar="DIR")
+    p.add_argument("--force", action="store_true",
+                   help="sweep into --out even if it is a non-empty folder that is not a cpc_tf sweep")
 
     p = add("summary", "parameter counts of a config, per component")
     _add_config_args(p, required=True)

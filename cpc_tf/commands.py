@@ -45,9 +45,7 @@ def _train_config(args: argparse.Namespace, run_dir: str) -> Config:
 
     run = RunFolder(run_dir)
     if args.resume:
-        if not run.is_run():
-            raise ConfigError(f"--resume: {run_dir} is not a cpc_tf run folder (no config.yaml); "
-                              "start a new run without --resume")
+        run.check_target(resume=True)
         if args.config or args.overrides or getattr(args, "supervised", False) or getattr(args, "labels", None):
             raise ConfigError("--resume continues with the run's saved config; drop --config/--set/"
                               "--supervised/--labels (only --epochs may change)")
@@ -75,7 +73,7 @@ def _train_config(args: argparse.Namespace, run_dir: str) -> Config:
 
 def train(args: argparse.Namespace) -> int:
     if args.workers and args.workers > 1:
-        from cpc_tf.launch import launch_local_workers
+        from cpc_tf.training.launch import launch_local_workers
         return launch_local_workers(args)
     out = args.out
     if not out:
@@ -86,6 +84,7 @@ def train(args: argparse.Namespace) -> int:
     cfg = _train_config(args, out)
     from cpc_tf.training import RunFolder, TrainOptions
     from cpc_tf.training import train as run_training
+    from cpc_tf.training.run_folder import folder_bytes, format_bytes
 
     audio_dir = args.audio_dir
     cache_dir = args.cache_dir
@@ -109,11 +108,32 @@ def train(args: argparse.Namespace) -> int:
         raise ConfigError("train needs --audio-dir DIR (the folder of audio to learn from)")
     # CPC_TF_WORKER_WEIGHTS_DIR (undocumented in --help; docs/multiworker.md): every worker
     # also writes its final weights there, to check that the replicas stayed identical.
-    result = run_training(cfg, TrainOptions(run_dir=out, audio_dir=audio_dir, resume=args.resume,
-                                            cache_dir=cache_dir, verbose=1,
-                                            worker_weights_dir=os.environ.get("CPC_TF_WORKER_WEIGHTS_DIR") or None))
-    print(f"cpc_tf: trained {result.epochs_completed} epoch(s); run folder: {out}")
+    options = TrainOptions(run_dir=out, audio_dir=audio_dir, resume=args.resume, cache_dir=cache_dir, verbose=1,
+                           worker_weights_dir=os.environ.get("CPC_TF_WORKER_WEIGHTS_DIR") or None,
+                           force=getattr(args, "force", False))
+    try:
+        result = run_training(cfg, options)
+    except KeyboardInterrupt:
+        return _interrupted(out)
+    size = format_bytes(folder_bytes(out))
+    print(f"cpc_tf: trained {result.epochs_completed} epoch(s); run folder: {out} ({size})")
     return 0
+
+
+def _interrupted(out: str) -> int:
+    """Ctrl-C during training: one line saying what is kept and how to continue (exit 130)."""
+    import sys
+
+    from cpc_tf.training.command import interrupted_message
+    from cpc_tf.training.run_folder import RunFolder
+
+    state = RunFolder(out).read_state()
+    if state.get("status") != "interrupted":
+        raise KeyboardInterrupt  # stopped before training began: cli.py's plain "interrupted"
+    if sys.stdout.isatty():
+        print(flush=True)  # end the progress bar's line
+    print(f"cpc_tf: {interrupted_message(out, int(state.get('epochs_completed', 0)))}", file=sys.stderr)
+    return 130
 
 
 _RUN_FIXED_KEYS = ("model.", "data.sample_rate", "data.clip_seconds", "data.crop_samples")
@@ -317,7 +337,11 @@ def _print_headline(result: dict) -> None:
 
 
 def tune(args: argparse.Namespace) -> int:
-    from cpc_tf.tuning import run_sweep
+    from cpc_tf.training.run_folder import check_output_folder
+    from cpc_tf.tuning import STATE_FILE, run_sweep
+
+    owned = getattr(args, "force", False) or os.path.isfile(os.path.join(args.out, STATE_FILE))
+    check_output_folder(args.out, owned=owned, what="a cpc_tf sweep folder")
 
     rows = run_sweep(resolve_config_path(args.config), args.audio_dir, args.out, overrides=args.overrides,
                      max_trials=args.max_trials, tuner_name=args.tuner, strategy_name=args.strategy,

@@ -44,3 +44,9 @@ class InputError(DataError, ValueError):
 
     The CLI reports it like any :class:`DataError` (one line, exit code 1).
     """
+
+
+class DiskSpaceError(TrainingError):
+    """The disk (or quota) is full, or too full for the next checkpoint: free space, then --resume."""
+
+    exit_code = 1

@@ -25,7 +25,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 
-from cpc_tf import __version__
+from cpc_tf import __version__, fileio
 from cpc_tf.api.loading import EXPORT_MARKER, exported_model_path
 from cpc_tf.errors import ConfigError, DataError
 
@@ -89,7 +89,7 @@ def export(options: ExportOptions) -> str:
     parent = os.path.dirname(os.path.abspath(options.out))
     try:
         os.makedirs(parent, exist_ok=True)
-        staging = tempfile.mkdtemp(prefix=".tmp-export-", dir=parent)
+        staging = tempfile.mkdtemp(prefix=f"{fileio.TEMP_PREFIX}export-", dir=parent)
     except OSError as exc:
         raise DataError(f"cannot write next to {options.out}: {exc.strerror or exc}") from None
     try:

@@ -19,6 +19,10 @@ import posixpath
 import shutil
 from collections.abc import Callable, Iterator
 
+# Prefix of every temporary name cpc_tf writes: clean-up removes these names only, never
+# a user's own ``.tmp-*`` files.
+TEMP_PREFIX = ".cpc_tf-tmp-"
+
 
 def _remove(path: str) -> None:
     if os.path.isdir(path):
@@ -38,8 +42,8 @@ def atomic_write(save: Callable[[str], object], path: str) -> None:
     folder, name = os.path.split(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     suffix = ".weights.h5" if name.endswith(".weights.h5") else os.path.splitext(name)[1]
-    tmp = os.path.join(folder, f".tmp-{os.getpid()}-{name[: len(name) - len(suffix)]}{suffix}")
-    old = os.path.join(folder, f".tmp-{os.getpid()}-old-{name}")
+    tmp = os.path.join(folder, f"{TEMP_PREFIX}{os.getpid()}-{name[: len(name) - len(suffix)]}{suffix}")
+    old = os.path.join(folder, f"{TEMP_PREFIX}{os.getpid()}-old-{name}")
     try:
         save(tmp)
         if os.path.isdir(tmp) and os.path.isdir(path):
@@ -53,6 +57,8 @@ def atomic_write(save: Callable[[str], object], path: str) -> None:
 def remove_stale_temps(folder: str) -> None:
     """Delete the temporary files `atomic_write` left in `folder` when a process was killed.
 
+    Only names with :data:`TEMP_PREFIX` are touched.
+
     Call only where no other process writes at the same time (the single writer of a
     run folder, before it starts writing).
     """
@@ -61,11 +67,47 @@ def remove_stale_temps(folder: str) -> None:
     except OSError:
         return
     for name in names:
-        if name.startswith(".tmp-"):
+        if name.startswith(TEMP_PREFIX):
             try:
                 _remove(os.path.join(folder, name))  # a file, or a SavedModel folder
             except OSError:
                 pass
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True
+    return True
+
+
+def remove_stale_temps_of(path: str) -> int:
+    """Delete the temporaries that killed processes left while writing `path`; returns how many.
+
+    Safe beside other writers: only ``TEMP_PREFIX{pid}-...`` names of `path` whose process is
+    gone are removed (extract and evaluate call it before writing their output).
+    """
+    folder, name = os.path.split(os.path.abspath(path))
+    suffix = ".weights.h5" if name.endswith(".weights.h5") else os.path.splitext(name)[1]
+    stem = name[: len(name) - len(suffix)]
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return 0
+    removed = 0
+    for entry in names:
+        if not entry.startswith(TEMP_PREFIX):
+            continue
+        pid_text, _, rest = entry[len(TEMP_PREFIX):].partition("-")
+        ours = rest in (f"{stem}{suffix}", f"old-{name}")
+        if pid_text.isdigit() and ours and int(pid_text) != os.getpid() and not _pid_alive(int(pid_text)):
+            with contextlib.suppress(OSError):
+                _remove(os.path.join(folder, entry))
+                removed += 1
+    return removed
 
 
 def atomic_write_text(path: str, text: str) -> None:

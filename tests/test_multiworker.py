@@ -288,7 +288,9 @@ def _train_and_kill(victim: int, audio_dir: Path, cache_dir: Path, run: Path, en
                     err_path: Path) -> None:
     """Start a 3-epoch run on 2 workers, SIGKILL worker `victim` early in epoch 2, check the stop."""
     # 20 steps per epoch: epoch 2 lasts seconds, so the kill lands inside it.
-    flags = set_flags(TINY_CPC) + ["--set", "train.epochs=3", "--set", "train.steps_per_epoch=20"]
+    # Every checkpoint kept, so the resumed run can be seen not to rewrite epoch 1's.
+    flags = set_flags(TINY_CPC) + ["--set", "train.epochs=3", "--set", "train.steps_per_epoch=20",
+                                   "--set", "train.keep_checkpoints=0"]
     with open(err_path, "w") as err_file:
         launcher = subprocess.Popen([sys.executable, "-m", "cpc_tf", "train", "--workers", "2", "--audio-dir",
                                      str(audio_dir), "--out", str(run), "--cache-dir", str(cache_dir), *flags],
@@ -345,7 +347,7 @@ def test_kill_9_of_the_chief_then_resume_keeps_every_epoch_once(audio_dir, cache
     assert rows[0] == first[0] and checkpoint.stat().st_mtime_ns == written
     assert "Epoch 1/3" not in out.stdout and "Epoch 2/3" in out.stdout
     assert (run / "model.keras").is_file()
-    assert not list(run.rglob(".tmp-*"))  # no debris of the kill
+    assert not list(run.rglob(".cpc_tf-tmp-*"))  # no debris of the kill
     state = json.loads((run / "run.json").read_text())
     assert state["status"] == "finished" and state["epochs_completed"] == 3
     assert not default_cache.exists()  # the resumed workers reused the run's cache

@@ -162,3 +162,21 @@ def test_the_headline_table_is_printed_before_the_report_path(tmp_path: Path,
     assert lines[table + 1].split()[0] == "model" and lines[table + 2].split()[0] == "copy"
     assert "within the spread" in lines[table + 2]
     assert lines[-1] == f"cpc_tf: report: {out / 'report.md'} (metrics.json and figures beside it)"
+
+
+def test_stale_temporaries_of_a_killed_writer_are_removed(tmp_path: Path) -> None:
+    from cpc_tf.evaluation.embeddings import save_embeddings
+    from cpc_tf.fileio import TEMP_PREFIX
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True)
+    pid = int(dead.stdout)                                    # a process that has exited
+    stale = tmp_path / f"{TEMP_PREFIX}{pid}-emb.npz"          # what a killed extract leaves
+    alive = tmp_path / f"{TEMP_PREFIX}{os.getppid()}-emb.npz"  # a writer that is still running
+    other = tmp_path / f"{TEMP_PREFIX}{pid}-other.npz"        # another output's temporary
+    user = tmp_path / ".tmp-1-emb.npz"                        # a user's file of a similar name
+    for p in (stale, alive, other, user):
+        p.write_bytes(b"x" * 1000)
+    save_embeddings(tmp_path / "emb.npz", embeddings=np.zeros((1, 2), "float32"))
+    assert not stale.exists() and alive.exists() and other.exists() and user.exists()
+    assert np.load(tmp_path / "emb.npz")["embeddings"].shape == (1, 2)

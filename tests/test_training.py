@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -39,6 +40,10 @@ def test_train_writes_the_run_folder(audio_dir, tmp_path):
                   *set_flags(TINY_CPC))
     assert out.returncode == 0, out.stderr[-3000:]
     assert "Traceback" not in out.stderr
+    # stdout is a pipe: one progress line per epoch, no bar redrawn with control characters
+    assert "\x08" not in out.stdout and "\r" not in out.stdout and "\x1b" not in out.stdout
+    assert len(re.findall(r"^3/3 - .*loss: ", out.stdout, flags=re.M)) == 2, out.stdout
+    assert re.search(r"trained 2 epoch\(s\); run folder: .* \(\d+(\.\d)? [kM]B\)$", out.stdout.strip())
     cfg = yaml.safe_load((run / "config.yaml").read_text())
     assert cfg["model"]["c_dim"] == 16 and cfg["train"]["epochs"] == 2  # full resolved config
     assert (run / "model.keras").is_file() and (run / "encoder.keras").is_file()
@@ -227,28 +232,30 @@ def test_train_can_export_a_savedmodel(audio_dir, tmp_path):
     np.testing.assert_allclose(served.numpy(), model(x).numpy(), rtol=1e-5, atol=1e-6)
 
 
-def test_remove_stale_temps_clears_files_and_export_folders(tmp_path):
-    from cpc_tf.fileio import remove_stale_temps
+def test_remove_stale_temps_clears_only_its_own_files_and_export_folders(tmp_path):
+    from cpc_tf.fileio import TEMP_PREFIX, remove_stale_temps
 
-    (tmp_path / ".tmp-11-model.keras").write_text("half")
-    (tmp_path / ".tmp-12-saved_model" / "variables").mkdir(parents=True)
-    (tmp_path / ".tmp-12-saved_model" / "saved_model.pb").write_text("half")
+    (tmp_path / f"{TEMP_PREFIX}11-model.keras").write_text("half")
+    (tmp_path / f"{TEMP_PREFIX}12-saved_model" / "variables").mkdir(parents=True)
+    (tmp_path / f"{TEMP_PREFIX}12-saved_model" / "saved_model.pb").write_text("half")
     (tmp_path / "model.keras").write_text("kept")
     (tmp_path / "saved_model").mkdir()
+    (tmp_path / ".tmp-notes.txt").write_text("a user's file that merely looks temporary")
     remove_stale_temps(str(tmp_path))
-    assert sorted(os.listdir(tmp_path)) == ["model.keras", "saved_model"]
+    assert sorted(os.listdir(tmp_path)) == [".tmp-notes.txt", "model.keras", "saved_model"]
 
 
 def test_a_failed_export_is_one_error_and_keeps_the_trained_model(audio_dir, tmp_path, monkeypatch):
     import json
 
     import cpc_tf.training as training
+    import cpc_tf.training.command as command
     from cpc_tf.errors import TrainingError
 
     def disk_full(model, path):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(training, "export_savedmodel", disk_full)
+    monkeypatch.setattr(command, "export_savedmodel", disk_full)
     cfg = tiny_config(TINY_CPC, train={"epochs": 1, "export_savedmodel": True})
     run = tmp_path / "run"
     with pytest.raises(TrainingError, match="model.keras is saved, but exporting the SavedModel .* No space left"):

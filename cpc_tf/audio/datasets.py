@@ -224,14 +224,34 @@ def check_data_fits(cfg: Config, cache: AudioCache, input_shape: Sequence[int]) 
     longest = max((c.num_samples for c in cache.clips), default=0)
     crop = _crop_length(input_shape)
     if cfg.data.short_clip_policy == "pad" and longest < crop:
-        if cfg.data.crop_samples:
-            what = f"data.crop_samples={cfg.data.crop_samples}"
-        else:
-            what = (f"data.clip_seconds={cfg.data.clip_seconds:g} at data.sample_rate="
-                    f"{cfg.data.sample_rate} ({cfg.crop_samples} samples)")
+        what = _crop_setting(cfg)
         raise ConfigError(f"the crop ({what}) is longer than every file (the longest has {longest} "
                           f"samples), so with data.short_clip_policy=pad every crop would be padded "
                           f"with zeros: shorten the crop or set data.short_clip_policy=loop")
+
+
+def _crop_setting(cfg: Config) -> str:
+    """The setting that fixes the crop length, with its value, for messages."""
+    if cfg.data.crop_samples:
+        return f"data.crop_samples={cfg.data.crop_samples}"
+    return (f"data.clip_seconds={cfg.data.clip_seconds:g} at data.sample_rate="
+            f"{cfg.data.sample_rate} ({cfg.crop_samples} samples)")
+
+
+def short_clip_note(cfg: Config, cache: AudioCache, clip_ids: Sequence[int], input_shape: Sequence[int]
+                    ) -> str | None:
+    """A one-line note when most of `clip_ids` are shorter than a crop (looped or padded), else None.
+
+    Such crops repeat (or zero-pad) the same audio, which makes the task easier than it
+    looks and wastes steps; the note names the fraction and the setting to change.
+    """
+    crop = _crop_length(input_shape)
+    short = sum(1 for i in clip_ids if cache.clip(i).num_samples < crop)
+    if not clip_ids or short * 2 <= len(clip_ids):
+        return None
+    how = "looped" if cfg.data.short_clip_policy == "loop" else "zero-padded"
+    return (f"{short} of {len(clip_ids)} training files ({100 * short / len(clip_ids):.0f}%) are shorter than "
+            f"a crop ({_crop_setting(cfg)}) and are {how} to fill it; a shorter crop fits this data better")
 
 
 def _crops(cache: AudioCache, cfg: Config, clip_ids: Sequence[int], batch_size: int, training: bool,

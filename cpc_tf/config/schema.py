@@ -281,6 +281,8 @@ class TrainConfig:
                                              "SavedModel whose `serve` maps model inputs to the representation")
     strategy: Literal["auto", "none", "mirrored", "multiworker"] = _f("auto")
     log_every_steps: int = _f(0, min=0, help="also write TensorBoard scalars every N steps; 0 = per epoch only")
+    keep_checkpoints: int = _f(2, min=0, help="per-epoch checkpoints kept: the last N plus the best "
+                                              "(lowest val_loss, else loss); 0 keeps all")
     seed: int = _f(0)
 
 
