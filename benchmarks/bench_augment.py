@@ -1,10 +1,10 @@
 """Augmentation throughput: cpc_tf's batched TensorFlow chain vs the same chain in audiomentations.
 
-Both chains are CLMR's (seed 000 appendix B) at the probabilities of
+Both chains are CLMR's (Spijkervet & Burgoyne 2021, appendix B) at the probabilities of
 ``cpc_tf.config.AugmentConfig``: polarity 0.8, noise 80 dB 0.01, gain [-6, 0] dB 0.3,
 low-/high-pass coin flip 0.8, delay 200-500 ms 0.3, pitch [-5, 5] semitones 0.6,
 reverb 0.6. They run on the same clips: batches of 16 crops of 59,049 samples at
-22050 Hz (SimCLR's input, seed 000 §3.3), cut from the recordings in
+22050 Hz (SimCLR's input, Spijkervet & Burgoyne 2021, §3.3), cut from the recordings in
 ``../shared/data/recordings`` (synthetic tones when that folder is missing).
 
 * ours: ``augment_batch`` as one ``tf.function`` per batch (the tf.data code path,

@@ -1,6 +1,6 @@
 """Wall time of `cpc_tf evaluate` on 10,000 synthetic embeddings, t-SNE included.
 
-The data mimic seed 004 §2.3 at a GTZAN-like scale: 1,000 files x 10 crops, 10
+The data mimic Bajorath et al. 2021, §2.3 at a GTZAN-like scale: 1,000 files x 10 crops, 10
 classes, dimension 512 (c_dim). The evaluation uses the defaults of EvalConfig
 (hold-out 0.2 by file, linear probe of Table 5: 10 epochs, batch 32; t-SNE of up to
 5,000 train and 5,000 test crops). Prints exactly one JSON line:

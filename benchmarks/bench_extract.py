@@ -2,7 +2,7 @@
 
 Extraction: configs/cpc_conv1d_gru.yaml (4 s crops at 4410 Hz = 30 windows of 588,
 Conv1D encoder + GRU, c_T of dimension 512), randomly initialised (the weights do not
-change the cost), 10 random crops per file (seed 004 §2.3), on the first 200 files of
+change the cost), 10 random crops per file (Bajorath et al. 2021, §2.3), on the first 200 files of
 ../shared/data/fsdd/recordings (0.14-2.3 s clips, looped to 4 s), or on 200 synthetic
 1 s clips when that folder is absent. The cache is built before the clock starts (it is
 decoded once and reused by every later run); the timed part is the whole library call

@@ -146,7 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_args(p)
     p.add_argument("--audio-dir", required=True, metavar="DIR")
     p.add_argument("--out", required=True, metavar="FILE.npz")
-    p.add_argument("--crops-per-file", type=int, metavar="N", help="default 10 (seed 004 §2.3)")
+    p.add_argument("--crops-per-file", type=int, metavar="N", help="default 10 (Bajorath et al. 2021, §2.3)")
     p.add_argument("--crop-mode", choices=["random", "sliding"], help="random crops or sliding chunks")
     p.add_argument("--hop", type=float, metavar="SECONDS",
                    help="sliding chunks: seconds between chunk starts (default: the chunk length)")

@@ -264,7 +264,7 @@ def _parse_baselines(specs: list[str]) -> list[tuple[str, str, str | None]]:
 def evaluate(args: argparse.Namespace) -> int:
     """`cpc_tf evaluate`: probe an embeddings file, write REPORT_DIR/{report.md, metrics.json, *.png}.
 
-    CLI flags override the config's ``eval`` section (seed 004 §2.3; seed 000 §3.6, §4.4).
+    CLI flags override the config's ``eval`` section (Bajorath et al. 2021, §2.3; Spijkervet & Burgoyne 2021, §3.6, §4.4).
     """
     extra: list[str] = []
     if getattr(args, "classifier", None):

@@ -28,7 +28,7 @@ chunked on its own, so the chunk that straddles a record boundary is cut at the
 boundary and zero-padded (there, and only there, sliding rows differ from the API,
 which chunks a sound as one piece).
 
-The file follows the embeddings.npz contract of ARCHITECTURE.md, plus ``config`` (the
+The file follows the embeddings.npz contract of docs/design.md, plus ``config`` (the
 run's YAML), ``skipped_paths``/``skipped_reasons`` and, with ``eval.frame_level`` on a
 CPC model, ``frames`` [n, L, d] and ``frame_times`` [L] (seconds from each row's
 ``crop_start``).
@@ -226,7 +226,7 @@ def _prepare(cfg: Config, options: ExtractOptions, sample_rate: int) -> tuple[Au
 def _payload(cache: AudioCache, label_source: Any, options: ExtractOptions, embeddings: np.ndarray,
              clip_index: np.ndarray, crop_start: np.ndarray, run: str, model: str, config: str
              ) -> dict[str, Any]:
-    """The arrays of an embeddings file (ARCHITECTURE.md contract plus provenance)."""
+    """The arrays of an embeddings file (docs/design.md contract plus provenance)."""
     rel_paths = [c.path for c in cache.clips]
     file_labels = label_source.labels_for(rel_paths)
     return {

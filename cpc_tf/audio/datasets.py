@@ -7,8 +7,8 @@ however large the folder. Randomness is stateless and derived from (seed, epoch,
 input pipeline, element index), so a run is reproducible, a resumed epoch draws what it
 would have, and two workers never draw the same crops or augmentations.
 
-Negatives are not loaded here: each batch's other examples are the negatives
-(SPEC §1, "in-batch negatives, loaded once, no extra decoding").
+Negatives are not loaded here: each batch's other examples are the negatives (in-batch
+negatives: every clip is loaded and decoded once).
 """
 
 from __future__ import annotations
@@ -308,7 +308,7 @@ def cpc_windows(cache: AudioCache, cfg: Config, clip_ids: Sequence[int], batch_s
 
     ``input_shape`` is one example as the model takes it (see :func:`check_data_fits`).
     One random crop of that many samples per record and pass, reshaped into T+k
-    windows when the shape has two axes (seed 004 §2.2.1: 4 s at 4410 Hz = 30 windows
+    windows when the shape has two axes (Bajorath et al. 2021, §2.2.1: 4 s at 4410 Hz = 30 windows
     of 588). Endless: the engine takes a fixed number of steps.
     """
     return _crops(cache, cfg, clip_ids, batch_size, training, epoch, input_context, input_shape, None)
@@ -317,7 +317,7 @@ def cpc_windows(cache: AudioCache, cfg: Config, clip_ids: Sequence[int], batch_s
 def simclr_views(cache: AudioCache, cfg: Config, clip_ids: Sequence[int], batch_size: int,
                  training: bool = True, epoch: int = 0,
                  input_context: tf.distribute.InputContext | None = None) -> tf.data.Dataset:
-    """Batches of view pairs ``([B, n], [B, n])`` for SimCLR (seed 000 §3.1-3.2).
+    """Batches of view pairs ``([B, n], [B, n])`` for SimCLR (Spijkervet & Burgoyne 2021, §3.1-3.2).
 
     Two independent random crops of ``crop_samples`` (59,049 at 22,050 Hz) per clip;
     with ``augment.where: pipeline`` each view gets its own draw of the chain here,

@@ -4,8 +4,9 @@ A config has five sections (`data`, `augment`, `model`, `train`, `eval`). Preset
 `configs/*.yaml` state only what differs from these defaults. Each field carries its
 valid range and a help text in its metadata (see :func:`_f`).
 
-Numbers cite the seeds in ``../shared/seeds``: seed 004 is the CPC framework
-(Tables 1-5), seed 000 is CLMR, seed 003 is TUNe.
+Numbers cite their papers: Bajorath, Kang & Pink 2021 (the CPC framework, Tables 1-5),
+Spijkervet & Burgoyne 2021 (CLMR), Vélez Vásquez & Burgoyne 2022 (TUNe), and Won, Spijkervet &
+Choi 2021 (the music-classification book).
 """
 
 from __future__ import annotations
@@ -26,15 +27,15 @@ def _f(default: Any, *, min: float | None = None, max: float | None = None,  # n
 # ----------------------------------------------------------------------------- data
 @dataclass
 class DataConfig:
-    """Where audio comes from and how it is cut (seed 004 §2.2.1; seed 000 §3.1)."""
+    """Where audio comes from and how it is cut (Bajorath et al. 2021, §2.2.1; Spijkervet & Burgoyne 2021, §3.1)."""
 
     sample_rate: int = _f(4410, min=1000, max=192000,
-                          help="model rate in Hz; 4410 = 22050/5 for the seed's CPC (seed 004 §2.2.1)")
+                          help="model rate in Hz; 4410 = 22050/5 for the seed's CPC (Bajorath et al. 2021, §2.2.1)")
     clip_seconds: float = _f(4.0, min=0.0, min_exclusive=True,
-                             help="length of one CPC crop (seed 004 §2.2.1: 4 s = T+k windows)")
+                             help="length of one CPC crop (Bajorath et al. 2021, §2.2.1: 4 s = T+k windows)")
     crop_samples: int = _f(0, min=0,
                            help="explicit crop length in samples; 0 derives it from clip_seconds "
-                                "(SimCLR uses 59049 = 3^10, seed 000 §3.2)")
+                                "(SimCLR uses 59049 = 3^10, Spijkervet & Burgoyne 2021, §3.2)")
     short_clip_policy: Literal["loop", "pad"] = _f(
         "loop", help="clips shorter than a crop are looped or zero-padded")
     min_clip_fraction: float = _f(0.0, min=0.0, max=1.0,
@@ -54,7 +55,7 @@ class DataConfig:
 # -------------------------------------------------------------------------- augment
 @dataclass
 class AugmentConfig:
-    """The CLMR augmentation chain (seed 000 appendix B); probabilities follow CLMR's code."""
+    """The CLMR augmentation chain (Spijkervet & Burgoyne 2021, appendix B); probabilities follow CLMR's code."""
 
     enabled: bool = _f(True, help="apply the chain to SimCLR views")
     where: Literal["pipeline", "model"] = _f(
@@ -132,7 +133,7 @@ class Mel2DEncoderConfig:
 
 @dataclass
 class FrameEncoderConfig:
-    """CLMR's CPC encoder over the whole waveform (seed 000 §3.5): 7 Conv1D, 512 filters."""
+    """CLMR's CPC encoder over the whole waveform (Spijkervet & Burgoyne 2021, §3.5): 7 Conv1D, 512 filters."""
 
     strides: list[int] = _f([5, 3, 2, 2, 2, 2, 2])
     kernels: list[int] = _f([10, 6, 4, 4, 4, 2, 2])
@@ -173,7 +174,7 @@ class MelConvConfig:
 
 @dataclass
 class SampleCNNConfig:
-    """SampleCNN (seed 000 §3.3, seed 002 §15.2): 59049 samples -> h in R^512."""
+    """SampleCNN (Spijkervet & Burgoyne 2021, §3.3, Won, Spijkervet & Choi 2021, §15.2): 59049 samples -> h in R^512."""
 
     channels: list[int] = _f([128, 128, 256, 256, 256, 256, 256, 256, 512])
     stem_filters: int = _f(128, min=1)
@@ -182,7 +183,7 @@ class SampleCNNConfig:
 
 @dataclass
 class TUNeConfig:
-    """Tailed U-Net (seed 003 §3, Table 1)."""
+    """Tailed U-Net (Vélez Vásquez & Burgoyne 2022, §3, Table 1)."""
 
     n_con: int = _f(4, min=1)
     n_exp: int = _f(4, min=0)
@@ -194,7 +195,7 @@ class TUNeConfig:
 
 @dataclass
 class GRUConfig:
-    """The seed's default autoregressor: GRU returning its last state (seed 004 §2.2.3)."""
+    """The seed's default autoregressor: GRU returning its last state (Bajorath et al. 2021, §2.2.3)."""
 
     reset_after: bool = _f(True)
 
@@ -218,12 +219,12 @@ class ModelConfig:
     encoder: str = _f("conv1d", help="an encoder registered in cpc_tf/models/registry.py, which "
                                       "also says which family may use it")
     autoregressor: str = _f("gru", help="CPC only: an autoregressor registered in cpc_tf/models/registry.py")
-    z_dim: int = _f(256, min=1, help="encoder output per window (seed 004 Table 1)")
-    c_dim: int = _f(512, min=1, help="context size (seed 004 §2.2.3)")
-    context_steps: int = _f(27, min=1, help="T, windows of context (seed 004 §2.2.1)")
-    predict_steps: int = _f(3, min=1, help="k, future windows predicted (seed 004 §2.2.1)")
+    z_dim: int = _f(256, min=1, help="encoder output per window (Bajorath et al. 2021, Table 1)")
+    c_dim: int = _f(512, min=1, help="context size (Bajorath et al. 2021, §2.2.3)")
+    context_steps: int = _f(27, min=1, help="T, windows of context (Bajorath et al. 2021, §2.2.1)")
+    predict_steps: int = _f(3, min=1, help="k, future windows predicted (Bajorath et al. 2021, §2.2.1)")
     step_weighting: Literal["uniform", "linear"] = _f(
-        "uniform", help="linear weights the nearer future heavier (seed 004 §4)")
+        "uniform", help="linear weights the nearer future heavier (Bajorath et al. 2021, §4)")
     prediction: Literal["auto", "last", "all"] = _f(
         "auto", help="CPC: predict the future from c_T only (last, Bajorath et al. 2021) or from every "
                      "context position c_t (all, van den Oord et al. 2018). auto: last for window "
@@ -236,8 +237,8 @@ class ModelConfig:
                                            "(CPC_audio: 128); 0 = every window of the batch")
     queue_size: int = _f(0, min=0, help="with negatives=batch: also score against this many codes "
                                         "from earlier batches (a MoCo-style queue, He et al. 2020)")
-    projection_dims: list[int] = _f([512, 128], help="SimCLR head (seed 000 §3.4)")
-    temperature: float = _f(0.5, min=0.0, min_exclusive=True, help="NT-Xent tau (seed 000 §3.4)")
+    projection_dims: list[int] = _f([512, 128], help="SimCLR head (Spijkervet & Burgoyne 2021, §3.4)")
+    temperature: float = _f(0.5, min=0.0, min_exclusive=True, help="NT-Xent tau (Spijkervet & Burgoyne 2021, §3.4)")
     synchronized_bn: bool = _f(True, help="cross-replica BatchNorm under a strategy")
     bn_momentum: float = _f(0.9, min=0.0, max=1.0,
                             help="BatchNorm moving-statistics momentum (Keras convention). 0.9 equals "
@@ -256,7 +257,7 @@ class ModelConfig:
 # ---------------------------------------------------------------------------- train
 @dataclass
 class TrainConfig:
-    """Optimisation (seed 004 §2.2.6: Adam 1e-5, batch 8; seed 000: Adam 3e-4)."""
+    """Optimisation (Bajorath et al. 2021, §2.2.6: Adam 1e-5, batch 8; Spijkervet & Burgoyne 2021: Adam 3e-4)."""
 
     epochs: int = _f(10, min=1)
     batch_size: int = _f(8, min=1, help="global batch, split across replicas")
@@ -289,9 +290,9 @@ class TrainConfig:
 # ----------------------------------------------------------------------------- eval
 @dataclass
 class EvalConfig:
-    """Downstream evaluation (seed 004 §2.3, Tables 4-5; seed 000 §3.6 and §4.4)."""
+    """Downstream evaluation (Bajorath et al. 2021, §2.3, Tables 4-5; Spijkervet & Burgoyne 2021, §3.6 and §4.4)."""
 
-    crops_per_file: int = _f(10, min=1, help="num_em_samples_per_data (seed 004 §2.3)")
+    crops_per_file: int = _f(10, min=1, help="num_em_samples_per_data (Bajorath et al. 2021, §2.3)")
     crop_mode: Literal["random", "sliding"] = _f(
         "random", help="random crops, or sliding chunks that cover each whole file")
     hop_seconds: float = _f(0.0, min=0.0, help="sliding chunks: seconds between chunk starts "
@@ -315,19 +316,19 @@ class EvalConfig:
                                  help="inverse L2 strengths tried for the logistic probe")
     logistic_folds: int = _f(3, min=2, help="cross-validation folds (by file) that choose C")
     mlp_hidden: int = _f(512, min=1)
-    probe_epochs: int = _f(10, min=1, help="seed 004 Table 5")
-    probe_learning_rate: float = _f(1e-4, min=0.0, min_exclusive=True, help="seed 004 Table 5")
-    probe_batch_size: int = _f(32, min=1, help="seed 004 Table 5")
+    probe_epochs: int = _f(10, min=1, help="Bajorath et al. 2021, Table 5")
+    probe_learning_rate: float = _f(1e-4, min=0.0, min_exclusive=True, help="Bajorath et al. 2021, Table 5")
+    probe_batch_size: int = _f(32, min=1, help="Bajorath et al. 2021, Table 5")
     probe_dropout: float = _f(0.1, min=0.0, max=0.99)
     probe_weight_decay: float = _f(0.0, min=0.0, help="CLMR uses 1e-6")
     early_stopping_patience: int = _f(0, min=0, help="0 = off; CLMR uses 5")
     reduce: Literal["none", "autoencoder"] = _f("none")
-    autoencoder_units: list[int] = _f([256, 256, 128, 64, 32, 64, 128, 256], help="seed 004 Table 4")
+    autoencoder_units: list[int] = _f([256, 256, 128, 64, 32, 64, 128, 256], help="Bajorath et al. 2021, Table 4")
     autoencoder_dropout: float = _f(0.1, min=0.0, max=0.99)
     autoencoder_epochs: int = _f(10, min=1)
     test_fraction: float = _f(0.2, min=0.0, max=0.9, min_exclusive=True)
     folds: int = _f(0, min=0, help="0 = a single split")
-    tsne_max_points: int = _f(5000, min=10, help="per split (seed 004 §2.3)")
+    tsne_max_points: int = _f(5000, min=10, help="per split (Bajorath et al. 2021, §2.3)")
     label_fractions: list[float] = _f([], help="data-efficiency curve, e.g. [0.01, 0.1, 1.0]")
     seeds: int = _f(1, min=1, help="repeat the probe with this many seeds")
     seed: int = _f(0)

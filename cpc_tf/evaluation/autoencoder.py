@@ -1,4 +1,4 @@
-"""The dimensionality-reducing autoencoder of seed 004 §2.3.1, Table 4.
+"""The dimensionality-reducing autoencoder of Bajorath et al. 2021, §2.3.1, Table 4.
 
 Seed 004 worried that c_dim = 512 lets even a linear probe fit noise, so it first
 trains a fully connected autoencoder on the embeddings and feeds the bottleneck to the

@@ -1,8 +1,8 @@
 """Reading, checking and atomically writing ``embeddings.npz`` files.
 
-The file holds one row per audio crop (seed 004 §2.3: ``num_em_samples_per_data``
+The file holds one row per audio crop (Bajorath et al. 2021, §2.3: ``num_em_samples_per_data``
 crops per file, each embedded on its own). Its layout is a contract shared with
-``cpc_tf extract`` (see ARCHITECTURE.md, "embeddings.npz"):
+``cpc_tf extract`` (see docs/design.md, "embeddings.npz"):
 
 ========== =============== ==============================================
 array      shape           meaning

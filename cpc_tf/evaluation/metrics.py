@@ -1,10 +1,10 @@
 """Downstream metrics with scikit-learn, at crop level and at file level.
 
-* Single-label (seed 004 §2.3.2): accuracy and macro-F1, and the confusion matrix
+* Single-label (Bajorath et al. 2021, §2.3.2): accuracy and macro-F1, and the confusion matrix
   normalised so that the whole matrix sums to 1. Its diagonal then sums to the
   accuracy, its row sums are the class frequencies and its column sums are how often
-  each class was predicted (seed 004 §2.3.2, last paragraph).
-* Multi-label (seed 000 §3.6, §4.4): ROC-AUC and PR-AUC (average precision), both
+  each class was predicted (Bajorath et al. 2021, §2.3.2, last paragraph).
+* Multi-label (Spijkervet & Burgoyne 2021, §3.6, §4.4): ROC-AUC and PR-AUC (average precision), both
   tag-wise (per tag over clips, then the mean over tags) and clip-wise (per clip over
   tags, then the mean over clips). A tag (clip) on which a score is undefined -- ROC
   needs positives and negatives, PR needs a positive -- is left out of the mean; when
@@ -160,5 +160,5 @@ def compute_metrics(probs: np.ndarray, targets: np.ndarray, paths: np.ndarray, m
 
 
 def primary_metric(multilabel: bool) -> str:
-    """The headline number: accuracy (seed 004) or tag-wise PR-AUC (seed 000 §4.4)."""
+    """The headline number: accuracy (Bajorath et al. 2021) or tag-wise PR-AUC (Spijkervet & Burgoyne 2021, §4.4)."""
     return "pr_auc_tag" if multilabel else "accuracy"

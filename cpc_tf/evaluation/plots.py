@@ -4,16 +4,16 @@ No pyplot is used: each function builds its own :class:`matplotlib.figure.Figure
 renders it to PNG bytes in memory and writes the file atomically, so nothing touches
 matplotlib's global figure manager or backend choice.
 
-* :func:`plot_confusion` -- seed 004 §2.3.2: rows true, columns predicted, the whole
+* :func:`plot_confusion` -- Bajorath et al. 2021, §2.3.2: rows true, columns predicted, the whole
   matrix sums to 1, with the row sums (class frequencies) and column sums (how often
   each class was predicted) shown beside and below it.
 * :func:`tsne_embed`, :func:`plot_tsne_classes`, :func:`plot_tsne_train_test` --
-  seed 004 §2.3: up to N random train and N random test embeddings mapped together by
+  Bajorath et al. 2021, §2.3: up to N random train and N random test embeddings mapped together by
   t-SNE; one figure coloured by class with a train and a test panel, one with a small
   panel per class showing train against test.
-* :func:`plot_probe_curves` (seed 004 §3.2 / Figure 5), :func:`plot_pretrain_loss`
-  (seed 004 Figure 4, from the run's ``history.csv``) and
-  :func:`plot_data_efficiency` (seed 000 §4.4, Figures 4-5).
+* :func:`plot_probe_curves` (Bajorath et al. 2021, §3.2 / Figure 5), :func:`plot_pretrain_loss`
+  (Bajorath et al. 2021, Figure 4, from the run's ``history.csv``) and
+  :func:`plot_data_efficiency` (Spijkervet & Burgoyne 2021, §4.4, Figures 4-5).
 """
 
 from __future__ import annotations
@@ -109,7 +109,7 @@ def plot_confusion(matrix: np.ndarray, classes: Sequence[str], path: str | os.Pa
 def tsne_embed(x_train: np.ndarray, x_test: np.ndarray, max_points: int = 5000, seed: int = 0,
                n_jobs: int = 2, max_iter: int | None = None
                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Map up to `max_points` random train and test rows to 2-D together (seed 004 §2.3).
+    """Map up to `max_points` random train and test rows to 2-D together (Bajorath et al. 2021, §2.3).
 
     Rows are first reduced to 50 dimensions by PCA (the usual t-SNE preprocessing),
     then embedded by scikit-learn's Barnes-Hut t-SNE. ``max_iter`` defaults to 1000
@@ -141,7 +141,7 @@ def tsne_embed(x_train: np.ndarray, x_test: np.ndarray, max_points: int = 5000, 
 def plot_tsne_classes(xy_train: np.ndarray, labels_train: Sequence[str], xy_test: np.ndarray,
                       labels_test: Sequence[str], classes: Sequence[str], path: str | os.PathLike[str],
                       title: str = "t-SNE of the embeddings, coloured by class") -> str:
-    """Plot 1 of seed 004 §2.3: a train panel and a test panel, one colour per class."""
+    """Plot 1 of Bajorath et al. 2021, §2.3: a train panel and a test panel, one colour per class."""
     colors = dict(zip(classes, class_colors(len(classes))))
     fig = _new_figure(12, 5.8)
     axes = fig.subplots(1, 2, sharex=True, sharey=True)
@@ -164,7 +164,7 @@ def plot_tsne_classes(xy_train: np.ndarray, labels_train: Sequence[str], xy_test
 def plot_tsne_train_test(xy_train: np.ndarray, labels_train: Sequence[str], xy_test: np.ndarray,
                          labels_test: Sequence[str], classes: Sequence[str], path: str | os.PathLike[str],
                          max_panels: int = 64) -> str:
-    """Plot 2 of seed 004 §2.3: per class, train against test over all points in grey."""
+    """Plot 2 of Bajorath et al. 2021, §2.3: per class, train against test over all points in grey."""
     shown = list(classes)[:max_panels]
     cols = max(1, math.ceil(math.sqrt(len(shown))))
     rows = max(1, math.ceil(len(shown) / cols))
@@ -196,7 +196,7 @@ def plot_probe_curves(curves: Mapping[str, tuple[Mapping[str, Sequence[float]], 
 
     ``monitor`` names what the ``val_*`` series were measured on ("test" or
     "validation"), so a widening gap between the two is read as over-fitting
-    (seed 004 §2.3.2).
+    (Bajorath et al. 2021, §2.3.2).
     """
     fig = _new_figure(11, 4.2)
     ax_loss, ax_acc = fig.subplots(1, 2)
@@ -244,7 +244,7 @@ def read_history_csv(path: str | os.PathLike[str]) -> dict[str, list[float]]:
 
 def plot_pretrain_loss(history: Mapping[str, Sequence[float]], path: str | os.PathLike[str],
                        title: str = "pre-training loss") -> str | None:
-    """Every ``*loss*`` column of a run's history (seed 004 Figure 4); None when there is none."""
+    """Every ``*loss*`` column of a run's history (Bajorath et al. 2021, Figure 4); None when there is none."""
     keys = [k for k in history if "loss" in k]
     if not keys:
         return None
@@ -263,7 +263,7 @@ def plot_pretrain_loss(history: Mapping[str, Sequence[float]], path: str | os.Pa
 
 def plot_data_efficiency(results: Mapping[str, Mapping[float, tuple[float, float]]], metric: str,
                          path: str | os.PathLike[str]) -> str:
-    """Score against the fraction of training labels (seed 000 §4.4); mean ± std bars."""
+    """Score against the fraction of training labels (Spijkervet & Burgoyne 2021, §4.4); mean ± std bars."""
     fig = _new_figure(6.5, 4.2)
     ax = fig.add_subplot()
     for i, (name, points) in enumerate(results.items()):

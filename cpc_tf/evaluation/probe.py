@@ -5,18 +5,18 @@
   chosen by cross-validation on the training files only (folds by file, so crops of
   one file never sit on both sides). A probe that has not converged measures the
   optimiser, not the representation, and distorts differences between them.
-* ``linear`` (seed 004 §2.3.1): Dropout between input and a softmax Dense layer,
+* ``linear`` (Bajorath et al. 2021, §2.3.1): Dropout between input and a softmax Dense layer,
   trained with Adam for 10 epochs at learning rate 1e-4 and batch 32 (Table 5).
-* ``mlp`` (seed 000 §3.6): one hidden ReLU layer before the same output.
+* ``mlp`` (Spijkervet & Burgoyne 2021, §3.6): one hidden ReLU layer before the same output.
 * Multi-label data (any ';' in the labels) gets sigmoid outputs and binary
-  cross-entropy, as in CLMR's MagnaTagATune evaluation (seed 000 §3.6).
+  cross-entropy, as in CLMR's MagnaTagATune evaluation (Spijkervet & Burgoyne 2021, §3.6).
 * Optional weight decay (CLMR: 1e-6; applied decoupled, with AdamW) and early stopping
   with a patience (CLMR: 5) on a validation slice made of whole training files, so the
   slice never shares a file with the rest of the training data. The best weights are
   restored.
 * Features are standardised with the mean and standard deviation of the training rows.
 * :func:`class_balanced_subset` draws the label subsets of the data-efficiency study
-  (seed 000 §4.4): a fraction of the training files per class, at least one per class.
+  (Spijkervet & Burgoyne 2021, §4.4): a fraction of the training files per class, at least one per class.
 """
 
 from __future__ import annotations
@@ -247,7 +247,7 @@ def train_probe(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_
     joined by ';' make the task multi-label) and whose class order is returned in
     ``ProbeResult.classes``. `seed` defaults to ``cfg.seed``. Without
     early stopping the test rows are passed as Keras validation data purely to draw
-    curves (seed 004 §2.3.2 compares train and test loss); they never choose weights.
+    curves (Bajorath et al. 2021, §2.3.2 compares train and test loss); they never choose weights.
     With ``cfg.early_stopping_patience > 0`` a class-stratified slice of whole training
     files (`train_files` gives each row's file; about `validation_fraction` of each
     class, never a class's last file) is held out instead and monitors ``val_loss``;

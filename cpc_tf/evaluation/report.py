@@ -1,9 +1,9 @@
 """`cpc_tf evaluate` end to end: splits, probes, metrics, figures, report.md, metrics.json.
 
-The flow follows seed 004 §2.3 and seed 000 §3.6 / §4.4:
+The flow follows Bajorath et al. 2021, §2.3 and Spijkervet & Burgoyne 2021, §3.6 / §4.4:
 
 1. load and check the embeddings (and, if given, a separate test set and a baseline --
-   the same architecture randomly initialised, seed 004 §3.2);
+   the same architecture randomly initialised, Bajorath et al. 2021, §3.2);
 2. split BY FILE (optionally by group), see :mod:`cpc_tf.evaluation.splits`;
 3. for every split and every probe seed: optionally reduce with the Table 4
    autoencoder fitted on the training rows, train the probe (Table 5), predict the

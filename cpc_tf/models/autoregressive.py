@@ -1,8 +1,8 @@
 """Autoregressors g_ar: a sequence of codes z_1..z_T in, the context c out.
 
-* :class:`GRUAutoregressor` – the CPC default (seed 004 §2.2.3): a GRU with c_dim units
-  that returns its last state (or every state, for CLMR's frame-level CPC, seed 000 §3.5).
-* :class:`TransformerAutoregressor` – seed 004 §2.2.3 / Table 3: the encoder half of the
+* :class:`GRUAutoregressor` – the CPC default (Bajorath et al. 2021, §2.2.3): a GRU with c_dim units
+  that returns its last state (or every state, for CLMR's frame-level CPC, Spijkervet & Burgoyne 2021, §3.5).
+* :class:`TransformerAutoregressor` – Bajorath et al. 2021, §2.2.3 / Table 3: the encoder half of the
   TensorFlow Transformer tutorial without its embedding layer, then dense layers that
   fold the T per-step outputs into one context vector.
 """
@@ -26,7 +26,7 @@ class GRUAutoregressor(keras.layers.Layer):
     3·(256·512 + 512·512 + 2·512) = 1,182,720 parameters.
 
     Args:
-        units: c_dim (seed 004 §2.2.3: 512; CLMR's CPC: 256).
+        units: c_dim (Bajorath et al. 2021, §2.2.3: 512; CLMR's CPC: 256).
         reset_after: apply the reset gate after the recurrent matmul.
         return_sequences: return every context c_t (frame-level CPC) instead of c_T.
     """
@@ -67,7 +67,7 @@ class TransformerEncoderLayer(keras.layers.Layer):
     ``y = LN(x + Dropout(MHA(x, x)))``; ``out = LN(y + Dropout(FFN(y)))`` with
     ``FFN = Dense(dff, relu) → Dense(d_model)`` and LayerNorm epsilon 1e-6. Each of the
     ``num_heads`` heads has d_model / num_heads dimensions, as in the tutorial's depth
-    split (seed 004 Table 3: 2 heads over d_model 256, i.e. key_dim 128).
+    split (Bajorath et al. 2021, Table 3: 2 heads over d_model 256, i.e. key_dim 128).
 
     Args:
         d_model: feature size of the input and output.
@@ -128,7 +128,7 @@ class TransformerEncoderLayer(keras.layers.Layer):
 class TransformerAutoregressor(keras.layers.Layer):
     """Seed 004 Table 3: ``[B, T, d_model]`` codes → c ``[B, output_dim]``.
 
-    As in the tutorial's ``Encoder`` minus the embedding (seed 004 §2.2.3): scale the
+    As in the tutorial's ``Encoder`` minus the embedding (Bajorath et al. 2021, §2.2.3): scale the
     input by sqrt(d_model), add the sinusoidal position code (``max_positions`` = T+k),
     dropout, then ``num_layers`` post-LN encoder layers. The T outputs are folded into
     one vector by Flatten (T·d_model) → Dropout → Dense(dense_units) + LeakyReLU →
@@ -136,7 +136,7 @@ class TransformerAutoregressor(keras.layers.Layer):
 
     With T=27, d_model 256, 2 layers, 2 heads, dff 100, dense 100 and c_dim 512:
     2·315,748 (encoder layers) + 691,300 + 51,712 = 1,374,508 parameters, the number
-    given in seed 004 §2.2.3.
+    given in Bajorath et al. 2021, §2.2.3.
     """
 
     def __init__(self, d_model: int = 256, output_dim: int = 512, max_positions: int = 30,

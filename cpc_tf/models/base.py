@@ -63,7 +63,7 @@ class ContrastiveModel(keras.Model):
 
         The loss is divided by the number of replicas before differentiation; the
         optimizer sums gradients across replicas, which then equals the gradient of
-        the global-batch mean loss (SPEC §4: hand-made losses scale by 1/replicas).
+        the global-batch mean loss (a hand-made loss under tf.distribute scales by 1/replicas).
         """
         num_replicas, _ = replica_info()
         with tf.GradientTape() as tape:

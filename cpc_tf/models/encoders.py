@@ -1,9 +1,9 @@
 """Encoders g_enc: audio (or a log-mel patch) in, one vector or a frame sequence out.
 
-* :class:`Conv1DEncoder` – seed 004 §2.2.2 / Table 1: one CPC window of raw audio → z.
-* :class:`Mel2DEncoder` – seed 004 §2.2.2 / Table 2: one 64×64 log-mel patch → z.
-* :class:`FrameEncoder` – CLMR's CPC encoder (seed 000 §3.5): waveform → frame sequence.
-* :class:`SampleCNN` – CLMR's SimCLR encoder (seed 000 §3.3, seed 002 §15.2): 59,049
+* :class:`Conv1DEncoder` – Bajorath et al. 2021, §2.2.2 / Table 1: one CPC window of raw audio → z.
+* :class:`Mel2DEncoder` – Bajorath et al. 2021, §2.2.2 / Table 2: one 64×64 log-mel patch → z.
+* :class:`FrameEncoder` – CLMR's CPC encoder (Spijkervet & Burgoyne 2021, §3.5): waveform → frame sequence.
+* :class:`SampleCNN` – CLMR's SimCLR encoder (Spijkervet & Burgoyne 2021, §3.3, Won, Spijkervet & Choi 2021, §15.2): 59,049
   samples → h ∈ R^512.
 
 The TUNe encoder lives in :mod:`cpc_tf.models.tunet`. All classes are Keras layers
@@ -41,12 +41,12 @@ class Conv1DEncoder(keras.layers.Layer):
 
     Five Conv1D layers (strides [5,4,2,2,2], kernels [10,8,4,4,4], 512 filters, valid
     padding), each followed by BatchNorm and LeakyReLU; then Flatten → Dropout(0.1) →
-    Dense(512) + LeakyReLU → Dropout(0.1) → Dense(256) (seed 004 §2.2.2 "two stacks of
+    Dense(512) + LeakyReLU → Dropout(0.1) → Dense(256) (Bajorath et al. 2021, §2.2.2 "two stacks of
     dropout with a rate of 0.1 and fully connected layers").
 
     On the default 588-sample window the convolutions leave a single step, and the
     encoder has exactly 5,654,784 parameters (Keras count, BN moving statistics
-    included), the number stated in seed 004 §2.2.2.
+    included), the number stated in Bajorath et al. 2021, §2.2.2.
     """
 
     def __init__(self, z_dim: int = 256, strides: Sequence[int] = (5, 4, 2, 2, 2),
@@ -119,11 +119,11 @@ class Mel2DEncoder(keras.layers.Layer):
 
     Four Conv2D blocks (kernel 3, stride 2, filters [32, 64, 256, 512], same padding),
     each Conv2D → SpatialDropout2D → LeakyReLU; then Flatten → Dense(512) + LeakyReLU +
-    Dropout → Dense(256) + LeakyReLU (seed 004 §2.2.2: "An output dense layer with leaky
+    Dropout → Dense(256) + LeakyReLU (Bajorath et al. 2021, §2.2.2: "An output dense layer with leaky
     ReLU outputs the embedding"). The channel axis is added inside.
 
     On a 64×64 patch: 4×4×512 features after the convolutions and exactly 5,672,832
-    parameters, as stated in seed 004 §2.2.2. The log-mel frontend is not part of it.
+    parameters, as stated in Bajorath et al. 2021, §2.2.2. The log-mel frontend is not part of it.
     """
 
     def __init__(self, z_dim: int = 256, filters: Sequence[int] = (32, 64, 256, 512),
@@ -193,14 +193,14 @@ def frame_encoder_length(samples: int, strides: Sequence[int], kernels: Sequence
 
 @keras.saving.register_keras_serializable(package="cpc_tf")
 class FrameEncoder(keras.layers.Layer):
-    """CLMR's CPC encoder (seed 000 §3.5): waveform ``[B, n]`` → frames ``[B, L, filters]``.
+    """CLMR's CPC encoder (Spijkervet & Burgoyne 2021, §3.5): waveform ``[B, n]`` → frames ``[B, L, filters]``.
 
     Seven Conv1D layers with 512 filters, kernels [10,6,4,4,4,2,2] and strides
     [5,3,2,2,2,2,2]. The paper gives no normalisation or padding; CLMR's code zero-pads
     by [2,2,2,2,1,1,1] and follows each convolution with ReLU only, which is the default
     here (``norm`` adds a normalisation before each ReLU: 'batch', or CPC_audio's
     per-frame 'channel' norm). He initialisation as for all of CLMR's convolutions
-    (seed 000 §3.7). 5,775,872 parameters with the defaults. ``dim`` > 0 adds a linear
+    (Spijkervet & Burgoyne 2021, §3.7). 5,775,872 parameters with the defaults. ``dim`` > 0 adds a linear
     map of every frame to ``dim`` features. Use :meth:`output_length` (or
     :func:`frame_encoder_length`) for L.
     """
@@ -276,13 +276,13 @@ def samplecnn_output_steps(samples: int, n_blocks: int) -> int:
 
 @keras.saving.register_keras_serializable(package="cpc_tf")
 class SampleCNN(keras.layers.Layer):
-    """SampleCNN as used by CLMR (seed 000 §3.3; code in seed 002 §15.2): ``[B, n]`` → h.
+    """SampleCNN as used by CLMR (Spijkervet & Burgoyne 2021, §3.3; code in Won, Spijkervet & Choi 2021, §15.2): ``[B, n]`` → h.
 
     Stem Conv1D(128, kernel 3, stride 3, valid) + BN + ReLU; nine blocks of Conv1D
     (kernel 3, stride 1, same) + BN + ReLU + MaxPool(3) with channels
     128,128,256,256,256,256,256,256,512; a final Conv1D(512, kernel 3, same) + BN + ReLU;
     Flatten. He (uniform, fan-in) initialisation of every convolution, as CLMR's
-    ``kaiming_uniform_`` (seed 000 §3.7). The classifier layer is removed (seed 000 §3.3).
+    ``kaiming_uniform_`` (Spijkervet & Burgoyne 2021, §3.7). The classifier layer is removed (Spijkervet & Burgoyne 2021, §3.3).
 
     On 59,049 samples one step of 512 channels is left, so h ∈ R^512; the encoder has
     exactly 2,368,512 trainable parameters (2,374,400 with BN moving statistics).

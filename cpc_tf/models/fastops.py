@@ -1,7 +1,7 @@
 """Conv1D and BatchNormalization: Keras' layers with faster (and more accurate) training.
 
 Training the raw-audio encoders is dominated by a few convolutions over long sequences
-(seed 004 Table 1; SampleCNN's first blocks, seed 000 §3.3). Profiling the training
+(Bajorath et al. 2021, Table 1; SampleCNN's first blocks, Spijkervet & Burgoyne 2021, §3.3). Profiling the training
 step on CPU showed where TensorFlow's stock kernels lose time, and each layer here
 moves that arithmetic onto faster kernels without changing what is computed:
 
@@ -111,7 +111,7 @@ class MatmulConv1D(keras.layers.Conv1D):
     * **Stride 1, 'same' or 'valid'** (SampleCNN and TUNe blocks): forward and input
       gradient are the stock convolutions; with at least 128×128 channels the kernel
       gradient is k large matrix products (:func:`conv1d_matmul_grad`).
-    * **Stride s > 1, 'valid', kernel k a multiple of s** (seed 004 Table 1: strides
+    * **Stride s > 1, 'valid', kernel k a multiple of s** (Bajorath et al. 2021, Table 1: strides
       5,4,2,2,2 with kernels 10,8,4,4,4; SampleCNN's stem, k = s = 3): every s steps are
       folded into the channel axis (``[N, L, C] → [N, L/s, s·C]``, a free reshape), which
       makes it a stride-1 'valid' convolution of width k/s with the reshaped kernel

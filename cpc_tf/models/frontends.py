@@ -14,7 +14,7 @@ from cpc_tf.config import Config, to_dict
 def build_frontend(cfg: Config) -> keras.layers.Layer | None:
     """The log-mel layer a model needs before its encoder, else None.
 
-    ``mel2d``: square patches per CPC window (seed 004 §2.2.1). ``melconv``: one log-mel
+    ``mel2d``: square patches per CPC window (Bajorath et al. 2021, §2.2.1). ``melconv``: one log-mel
     spectrogram of the whole crop (centred frames of ``n_fft`` samples every ``hop``).
     """
     if cfg.model.encoder == "melconv":
@@ -36,7 +36,7 @@ def build_frontend(cfg: Config) -> keras.layers.Layer | None:
 def build_augmenter(cfg: Config) -> keras.layers.Layer:
     """The configured augmentation chain as a layer.
 
-    ``augment.chain=waveform``: CLMR's chain on the audio (seed 000 appendix B);
+    ``augment.chain=waveform``: CLMR's chain on the audio (Spijkervet & Burgoyne 2021, appendix B);
     ``spectrogram``: BYOL-A's chain on the log-mel input (Niizumi et al. 2021, §3.3).
     """
     if cfg.augment.chain == "spectrogram":

@@ -33,7 +33,7 @@ def activation_layer(name: str, dtype: Any = None,
     """A Keras activation layer for ``name`` ('relu' | 'leaky_relu' | 'linear').
 
     'leaky_relu' uses Keras' default negative slope (0.3), which is what the seed's
-    tf.keras code got from ``LeakyReLU()`` (seed 004 Tables 1-3). 'linear' returns None.
+    tf.keras code got from ``LeakyReLU()`` (Bajorath et al. 2021, Tables 1-3). 'linear' returns None.
     """
     if name == "relu":
         return keras.layers.ReLU(dtype=dtype, name=layer_name)
@@ -137,9 +137,9 @@ class ConvBlock(keras.layers.Layer):
     The convolution and BatchNorm are the drop-in faster versions of
     :mod:`cpc_tf.models.fastops` (same variables and results as Keras' layers).
 
-    Used for seed 004 Table 1 (strided, valid padding, LeakyReLU), SampleCNN (seed 000
-    §3.3: kernel 3, BN, ReLU), TUNe (seed 003 §3.1: kernel 3, stride 1, same padding, BN,
-    ReLU) and CLMR's CPC encoder (seed 000 §3.5, explicit zero padding, ReLU).
+    Used for Bajorath et al. 2021, Table 1 (strided, valid padding, LeakyReLU), SampleCNN (Spijkervet & Burgoyne 2021
+    §3.3: kernel 3, BN, ReLU), TUNe (Vélez Vásquez & Burgoyne 2022, §3.1: kernel 3, stride 1, same padding, BN,
+    ReLU) and CLMR's CPC encoder (Spijkervet & Burgoyne 2021, §3.5, explicit zero padding, ReLU).
 
     Args:
         filters: output channels.
@@ -218,7 +218,7 @@ def sinusoidal_table(positions: int, depth: int) -> np.ndarray:
     """The fixed sinusoidal position table of the TensorFlow Transformer tutorial.
 
     ``angle[p, i] = p / 10000^(2*(i//2)/depth)``; sine on even feature indices, cosine
-    on odd ones (interleaved, as in the tutorial the seed adapted, seed 004 §2.2.3).
+    on odd ones (interleaved, as in the tutorial the seed adapted, Bajorath et al. 2021, §2.2.3).
     Returns float32 ``[positions, depth]``.
     """
     pos = np.arange(positions, dtype=np.float64)[:, None]
@@ -233,7 +233,7 @@ class SinusoidalPositionalEncoding(keras.layers.Layer):
     """Adds the fixed sinusoidal position code to ``[B, T, D]`` inputs (no weights).
 
     Args:
-        max_positions: longest sequence supported (seed 004 Table 3: T+k).
+        max_positions: longest sequence supported (Bajorath et al. 2021, Table 3: T+k).
     """
 
     def __init__(self, max_positions: int, **kwargs: Any) -> None:

@@ -9,7 +9,7 @@ gradients, and the cross-replica gradient sum then equals the global-batch gradi
 
 Logits are always computed in float32 and reduced with log-sum-exp (softmax cross
 entropy from logits), never as exp(score) / sum(exp(...)), which overflows: that was
-the seed's bug (SPEC §2, "InfoNCE").
+a bug of the public code of Bajorath et al. 2021.
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ def _local_offset(local_batch: tf.Tensor) -> tf.Tensor:
 
 def info_nce(predictions: tf.Tensor, targets: tf.Tensor,
              gather: bool = True) -> tuple[tf.Tensor, tf.Tensor]:
-    """InfoNCE with in-batch negatives (seed 004 §2.2.5, eq. 2).
+    """InfoNCE with in-batch negatives (Bajorath et al. 2021, §2.2.5, eq. 2).
 
     Args:
       predictions: ``[..., B, D]`` predicted future codes ẑ (local batch B on the
@@ -183,7 +183,7 @@ def step_weights(num_steps: int, kind: str = "uniform") -> tf.Tensor:
 
 def nt_xent(z1: tf.Tensor, z2: tf.Tensor, temperature: float = 0.5,
             gather: bool = True) -> tuple[tf.Tensor, tf.Tensor]:
-    """NT-Xent, the normalised temperature-scaled cross entropy of SimCLR (seed 000 §3.4).
+    """NT-Xent, the normalised temperature-scaled cross entropy of SimCLR (Spijkervet & Burgoyne 2021, §3.4).
 
     Views are L2-normalised, scored by cosine similarity / τ against all 2N views of
     the global batch with the self-similarity masked out, so each query has 2N-1

@@ -1,9 +1,9 @@
-"""SimCLR for raw music audio, as in CLMR (seed 000 §3).
+"""SimCLR for raw music audio, as in CLMR (Spijkervet & Burgoyne 2021, §3).
 
 Two views of the same clip (independent crops, each with its own draw of the
 augmentation chain) are encoded by SampleCNN or TUNe into h, projected to z by a small
 MLP, and trained with NT-Xent against the other 2(N-1) views of the global batch. The
-representation evaluated downstream is h, not z (seed 000 §3.4).
+representation evaluated downstream is h, not z (Spijkervet & Burgoyne 2021, §3.4).
 
 The augmentation chain runs either in the input pipeline (the views arrive augmented)
 or inside the model (``augment.where: model``), where it runs on the accelerator.

@@ -1,7 +1,7 @@
-"""TUNe and TUNe+: the tailed U-Net encoder (seed 003 §3, Table 1).
+"""TUNe and TUNe+: the tailed U-Net encoder (Vélez Vásquez & Burgoyne 2022, §3, Table 1).
 
 Every block is Conv1D(kernel 3, stride 1, same) + BatchNorm + ReLU with He
-initialisation (seed 003 §3.1 and §4.1). With ``F`` initial filters:
+initialisation (Vélez Vásquez & Burgoyne 2022, §3.1 and §4.1). With ``F`` initial filters:
 
 * **Contractive path** (§3.1): ``n_con`` blocks with F, 2F, 4F, … channels, each
   output kept for a skip connection and then max-pooled (size 3, stride 3). A further
@@ -19,14 +19,14 @@ initialisation (seed 003 §3.1 and §4.1). With ``F`` initial filters:
   bottleneck for the deepest one): the 3:2 input/output ratio of the paper.
 
 With ``n_exp = 0`` the network is a plain chain of conv blocks and pools, i.e. a
-SampleCNN-like encoder (seed 003 abstract and end of §3: with no expansive layers
+SampleCNN-like encoder (Vélez Vásquez & Burgoyne 2022 abstract and end of §3: with no expansive layers
 TUNe reduces to CLMR's encoder). The time axis shrinks by 3 per
 pool, so the input needs ``3 ** max(n_con, n_con - n_exp + n_tail)`` samples at least
 (59,049 = 3^10 in the paper, §4.1).
 
 This is the layout of the authors' published code, generalised to any depth. Parameter
 counts measured with this implementation on 59,049 samples, rep_dim 512 (trainable /
-Keras total with BN moving statistics), against seed 003 Table 1:
+Keras total with BN moving statistics), against Vélez Vásquez & Burgoyne 2022, Table 1:
 
 ===========================  ==========  ==========  =====  ======
 preset (n_con/exp/tail, F)   trainable   total       paper  diff
@@ -71,7 +71,7 @@ class TUNePlan:
 
 
 def tune_plan(n_con: int, n_exp: int, n_tail: int, filters: int, rep_dim: int, plus: bool) -> TUNePlan:
-    """The channel schedule of TUNe (seed 003 §3; widths as in the authors' code).
+    """The channel schedule of TUNe (Vélez Vásquez & Burgoyne 2022, §3; widths as in the authors' code).
 
     Contractive block i has ``filters * 2**i`` channels, the bottleneck ``filters *
     2**n_con``; expansive level j (from the bottom) has the width of the skip it meets;
@@ -109,7 +109,7 @@ class TUNe(keras.layers.Layer):
     """Tailed U-Net encoder: waveform ``[B, n]`` → representation ``[B, rep_dim]``.
 
     Args:
-        n_con: contractive blocks N_con (seed 003 §3.1; default 4).
+        n_con: contractive blocks N_con (Vélez Vásquez & Burgoyne 2022, §3.1; default 4).
         n_exp: expansive levels N_exp, at most ``n_con`` (§3.2; default 4; 0 = no U).
         n_tail: tail levels N_tail, at least 1 (§3.3; Vanilla 4, Tail+5 9).
         filters: initial filters F (Table 1: Vanilla 34, Tail+5 and TUNe+ 11).

@@ -170,7 +170,7 @@ def _supervised_labels(cfg: Config, cache: Any, split: Any, spec: str | None, au
 def _start_run(run: RunFolder, cfg: Config, options: TrainOptions, data: _Data, replicas: int) -> None:
     """run.json (which marks the folder as a run), then the full resolved config.
 
-    Both go to disk before the first step (SPEC §4), once the data has been checked:
+    Both go to disk before the first step, once the data has been checked:
     a start that fails on a bad folder leaves no half run. A resumed run keeps its
     original start time.
     """

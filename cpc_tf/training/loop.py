@@ -1,6 +1,6 @@
 """The training loop: ``strategy.run(model.train_step)`` driving the Keras callbacks.
 
-Keras 3's ``model.fit`` fails under MultiWorkerMirroredStrategy (keras#20585, SPEC §4),
+Keras 3's ``model.fit`` fails under MultiWorkerMirroredStrategy (keras-team/keras#20585),
 so cpc_tf drives training itself: ``strategy.run(model.train_step)`` over
 ``strategy.distribute_datasets_from_function``, with the standard Keras callbacks
 (ModelCheckpoint, BackupAndRestore, TensorBoard, CSVLogger, TerminateOnNaN and the

@@ -47,7 +47,7 @@ class WarmupSchedule(keras.optimizers.schedules.LearningRateSchedule):
 
 
 def make_optimizer(cfg: Config, total_steps: int = 0) -> keras.optimizers.Optimizer:
-    """The configured optimiser with the configured learning rate (CLMR ignored it; SPEC §2).
+    """The configured optimiser with the configured learning rate (CLMR's public code ignores the configured rate).
 
     ``total_steps`` (epochs × steps per epoch) is where a cosine schedule reaches 0.
     """

@@ -1,6 +1,6 @@
 """The run folder: its paths, its JSON state file and its CSV history.
 
-The run folder (ARCHITECTURE.md, "Run folder") is written as::
+The run folder (docs/design.md, "Run folder") is written as::
 
     RUN_DIR/run.json           marker, audio folder, cache, status, epochs completed
     RUN_DIR/config.yaml        full resolved config, before the first step
