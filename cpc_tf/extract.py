@@ -28,7 +28,8 @@ chunked on its own, so the chunk that straddles a record boundary is cut at the
 boundary and zero-padded (there, and only there, sliding rows differ from the API,
 which chunks a sound as one piece).
 
-The file follows the embeddings.npz contract of docs/design.md, plus ``config`` (the
+The file follows the embeddings.npz contract of docs/design.md (``crop_start`` in seconds,
+which ``crop_start_unit`` states), plus ``config`` (the
 run's YAML), ``skipped_paths``/``skipped_reasons`` and, with ``eval.frame_level`` on a
 CPC model, ``frames`` [n, L, d] and ``frame_times`` [L] (seconds from each row's
 ``crop_start``).
@@ -166,7 +167,9 @@ def extract_embeddings(model: Any, cfg: Config, cache: AudioCache,
                        progress: bool = True) -> dict[str, np.ndarray]:
     """Run the model over every crop of the cache.
 
-    Returns ``embeddings`` [n, d] float32, ``clip_id`` and ``start`` (samples) [n], and
+    Returns ``embeddings`` [n, d] float32, ``clip_id`` and ``start`` [n] (an offset in
+    samples at ``cfg.data.sample_rate``; :func:`extract` writes it as ``crop_start`` in
+    seconds), and
     with ``eval.frame_level`` on CPC also ``frames`` and ``frame_times``. Rows are in
     pipeline order; :func:`extract` puts them in file order.
     """
@@ -234,6 +237,7 @@ def _payload(cache: AudioCache, label_source: Any, options: ExtractOptions, embe
         "paths": np.array([rel_paths[i] for i in clip_index], dtype=str),
         "labels": np.array([file_labels[i] for i in clip_index], dtype=str),
         "crop_start": crop_start.astype(np.float32),
+        "crop_start_unit": np.array("seconds"),
         "clip_index": clip_index,
         "run": np.array(run),
         "model": np.array(model),

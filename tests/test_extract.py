@@ -27,7 +27,7 @@ from cpc_tf.extract import ExtractOptions, crop_dataset, extract, extract_embedd
 from helpers import TINY_CPC, TINY_SIMCLR, run_cli, set_flags, tiny_config
 
 CONTRACT_KEYS = {"embeddings", "paths", "labels", "crop_start", "clip_index", "run", "model"}
-EXTRA_KEYS = {"config", "skipped_paths", "skipped_reasons", "audio_dir", "label_source"}
+EXTRA_KEYS = {"config", "skipped_paths", "skipped_reasons", "audio_dir", "label_source", "crop_start_unit"}
 RATE = 8000                 # rate of the files on disk
 MODEL_RATE = TINY_CPC["data"]["sample_rate"]
 TINY_SECONDS = 0.1          # the short clip: far below the 1.2 s tiny crop and the 4 s seed crop
@@ -135,6 +135,7 @@ def test_cli_npz_follows_the_contract(trained, folder):
     assert d["run"].shape == () and d["run"].item() == str(trained["run"].resolve())
     assert "tiny_cpc" in d["model"].item()
     assert yaml.safe_load(d["config"].item())["name"] == "tiny_cpc"
+    assert d["crop_start_unit"].item() == "seconds"
 
     durations = _durations(folder)
     # paths: relative to the audio folder, every decodable file present, 3 rows each
