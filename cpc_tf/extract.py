@@ -164,16 +164,17 @@ def _frame_times(cfg: Config, steps: int) -> np.ndarray:
 
 
 def extract_embeddings(model: Any, cfg: Config, cache: AudioCache,
-                       progress: bool = True) -> dict[str, np.ndarray]:
+                       progress: bool = True, stage: str = "extract") -> dict[str, np.ndarray]:
     """Run the model over every crop of the cache.
 
-    Returns ``embeddings`` [n, d] float32, ``clip_id`` and ``start`` [n] (an offset in
+    ``stage`` names the progress bar. Returns ``embeddings`` [n, d] float32, ``clip_id``
+    and ``start`` [n] (an offset in
     samples at ``cfg.data.sample_rate``; :func:`extract` writes it as ``crop_start`` in
     seconds), and
     with ``eval.frame_level`` on CPC also ``frames`` and ``frame_times``. Rows are in
     pipeline order; :func:`extract` puts them in file order.
     """
-    from tqdm.auto import tqdm
+    from cpc_tf.audio.report import progress_bar
 
     frame_level = bool(cfg.eval.frame_level)
     if frame_level and cfg.model.family != "cpc":
@@ -184,7 +185,7 @@ def extract_embeddings(model: Any, cfg: Config, cache: AudioCache,
     # sequence mode: the context c_t of every frame; window mode: z of every window
     what = "extract_frames" if frame_level else "embedding"
     chunks: dict[str, list[np.ndarray]] = {"embeddings": [], "clip_id": [], "start": [], "frames": []}
-    with tqdm(total=total, unit="crop", desc="extract", disable=not progress) as bar:
+    with progress_bar(total, stage, progress, unit="crop") as bar:
         for crops, clip, start in ds:
             out = runner.run(crops, what)
             chunks["embeddings"].append(out["embedding"])
@@ -286,7 +287,8 @@ def extract(cfg: Config, model: Any, options: ExtractOptions, pool: str = "none"
     from cpc_tf.evaluation.embeddings import save_embeddings
 
     cache, label_source = _prepare(cfg, options, cfg.data.sample_rate)
-    arrays = extract_embeddings(model, cfg, cache, progress=options.progress)
+    stage = "extract: trained model" if options.run_dir else "extract: random init"
+    arrays = extract_embeddings(model, cfg, cache, progress=options.progress, stage=stage)
     position = {c.clip_id: i for i, c in enumerate(cache.clips)}
     clip_index = np.array([position[int(c)] for c in arrays["clip_id"]], np.int64)
     order = np.lexsort((arrays["start"], clip_index))  # by file, then by crop start

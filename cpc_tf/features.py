@@ -71,7 +71,7 @@ def file_statistics(cache: Any, spec: FeatureSpec, progress: bool = True) -> dic
     The cache must be at ``spec.sample_rate``. A file stored as several records (longer
     than 10 minutes) is accumulated over its records, each with its own 80 dB floor.
     """
-    from tqdm.auto import tqdm
+    from cpc_tf.audio.report import progress_bar
 
     from cpc_tf.audio.cache import parse_record
 
@@ -80,7 +80,7 @@ def file_statistics(cache: Any, spec: FeatureSpec, progress: bool = True) -> dic
     sums: dict[int, list[Any]] = {}
     ds = tf.data.TFRecordDataset(cache.shard_paths).map(parse_record, num_parallel_calls=tf.data.AUTOTUNE)
     records = sum(c.records for c in cache.clips)
-    with tqdm(total=records, unit="record", desc=f"features: {spec.kind}", disable=not progress) as bar:
+    with progress_bar(records, f"extract: {spec.kind} features", progress, unit="record") as bar:
         for record in ds:
             audio = record["audio"]
             if int(tf.size(audio)) < 2:  # nothing to frame: one frame of silence

@@ -180,3 +180,25 @@ def test_stale_temporaries_of_a_killed_writer_are_removed(tmp_path: Path) -> Non
     save_embeddings(tmp_path / "emb.npz", embeddings=np.zeros((1, 2), "float32"))
     assert not stale.exists() and alive.exists() and other.exists() and user.exists()
     assert np.load(tmp_path / "emb.npz")["embeddings"].shape == (1, 2)
+
+
+def test_progress_bars_name_their_stage_and_stay_out_of_logs(monkeypatch: pytest.MonkeyPatch) -> None:
+    import io as _io
+
+    from cpc_tf.audio.report import progress_bar
+
+    class Terminal(_io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    monkeypatch.setattr(sys, "stderr", _io.StringIO())          # a log file: no bar at all
+    with progress_bar(10, "extract: random init", True, unit="crop") as bar:
+        assert bar.disable
+        bar.update(10)
+    assert sys.stderr.getvalue() == ""
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    with progress_bar(10, "extract: random init", True, unit="crop") as bar:
+        assert not bar.disable
+        bar.update(10)
+    assert "extract: random init" in terminal.getvalue() and "crop" in terminal.getvalue()

@@ -35,12 +35,16 @@ def format_duration(seconds: float) -> str:
     return f"{seconds:.1f} s"
 
 
-def progress_bar(total: int, desc: str, enabled: bool) -> Any:
-    """A tqdm bar on stderr, shown only when enabled, non-empty and stderr is a terminal."""
+def progress_bar(total: int, desc: str, enabled: bool, unit: str = "file") -> Any:
+    """A tqdm bar on stderr, shown only when enabled, non-empty and stderr is a terminal.
+
+    ``desc`` names the stage ("decoding audio", "extract: random init"); in a log file (stderr
+    not a terminal) no bar is drawn, so no carriage returns or escape codes end up in it.
+    """
     from tqdm.auto import tqdm
 
     show = bool(enabled) and total > 0 and hasattr(sys.stderr, "isatty") and sys.stderr.isatty()
-    return tqdm(total=total, desc=desc, unit="file", disable=not show, leave=False, dynamic_ncols=True)
+    return tqdm(total=total, desc=desc, unit=unit, disable=not show, leave=False, dynamic_ncols=True)
 
 
 def _names(paths: list[str], shown: int) -> str:
