@@ -137,7 +137,7 @@ def test_unreadable_file_simulated(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     def denied(p: str, n: int = 4096) -> bytes:
         raise PermissionError(13, "Permission denied", p)
 
-    monkeypatch.setattr(adec, "_read_head", denied)  # looked up by AudioReader
+    monkeypatch.setattr(adec, "read_head", denied)  # looked up by AudioReader
     with pytest.raises(af.AudioFileError) as info:
         af.probe_audio(path)
     assert info.value.reason == af.REASON_UNREADABLE

@@ -29,7 +29,7 @@ import soxr
 
 from cpc_tf.audio.skips import (REASON_BAD_RATE, REASON_CORRUPT, REASON_EMPTY, REASON_NONFINITE,
                                 REASON_TOO_SHORT, REASON_UNREADABLE, AudioFileError)
-from cpc_tf.audio.sniff import _NON_AUDIO_MAGIC, _classify_failure, _looks_like_text, _read_head
+from cpc_tf.audio.sniff import NON_AUDIO_MAGIC, classify_failure, looks_like_text, read_head
 
 MIN_SOURCE_RATE = 1_000
 """Lowest source sample rate accepted (Hz); lower ones are skipped as ``bad sample rate``."""
@@ -139,7 +139,7 @@ class AudioReader:
 
     def _open(self) -> None:
         try:
-            head = _read_head(self.path)
+            head = read_head(self.path)
         except PermissionError:
             raise AudioFileError(REASON_UNREADABLE, "permission denied") from None
         except IsADirectoryError:
@@ -148,8 +148,8 @@ class AudioReader:
             raise AudioFileError(REASON_UNREADABLE, exc.strerror or str(exc)) from None
         if not head:
             raise AudioFileError(REASON_EMPTY, "zero-length file")
-        if _looks_like_text(head) or head.startswith(_NON_AUDIO_MAGIC):
-            raise AudioFileError(*_classify_failure(head, None))
+        if looks_like_text(head) or head.startswith(NON_AUDIO_MAGIC):
+            raise AudioFileError(*classify_failure(head, None))
         self._stack.enter_context(_quiet_stderr(self._quiet))
         sf_error: BaseException | None = None
         try:
@@ -171,7 +171,7 @@ class AudioReader:
         except (AudioFileError, MemoryError):
             raise
         except Exception:
-            raise AudioFileError(*_classify_failure(head, sf_error)) from None
+            raise AudioFileError(*classify_failure(head, sf_error)) from None
 
     def _open_audioread(self) -> None:
         import audioread  # lazy: only for files libsndfile cannot read

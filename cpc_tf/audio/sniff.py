@@ -17,20 +17,20 @@ _SF_UNSUPPORTED_CODES = frozenset({4, 18, 78, 92, 106, 110, 117, 123, 176, 183})
 # WAVE_FORMAT_EXTENSIBLE).
 _WAV_TAGS_KNOWN = frozenset({0x0001, 0x0002, 0x0003, 0x0006, 0x0007, 0x0011, 0x0031, 0x0040,
                              0x0045, 0x0064, 0x0065, 0xFFFE})
-_NON_AUDIO_MAGIC = (b"%PDF", b"\x89PNG", b"\xff\xd8\xff", b"GIF8", b"PK\x03\x04", b"\x1f\x8b",
+NON_AUDIO_MAGIC = (b"%PDF", b"\x89PNG", b"\xff\xd8\xff", b"GIF8", b"PK\x03\x04", b"\x1f\x8b",
                     b"\x7fELF", b"BZh", b"\xfd7zXZ", b"7z\xbc\xaf", b"SQLite format")
 _AUDIO_MAGIC = (b"RIFF", b"RIFX", b"RF64", b"BW64", b"fLaC", b"OggS", b"FORM", b".snd", b"dns.",
                 b"ID3", b"caff", b"wvpk", b"MAC ", b"#!AMR", b"MThd", b"\x30\x26\xb2\x75")
 
 
 # ------------------------------------------------------------------- classification
-def _read_head(path: str, n: int = _HEAD_BYTES) -> bytes:
+def read_head(path: str, n: int = _HEAD_BYTES) -> bytes:
     """The first ``n`` bytes of a file (the only place a file is opened for sniffing)."""
     with open(path, "rb") as fh:
         return fh.read(n)
 
 
-def _looks_like_text(head: bytes) -> bool:
+def looks_like_text(head: bytes) -> bool:
     """True for content that reads as text (no NUL bytes, nearly all printable)."""
     if not head or b"\x00" in head:
         return False
@@ -62,7 +62,7 @@ def _ogg_codec_known(head: bytes) -> bool:
     return any(m in head[:512] for m in (b"\x01vorbis", b"OpusHead", b"\x7fFLAC"))
 
 
-def _classify_failure(head: bytes, error: BaseException | None) -> tuple[str, str]:
+def classify_failure(head: bytes, error: BaseException | None) -> tuple[str, str]:
     """Name what is wrong with a non-empty file that no decoder could open."""
     message = str(error) if error is not None else "no decoder could open it"
     if "': " in message:  # drop soundfile's "Error opening 'path': " prefix
@@ -70,9 +70,9 @@ def _classify_failure(head: bytes, error: BaseException | None) -> tuple[str, st
     code = getattr(error, "code", None)
     if code == 7:  # libsndfile's "File does not exist or is not a regular file" for failed MP3 syncs
         message = "no decodable audio frames found"
-    if _looks_like_text(head):
+    if looks_like_text(head):
         return REASON_NOT_AUDIO, "the file is text"
-    if head.startswith(_NON_AUDIO_MAGIC) or (head[:4] == b"RIFF" and head[8:12] != b"WAVE"
+    if head.startswith(NON_AUDIO_MAGIC) or (head[:4] == b"RIFF" and head[8:12] != b"WAVE"
                                              and head[8:12] not in (b"RMP3", b"AIFF")):
         return REASON_NOT_AUDIO, "the file is another kind of document (image, archive, video...)"
     if code in _SF_UNSUPPORTED_CODES:

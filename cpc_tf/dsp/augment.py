@@ -18,7 +18,10 @@ output exactly.
 Each transform is also exposed on its own with explicit per-example parameters
 (:func:`polarity`, :func:`add_noise`, :func:`apply_gain`, :func:`butterworth_filter`,
 :func:`delay`, :func:`pitch_shift`, :func:`reverb`) so that its behaviour can be
-checked against ground truth.
+checked against ground truth. They live in :mod:`cpc_tf.dsp.transforms`,
+:mod:`cpc_tf.dsp.pitch` and :mod:`cpc_tf.dsp.reverb` and are re-exported here; this
+module keeps the chain (:func:`augment_batch`, :func:`augment_dataset`) and the Keras
+layer :class:`AudioAugment`.
 """
 
 from __future__ import annotations
@@ -30,11 +33,11 @@ import keras
 import tensorflow as tf
 
 from cpc_tf.config import AugmentConfig
-from cpc_tf.dsp.batch_ops import _RNG, _as_batch
+from cpc_tf.dsp.batch_ops import RNG_ALG, as_batch
 from cpc_tf.dsp.pitch import pitch_shift
 from cpc_tf.dsp.reverb import reverb, reverb_impulse_response, reverb_parameters
-from cpc_tf.dsp.transforms import (add_noise, apply_gain, butterworth_filter, butterworth_gain, delay,
-                                   delay_choices_samples, polarity)
+from cpc_tf.dsp.transforms import (add_noise, apply_gain, butterworth_filter, butterworth_gain,
+                                   delay, delay_choices_samples, polarity)
 
 __all__ = [
     "AudioAugment",
@@ -61,7 +64,7 @@ def _fires(seed: tf.Tensor, batch: tf.Tensor, p: float) -> tf.Tensor:
     """[B] bool: true with probability p, independently per example."""
     if p >= 1.0:
         return tf.ones(tf.reshape(batch, [1]), tf.bool)
-    return tf.random.stateless_uniform(tf.reshape(batch, [1]), seed=seed, alg=_RNG) < float(p)
+    return tf.random.stateless_uniform(tf.reshape(batch, [1]), seed=seed, alg=RNG_ALG) < float(p)
 
 
 def _reverb_ir_seconds(cfg: AugmentConfig) -> float:
@@ -87,18 +90,18 @@ def augment_batch(x: tf.Tensor, cfg: AugmentConfig, sample_rate: int, seed: tf.T
     parameters; only the random noise of the noise and reverb transforms is drawn for
     a different batch shape, so its realisation differs between the two modes.
     """
-    x = _as_batch(x)
+    x = as_batch(x)
     if not cfg.enabled:
         return x
     seed = tf.cast(tf.convert_to_tensor(seed), tf.int64)
     batch = tf.shape(x)[0]
-    seeds = tf.random.experimental.stateless_split(seed, num=len(_TRANSFORMS), alg=_RNG)
-    keys = {name: tf.random.experimental.stateless_split(seeds[i], num=5, alg=_RNG)
+    seeds = tf.random.experimental.stateless_split(seed, num=len(_TRANSFORMS), alg=RNG_ALG)
+    keys = {name: tf.random.experimental.stateless_split(seeds[i], num=5, alg=RNG_ALG)
             for i, name in enumerate(_TRANSFORMS)}
 
     def uniform(name: str, slot: int, lo: float, hi: float) -> tf.Tensor:
         return tf.random.stateless_uniform(tf.reshape(batch, [1]), seed=keys[name][slot],
-                                           minval=float(lo), maxval=float(hi), alg=_RNG)
+                                           minval=float(lo), maxval=float(hi), alg=RNG_ALG)
 
     def apply(x: tf.Tensor, name: str, p: float, fn: Any, params: dict[str, tf.Tensor],
               costly: bool = False) -> tf.Tensor:
@@ -128,7 +131,7 @@ def augment_batch(x: tf.Tensor, cfg: AugmentConfig, sample_rate: int, seed: tf.T
     if cfg.delay_p > 0:
         choices = delay_choices_samples(cfg, sample_rate)
         pick = tf.random.stateless_uniform(tf.reshape(batch, [1]), seed=keys["delay"][1], minval=0,
-                                           maxval=len(choices), dtype=tf.int32, alg=_RNG)
+                                           maxval=len(choices), dtype=tf.int32, alg=RNG_ALG)
         x = apply(x, "delay", cfg.delay_p, lambda v, q: delay(v, q["samples"], cfg.delay_mix),
                   {"samples": tf.gather(tf.constant(choices, tf.int32), pick)})
     if cfg.pitch_p > 0:

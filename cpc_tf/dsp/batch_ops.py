@@ -17,11 +17,12 @@ Length = Union[int, tf.Tensor]
 # Philox, named so the stream does not hang on a device's default choice. Note that an
 # XLA-compiled graph (jit_compile) draws a different stream from the same seed than
 # eager or plain graph execution: reproducibility holds within one execution mode.
-_RNG = "philox"
+RNG_ALG = "philox"
 
 
 # ------------------------------------------------------------------ shape helpers
-def _as_batch(x: Any) -> tf.Tensor:
+def as_batch(x: Any) -> tf.Tensor:
+    """``x`` as a float32 tensor; ValueError unless its rank is 2 (``[batch, samples]``) or unknown."""
     x = tf.convert_to_tensor(x)
     if x.dtype != tf.float32:
         x = tf.cast(x, tf.float32)
@@ -30,13 +31,13 @@ def _as_batch(x: Any) -> tf.Tensor:
     return x
 
 
-def _length(x: tf.Tensor) -> Length:
+def num_samples(x: tf.Tensor) -> Length:
     """Samples per example: a Python int when static, else a scalar int32 tensor."""
     n = x.shape[-1]
     return int(n) if n is not None else tf.shape(x)[-1]
 
 
-def _next_pow2(n: Length) -> Length:
+def next_pow2(n: Length) -> Length:
     """Smallest power of two >= n (FFT sizes stay fast: radix-2)."""
     if isinstance(n, int):
         return 1 << max(0, (n - 1).bit_length())
@@ -45,18 +46,18 @@ def _next_pow2(n: Length) -> Length:
     return tf.cast(tf.pow(tf.constant(2.0, tf.float64), exponent), tf.int32)
 
 
-def _rfft(x: tf.Tensor, nfft: Length) -> tf.Tensor:
+def padded_rfft(x: tf.Tensor, nfft: Length) -> tf.Tensor:
     """rfft of ``x`` zero-padded to ``nfft`` (padded here: the op itself refuses an empty batch)."""
-    return tf.signal.rfft(tf.pad(x, [[0, 0], [0, nfft - _length(x)]]), fft_length=[nfft])
+    return tf.signal.rfft(tf.pad(x, [[0, 0], [0, nfft - num_samples(x)]]), fft_length=[nfft])
 
 
-def _per_example(value: Any, x: tf.Tensor, dtype: tf.DType = tf.float32) -> tf.Tensor:
+def per_example(value: Any, x: tf.Tensor, dtype: tf.DType = tf.float32) -> tf.Tensor:
     """Broadcast a scalar or [B] parameter to shape [B]."""
     value = tf.cast(tf.convert_to_tensor(value), dtype)
     return tf.broadcast_to(value, tf.shape(x)[:1]) if value.shape.rank == 0 else value
 
 
-def _overlap_add(frames: tf.Tensor, hop: int) -> tf.Tensor:
+def overlap_add(frames: tf.Tensor, hop: int) -> tf.Tensor:
     """Overlap-add ``[B, J, N]`` frames at ``hop``; a few shifted slice-sums when N is a
     multiple of hop (faster than tf.signal.overlap_and_add on CPU), else the library op."""
     length = frames.shape[-1]

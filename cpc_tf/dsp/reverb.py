@@ -11,7 +11,8 @@ from typing import Any
 
 import tensorflow as tf
 
-from cpc_tf.dsp.batch_ops import _RNG, _as_batch, _length, _next_pow2, _overlap_add, _per_example, _rfft
+from cpc_tf.dsp.batch_ops import (RNG_ALG, as_batch, next_pow2, num_samples, overlap_add, padded_rfft,
+                                  per_example)
 
 _LN_1000 = math.log(1000.0)  # amplitude decay of 60 dB, the definition of RT60
 
@@ -65,10 +66,10 @@ def reverb_impulse_response(room_size: Any, reverberance: Any, damping: Any, sam
     elapsed = tf.maximum(centre_s[None, :, None] - predelay[:, :, None], 0.0)  # [B, F, 1]
     envelope = tf.exp(-_LN_1000 * elapsed / rt60_f)                          # [B, F, K]
     noise = tf.random.stateless_uniform(tf.stack([batch, frames, bins, 2]), seed=seed,
-                                        minval=-math.sqrt(3.0), maxval=math.sqrt(3.0), alg=_RNG)
+                                        minval=-math.sqrt(3.0), maxval=math.sqrt(3.0), alg=RNG_ALG)
     spectrum = tf.complex(noise[..., 0] * envelope, noise[..., 1] * envelope)
     window = tf.signal.hann_window(n_fft, periodic=True)
-    ir = _overlap_add(tf.signal.irfft(spectrum, fft_length=[n_fft]) * window, hop)
+    ir = overlap_add(tf.signal.irfft(spectrum, fft_length=[n_fft]) * window, hop)
     ir = ir[:, :length]
     t = tf.range(length, dtype=tf.float32)[None, :] / float(sample_rate)
     ir = tf.where(t >= predelay, ir, tf.zeros_like(ir))
@@ -86,17 +87,17 @@ def reverb(x: tf.Tensor, room_size: Any, reverberance: Any, damping: Any, sample
     unchanged. ``ir_seconds`` (static) bounds the response length; by default it covers
     the longest RT60 plus pre-delay that the knobs allow.
     """
-    x = _as_batch(x)
-    n = _length(x)
-    room = _per_example(room_size, x)
-    rev = _per_example(reverberance, x)
-    damp = _per_example(damping, x)
+    x = as_batch(x)
+    n = num_samples(x)
+    room = per_example(room_size, x)
+    rev = per_example(reverberance, x)
+    damp = per_example(damping, x)
     if ir_seconds is None:
         top = reverb_parameters(100.0, 100.0, 0.0)
         ir_seconds = top["rt60"] + top["predelay"]
     length = max(1, int(math.ceil(float(ir_seconds) * sample_rate)))
     ir = reverb_impulse_response(room, rev, damp, sample_rate, seed, length)
-    nfft = _next_pow2(n + length - 1)
-    wet_signal = tf.signal.irfft(_rfft(x, nfft) * _rfft(ir, nfft), fft_length=[nfft])[:, :n]
+    nfft = next_pow2(n + length - 1)
+    wet_signal = tf.signal.irfft(padded_rfft(x, nfft) * padded_rfft(ir, nfft), fft_length=[nfft])[:, :n]
     wet = reverb_parameters(room, rev, damp)["wet"][:, None]
     return (1.0 - wet) * x + wet * wet_signal

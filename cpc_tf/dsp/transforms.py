@@ -14,12 +14,12 @@ from typing import Any
 import tensorflow as tf
 
 from cpc_tf.config import AugmentConfig
-from cpc_tf.dsp.batch_ops import _RNG, _as_batch, _length, _next_pow2, _per_example, _rfft
+from cpc_tf.dsp.batch_ops import RNG_ALG, as_batch, num_samples, next_pow2, per_example, padded_rfft
 
 # ------------------------------------------------------------------ the transforms
 def polarity(x: tf.Tensor) -> tf.Tensor:
     """Invert the polarity: x -> -x (seed 000 §3.1, item 2)."""
-    return -_as_batch(x)
+    return -as_batch(x)
 
 
 def add_noise(x: tf.Tensor, snr_db: Any, seed: tf.Tensor) -> tf.Tensor:
@@ -28,18 +28,18 @@ def add_noise(x: tf.Tensor, snr_db: Any, seed: tf.Tensor) -> tf.Tensor:
     Seed 000 §3.1 (item 3) uses 80 dB. ``snr_db`` is a scalar or one value per example.
     A silent example stays silent (its noise power is zero).
     """
-    x = _as_batch(x)
-    snr = _per_example(snr_db, x)
+    x = as_batch(x)
+    snr = per_example(snr_db, x)
     power = tf.reduce_mean(tf.square(x), axis=-1)
     std = tf.sqrt(power * tf.pow(10.0, -snr / 10.0))
-    noise = tf.random.stateless_normal(tf.shape(x), seed=seed, dtype=tf.float32, alg=_RNG)
+    noise = tf.random.stateless_normal(tf.shape(x), seed=seed, dtype=tf.float32, alg=RNG_ALG)
     return x + std[:, None] * noise
 
 
 def apply_gain(x: tf.Tensor, gain_db: Any) -> tf.Tensor:
     """Scale each example by ``10 ** (gain_db / 20)`` (seed 000 §3.1, item 4)."""
-    x = _as_batch(x)
-    return x * tf.pow(10.0, _per_example(gain_db, x) / 20.0)[:, None]
+    x = as_batch(x)
+    return x * tf.pow(10.0, per_example(gain_db, x) / 20.0)[:, None]
 
 
 def butterworth_gain(freqs_hz: Any, cutoff_hz: Any, order: int, sample_rate: int,
@@ -78,19 +78,19 @@ def butterworth_filter(x: tf.Tensor, cutoff_hz: Any, kind: Any, order: int, samp
     rounded up to a power of two, so the filter's impulse response does not wrap
     around from the end of the clip onto its start.
     """
-    x = _as_batch(x)
-    n = _length(x)
+    x = as_batch(x)
+    n = num_samples(x)
     if isinstance(kind, str):
         if kind not in ("lowpass", "highpass"):
             raise ValueError(f"kind must be 'lowpass' or 'highpass', got {kind!r}")
-        highpass = _per_example(kind == "highpass", x, tf.bool)
+        highpass = per_example(kind == "highpass", x, tf.bool)
     else:
-        highpass = _per_example(kind, x, tf.bool)
+        highpass = per_example(kind, x, tf.bool)
     pad = int(pad_samples) if pad_samples is not None else max(64, sample_rate // 4)
-    nfft = _next_pow2(n + pad)
-    spectrum = _rfft(x, nfft)
+    nfft = next_pow2(n + pad)
+    spectrum = padded_rfft(x, nfft)
     freqs = tf.range(nfft // 2 + 1, dtype=tf.float32) * (float(sample_rate) / tf.cast(nfft, tf.float32))
-    gain = butterworth_gain(freqs, _per_example(cutoff_hz, x), order, sample_rate, highpass)
+    gain = butterworth_gain(freqs, per_example(cutoff_hz, x), order, sample_rate, highpass)
     y = tf.signal.irfft(spectrum * tf.cast(gain, tf.complex64), fft_length=[nfft])
     return y[:, :n]
 
@@ -104,9 +104,9 @@ def delay_choices_samples(cfg: AugmentConfig, sample_rate: int) -> list[int]:
 
 def delay(x: tf.Tensor, delay_samples: Any, mix: float = 0.5) -> tf.Tensor:
     """Echo: ``(x + mix * x delayed by d samples) / 2``, length unchanged (seed 000 §3.1, item 6)."""
-    x = _as_batch(x)
-    d = _per_example(delay_samples, x, tf.int32)
-    idx = tf.range(_length(x), dtype=tf.int32)[None, :] - d[:, None]
+    x = as_batch(x)
+    d = per_example(delay_samples, x, tf.int32)
+    idx = tf.range(num_samples(x), dtype=tf.int32)[None, :] - d[:, None]
     delayed = tf.gather(x, tf.maximum(idx, 0), batch_dims=1)
     delayed = tf.where(idx >= 0, delayed, tf.zeros_like(delayed))
     return (x + float(mix) * delayed) / 2.0
