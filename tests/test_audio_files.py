@@ -12,6 +12,7 @@ import pytest
 import soundfile as sf
 
 import audio_fixtures as fx
+from cpc_tf.audio import decode as adec
 from cpc_tf.audio import files as af
 
 
@@ -136,7 +137,7 @@ def test_unreadable_file_simulated(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     def denied(p: str, n: int = 4096) -> bytes:
         raise PermissionError(13, "Permission denied", p)
 
-    monkeypatch.setattr(af, "_read_head", denied)
+    monkeypatch.setattr(adec, "read_head", denied)  # looked up by AudioReader
     with pytest.raises(af.AudioFileError) as info:
         af.probe_audio(path)
     assert info.value.reason == af.REASON_UNREADABLE

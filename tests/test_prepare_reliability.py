@@ -20,8 +20,10 @@ import soundfile as sf
 
 import audio_fixtures as fx
 from cpc_tf.audio import cache as ac
+from cpc_tf.audio import decode as adec
 from cpc_tf.audio import files as af
 from cpc_tf.audio import shards as ash
+from cpc_tf.audio import worker as aw
 from cpc_tf.audio.report import printable
 from cpc_tf.cli import main
 
@@ -67,8 +69,8 @@ _real_iter_resampled = af.iter_resampled
 
 @pytest.mark.parametrize(("target", "name", "fake", "words"), [
     (ash.ShardWriter, "write", _full_disk, "No space left on device"),
-    (af, "iter_resampled", _oom_on_new, "out of memory while decoding new.wav"),
-    (af._PcmSink, "write", _spool_full, "No space left on device while decoding"),
+    (aw, "iter_resampled", _oom_on_new, "out of memory while decoding new.wav"),
+    (aw._PcmSink, "write", _spool_full, "No space left on device while decoding"),
 ])
 def test_a_machine_fault_aborts_and_keeps_the_cache(folder: Path, tmp_path: Path, target: object, name: str,
                                                     fake: object, words: str, monkeypatch: pytest.MonkeyPatch,
@@ -97,7 +99,7 @@ def test_skips_recorded_for_machine_faults_are_retried(folder: Path, tmp_path: P
                                                        capsys: pytest.CaptureFixture[str]) -> None:
     """Earlier versions recorded a full disk as 'corrupt'; such entries are decoded again."""
     args = prepare_args(folder, tmp_path)
-    real = af._decode_one_for_cache
+    real = aw._decode_one_for_cache
 
     def old_behaviour(path: str, rel: str, *a: object) -> af.CacheDecodeResult:
         if rel == "1.wav":
@@ -107,7 +109,7 @@ def test_skips_recorded_for_machine_faults_are_retried(folder: Path, tmp_path: P
         return real(path, rel, *a)  # type: ignore[arg-type]
 
     with monkeypatch.context() as m:
-        m.setattr(af, "_decode_one_for_cache", old_behaviour)
+        m.setattr(aw, "_decode_one_for_cache", old_behaviour)
         assert main(args) == 0
     assert "skipped, corrupt (3)" in capsys.readouterr().out
     assert main(args) == 0
@@ -138,7 +140,7 @@ def test_resampling_runs_in_bounded_blocks(tmp_path: Path, monkeypatch: pytest.M
     with af.AudioReader(path) as reader:
         whole = list(af.iter_resampled(reader, 96000))
     assert max(len(b) for b in whole) > 500_000    # 65,536 source frames per block, x12
-    monkeypatch.setattr(af, "MAX_OUT_BLOCK", 50_000)
+    monkeypatch.setattr(adec, "MAX_OUT_BLOCK", 50_000)  # read by iter_resampled
     with af.AudioReader(path) as reader:
         blocks = list(af.iter_resampled(reader, 96000))
     assert max(len(b) for b in blocks) <= 2 * 50_000 and len(blocks) > 8   # soxr adds its own burst
