@@ -11,7 +11,7 @@ The numbers themselves live in :class:`cpc_tf.config.AugmentConfig`.
 CLMR ran pitch shift and reverb through sox on the CPU, one clip at a time. Here every
 transform works on a whole batch ``x: float32 [B, n]`` at once, with an independent
 draw per example, so the chain can run inside ``tf.data`` or as a layer on an
-accelerator (SPEC §1). All randomness comes from ``tf.random.stateless_*`` ops keyed
+accelerator. All randomness comes from ``tf.random.stateless_*`` ops keyed
 by an explicit ``[2]`` integer seed, split once per transform, so a seed fixes the
 output exactly.
 
@@ -74,7 +74,7 @@ def _reverb_ir_seconds(cfg: AugmentConfig) -> float:
 
 def augment_batch(x: tf.Tensor, cfg: AugmentConfig, sample_rate: int, seed: tf.Tensor, *,
                   skip_unfired: bool = True) -> tf.Tensor:
-    """Run the whole CLMR chain (seed 000 appendix B order) on ``x: float32 [B, n]``.
+    """Run the whole CLMR chain (Spijkervet & Burgoyne 2021, appendix B order) on ``x: float32 [B, n]``.
 
     Every example draws, independently, whether each transform fires (probability
     ``cfg.<name>_p``) and that transform's parameters. ``seed`` is a ``[2]`` integer
@@ -172,7 +172,7 @@ def _to_config(augment: AugmentConfig | Mapping[str, Any] | None) -> AugmentConf
 
 @keras.saving.register_keras_serializable(package="cpc_tf")
 class AudioAugment(keras.layers.Layer):
-    """The CLMR chain (seed 000 appendix B) as a Keras layer, for augmentation on the accelerator.
+    """The CLMR chain (Spijkervet & Burgoyne 2021, appendix B) as a Keras layer, for augmentation on the accelerator.
 
     ``[B, n] -> [B, n]``. In training it draws a fresh ``[2]`` seed from its
     ``keras.random.SeedGenerator`` on every call; otherwise (``training`` false or not

@@ -25,7 +25,7 @@ def _wrap_phase(p: tf.Tensor) -> tf.Tensor:
 def pitch_shift(x: tf.Tensor, semitones: Any, sample_rate: int, *, n_fft: int | None = None,
                 hop_length: int | None = None, max_semitones: float | None = None,
                 oversample: int = 2) -> tf.Tensor:
-    """Shift each example's pitch by ``semitones[b]`` and keep its length (seed 000 §3.1, item 7).
+    """Shift each example's pitch by ``semitones[b]`` and keep its length (Spijkervet & Burgoyne 2021, §3.1, item 7).
 
     The classic recipe, batched: a phase vocoder stretches time by ``2 ** (s / 12)``
     (the tempo changes by ``rate = 2 ** (-s / 12)``), then the stretched signal is

@@ -18,7 +18,7 @@ _LN_1000 = math.log(1000.0)  # amplitude decay of 60 dB, the definition of RT60
 
 
 def reverb_parameters(room_size: Any, reverberance: Any, damping: Any) -> dict[str, Any]:
-    """Map the CLMR reverb knobs (each 0..100, seed 000 §3.1 item 8) to physical settings.
+    """Map the CLMR reverb knobs (each 0..100, Spijkervet & Burgoyne 2021, §3.1 item 8) to physical settings.
 
     The knobs follow sox's ``reverb`` effect, which CLMR called; the mapping is our own
     and is documented here rather than copied:
@@ -80,7 +80,7 @@ def reverb_impulse_response(room_size: Any, reverberance: Any, damping: Any, sam
 def reverb(x: tf.Tensor, room_size: Any, reverberance: Any, damping: Any, sample_rate: int,
            seed: tf.Tensor, *, ir_seconds: float | None = None) -> tf.Tensor:
     """Reverberate each example: ``(1 - wet) * x + wet * (x * h)`` with ``h`` from
-    :func:`reverb_impulse_response` (seed 000 §3.1, item 8).
+    :func:`reverb_impulse_response` (Spijkervet & Burgoyne 2021, §3.1, item 8).
 
     The convolution is an FFT product with a power-of-two size large enough to avoid
     circular wrap; the tail past the end of the clip is dropped, so the length is

@@ -18,7 +18,7 @@ from cpc_tf.dsp.batch_ops import RNG_ALG, as_batch, num_samples, next_pow2, per_
 
 # ------------------------------------------------------------------ the transforms
 def polarity(x: tf.Tensor) -> tf.Tensor:
-    """Invert the polarity: x -> -x (seed 000 §3.1, item 2)."""
+    """Invert the polarity: x -> -x (Spijkervet & Burgoyne 2021, §3.1, item 2)."""
     return -as_batch(x)
 
 
@@ -37,7 +37,7 @@ def add_noise(x: tf.Tensor, snr_db: Any, seed: tf.Tensor) -> tf.Tensor:
 
 
 def apply_gain(x: tf.Tensor, gain_db: Any) -> tf.Tensor:
-    """Scale each example by ``10 ** (gain_db / 20)`` (seed 000 §3.1, item 4)."""
+    """Scale each example by ``10 ** (gain_db / 20)`` (Spijkervet & Burgoyne 2021, §3.1, item 4)."""
     x = as_batch(x)
     return x * tf.pow(10.0, per_example(gain_db, x) / 20.0)[:, None]
 
@@ -103,7 +103,7 @@ def delay_choices_samples(cfg: AugmentConfig, sample_rate: int) -> list[int]:
 
 
 def delay(x: tf.Tensor, delay_samples: Any, mix: float = 0.5) -> tf.Tensor:
-    """Echo: ``(x + mix * x delayed by d samples) / 2``, length unchanged (seed 000 §3.1, item 6)."""
+    """Echo: ``(x + mix * x delayed by d samples) / 2``, length unchanged (Spijkervet & Burgoyne 2021, §3.1, item 6)."""
     x = as_batch(x)
     d = per_example(delay_samples, x, tf.int32)
     idx = tf.range(num_samples(x), dtype=tf.int32)[None, :] - d[:, None]
