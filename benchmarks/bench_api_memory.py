@@ -59,12 +59,21 @@ print(json.dumps({"bench": "api_memory", "minutes": minutes, "file": path, "samp
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=20.0)
-    parser.add_argument("--file", help="the audio file to loop (default: the first of ../shared/data/recordings)")
+    parser.add_argument(
+        "--file", help="the audio file to loop (default: the first of ../shared/data/recordings)"
+    )
     args = parser.parse_args()
-    path = args.file or str(min(p for p in RECORDINGS.iterdir() if p.suffix in (".ogg", ".wav", ".flac")))
+    path = args.file or str(
+        min(p for p in RECORDINGS.iterdir() if p.suffix in (".ogg", ".wav", ".flac"))
+    )
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=str(REPO))
-    out = subprocess.run([sys.executable, "-c", _CHILD, str(args.minutes), path], env=env,
-                         capture_output=True, text=True, check=False)
+    out = subprocess.run(
+        [sys.executable, "-c", _CHILD, str(args.minutes), path],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if out.returncode != 0:
         sys.exit(out.stderr[-3000:])
     print(out.stdout.strip().splitlines()[-1])

@@ -48,8 +48,11 @@ def load_clips(folder: Path, count: int, rng: np.random.Generator) -> tuple[np.n
     files = sorted(folder.glob("*.ogg")) + sorted(folder.glob("*.wav")) if folder.is_dir() else []
     if not files:
         t = np.arange(CROP) / SR
-        clips = [sum(0.2 / k * np.sin(2 * np.pi * f0 * k * t) for k in range(1, 6)) + 0.01 * rng.standard_normal(CROP)
-                 for f0 in rng.uniform(100, 800, count)]
+        clips = [
+            sum(0.2 / k * np.sin(2 * np.pi * f0 * k * t) for k in range(1, 6))
+            + 0.01 * rng.standard_normal(CROP)
+            for f0 in rng.uniform(100, 800, count)
+        ]
         return np.asarray(clips, np.float32), "synthetic"
     import librosa
 
@@ -64,7 +67,7 @@ def load_clips(folder: Path, count: int, rng: np.random.Generator) -> tuple[np.n
         if y.size < CROP:
             y = np.tile(y, CROP // y.size + 1)
         start = int(rng.integers(0, y.size - CROP + 1))
-        clips.append(y[start: start + CROP])
+        clips.append(y[start : start + CROP])
     return np.asarray(clips, np.float32), f"{len(decoded)} files from {folder}"
 
 
@@ -76,7 +79,7 @@ def bench_ours(clips: np.ndarray, batches: int, skip_unfired: bool) -> float:
 
     cfg = AugmentConfig()
     fn = tf.function(lambda x, seed: augment_batch(x, cfg, SR, seed, skip_unfired=skip_unfired))
-    data = [tf.constant(clips[i * BATCH:(i + 1) * BATCH]) for i in range(len(clips) // BATCH)]
+    data = [tf.constant(clips[i * BATCH : (i + 1) * BATCH]) for i in range(len(clips) // BATCH)]
     fn(data[0], tf.constant([0, 0], tf.int64)).numpy()  # trace and warm up
     times = []
     for i in range(batches):
@@ -87,8 +90,16 @@ def bench_ours(clips: np.ndarray, batches: int, skip_unfired: bool) -> float:
 
 
 def build_peer(tmp: Path) -> tuple[object, str]:
-    from audiomentations import (AddGaussianSNR, Compose, Gain, HighPassFilter, LowPassFilter, OneOf,
-                                 PitchShift, PolarityInversion)
+    from audiomentations import (
+        AddGaussianSNR,
+        Compose,
+        Gain,
+        HighPassFilter,
+        LowPassFilter,
+        OneOf,
+        PitchShift,
+        PolarityInversion,
+    )
     from audiomentations.core.transforms_interface import BaseWaveformTransform
 
     class Delay(BaseWaveformTransform):
@@ -102,7 +113,9 @@ def build_peer(tmp: Path) -> tuple[object, str]:
 
         def apply(self, samples: np.ndarray, sample_rate: int) -> np.ndarray:
             offset = int(self.parameters["ms"] * sample_rate / 1000)
-            delayed = np.concatenate([np.zeros(offset, samples.dtype), samples[: samples.size - offset]])
+            delayed = np.concatenate(
+                [np.zeros(offset, samples.dtype), samples[: samples.size - offset]]
+            )
             return ((samples + 0.5 * delayed) / 2).astype(np.float32)
 
     try:
@@ -120,17 +133,35 @@ def build_peer(tmp: Path) -> tuple[object, str]:
         sf.write(tmp / "ir.wav", ir / np.abs(ir).max(), SR)
         room = ApplyImpulseResponse(ir_path=str(tmp / "ir.wav"), p=0.6, leave_length_unchanged=True)
         room_name = "ApplyImpulseResponse(fallback: pyroomacoustics missing)"
-    chain = Compose([
-        PolarityInversion(p=0.8),
-        AddGaussianSNR(min_snr_db=80.0, max_snr_db=80.0, p=0.01),
-        Gain(min_gain_db=-6.0, max_gain_db=0.0, p=0.3),
-        OneOf([LowPassFilter(min_cutoff_freq=2200.0, max_cutoff_freq=4000.0, min_rolloff=24, max_rolloff=24, p=1.0),
-               HighPassFilter(min_cutoff_freq=200.0, max_cutoff_freq=1200.0, min_rolloff=24, max_rolloff=24, p=1.0)],
-              p=0.8),
-        Delay(p=0.3),
-        PitchShift(min_semitones=-5.0, max_semitones=5.0, p=0.6),
-        room,
-    ])
+    chain = Compose(
+        [
+            PolarityInversion(p=0.8),
+            AddGaussianSNR(min_snr_db=80.0, max_snr_db=80.0, p=0.01),
+            Gain(min_gain_db=-6.0, max_gain_db=0.0, p=0.3),
+            OneOf(
+                [
+                    LowPassFilter(
+                        min_cutoff_freq=2200.0,
+                        max_cutoff_freq=4000.0,
+                        min_rolloff=24,
+                        max_rolloff=24,
+                        p=1.0,
+                    ),
+                    HighPassFilter(
+                        min_cutoff_freq=200.0,
+                        max_cutoff_freq=1200.0,
+                        min_rolloff=24,
+                        max_rolloff=24,
+                        p=1.0,
+                    ),
+                ],
+                p=0.8,
+            ),
+            Delay(p=0.3),
+            PitchShift(min_semitones=-5.0, max_semitones=5.0, p=0.6),
+            room,
+        ]
+    )
     return chain, room_name
 
 
@@ -143,7 +174,7 @@ def bench_peer(clips: np.ndarray, batches: int) -> tuple[float, str]:
         times = []
         for b in range(batches):
             start = time.perf_counter()
-            for clip in clips[(b % (len(clips) // BATCH)) * BATCH:][:BATCH]:
+            for clip in clips[(b % (len(clips) // BATCH)) * BATCH :][:BATCH]:
                 chain(clip, SR)
             times.append(time.perf_counter() - start)
     return BATCH / statistics.median(times), room_name
@@ -152,10 +183,17 @@ def bench_peer(clips: np.ndarray, batches: int) -> tuple[float, str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batches", type=int, default=20, help="timed batches of 16 for ours")
-    parser.add_argument("--peer-batches", type=int, default=4, help="timed batches of 16 for audiomentations")
-    parser.add_argument("--threads", type=int, default=0, help="TensorFlow intra-op threads (0 = default)")
-    parser.add_argument("--audio-dir", type=Path,
-                        default=Path(__file__).resolve().parents[2] / "shared" / "data" / "recordings")
+    parser.add_argument(
+        "--peer-batches", type=int, default=4, help="timed batches of 16 for audiomentations"
+    )
+    parser.add_argument(
+        "--threads", type=int, default=0, help="TensorFlow intra-op threads (0 = default)"
+    )
+    parser.add_argument(
+        "--audio-dir",
+        type=Path,
+        default=Path(__file__).resolve().parents[2] / "shared" / "data" / "recordings",
+    )
     args = parser.parse_args()
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -173,16 +211,22 @@ def main() -> None:
     print(f"ours (tf.function, skip_unfired=False): {ours_all:8.1f} examples/s")
     peer, room_name = bench_peer(clips, args.peer_batches)
     print(f"audiomentations (reverb: {room_name}): {peer:8.1f} examples/s")
-    print(json.dumps({
-        "bench": "augment",
-        "aug_speedup_vs_audiomentations": round(ours / peer, 2),
-        "ours_examples_per_s": round(ours, 1),
-        "ours_all_examples_per_s": round(ours_all, 1),
-        "audiomentations_examples_per_s": round(peer, 1),
-        "peer_reverb": room_name,
-        "batch": BATCH, "samples": CROP, "sample_rate": SR,
-        "device": "GPU" if tf.config.list_physical_devices("GPU") else "CPU",
-    }))
+    print(
+        json.dumps(
+            {
+                "bench": "augment",
+                "aug_speedup_vs_audiomentations": round(ours / peer, 2),
+                "ours_examples_per_s": round(ours, 1),
+                "ours_all_examples_per_s": round(ours_all, 1),
+                "audiomentations_examples_per_s": round(peer, 1),
+                "peer_reverb": room_name,
+                "batch": BATCH,
+                "samples": CROP,
+                "sample_rate": SR,
+                "device": "GPU" if tf.config.list_physical_devices("GPU") else "CPU",
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

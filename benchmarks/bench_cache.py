@@ -139,7 +139,9 @@ def child_build(folder: str, cache_base: str, workers: int, repeats: int) -> Non
             target = os.path.join(cache_base, f"run{i}")
             sampler.take()
             start = time.perf_counter()
-            cache = open_cache(folder, SAMPLE_RATE, cache_dir=target, workers=workers, progress=False)
+            cache = open_cache(
+                folder, SAMPLE_RATE, cache_dir=target, workers=workers, progress=False
+            )
             walls.append(time.perf_counter() - start)
             per_build.append(sampler.take())
             audio_seconds, files = cache.total_seconds, len(cache.clips)
@@ -148,24 +150,42 @@ def child_build(folder: str, cache_base: str, workers: int, repeats: int) -> Non
     cpu = cpu_seconds(resource.RUSAGE_SELF) + cpu_seconds(resource.RUSAGE_CHILDREN) - cpu_before
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024.0
-    print(json.dumps({"walls": walls, "cpu_per_build": cpu / repeats, "audio_seconds": audio_seconds,
-                      "files": files,
-                      "rss_self_mib": own, "rss_self_before_build_mib": before,
-                      "rusage_children_mib": kids,
-                      "worker_peak_mib": max((max(b, default=0) for b in per_build), default=0) / 1024.0,
-                      "workers_sum_peak_mib": max(sum(b) for b in per_build) / 1024.0,
-                      "worker_processes": max(len(b) for b in per_build)}))
+    print(
+        json.dumps(
+            {
+                "walls": walls,
+                "cpu_per_build": cpu / repeats,
+                "audio_seconds": audio_seconds,
+                "files": files,
+                "rss_self_mib": own,
+                "rss_self_before_build_mib": before,
+                "rusage_children_mib": kids,
+                "worker_peak_mib": max((max(b, default=0) for b in per_build), default=0) / 1024.0,
+                "workers_sum_peak_mib": max(sum(b) for b in per_build) / 1024.0,
+                "worker_processes": max(len(b) for b in per_build),
+            }
+        )
+    )
 
 
 def describe_memory(r: dict) -> str:
-    return (f"main process peak {r['rss_self_mib']:.0f} MiB ({r['rss_self_before_build_mib']:.0f} before the "
-            f"build), workers' peaks {r['workers_sum_peak_mib']:.0f} MiB together "
-            f"(largest {r['worker_peak_mib']:.0f} MiB)")
+    return (
+        f"main process peak {r['rss_self_mib']:.0f} MiB ({r['rss_self_before_build_mib']:.0f} before the "
+        f"build), workers' peaks {r['workers_sum_peak_mib']:.0f} MiB together "
+        f"(largest {r['worker_peak_mib']:.0f} MiB)"
+    )
 
 
 def run_child(folder: Path, cache_base: Path, workers: int, repeats: int) -> dict:
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", str(folder), str(cache_base),
-           str(workers), str(repeats)]
+    cmd = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--child",
+        str(folder),
+        str(cache_base),
+        str(workers),
+        str(repeats),
+    ]
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=str(REPO))
     out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=3600)
     if out.returncode != 0:
@@ -199,9 +219,13 @@ def available_cpus() -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", type=Path, default=RECORDINGS, help="folder of .ogg files")
-    parser.add_argument("--workers", type=int, default=0, help="decoding processes (0 = one per core)")
+    parser.add_argument(
+        "--workers", type=int, default=0, help="decoding processes (0 = one per core)"
+    )
     parser.add_argument("--repeats", type=int, default=3, help="timings per side on the 1x folder")
-    parser.add_argument("--quick", action="store_true", help="skip the librosa loop on the 10x folder")
+    parser.add_argument(
+        "--quick", action="store_true", help="skip the librosa loop on the 10x folder"
+    )
     args = parser.parse_args()
     oggs = sorted(args.data.glob("*.ogg"))
     if not oggs:
@@ -220,16 +244,22 @@ def main() -> None:
         one_files = sorted(one.iterdir())
         ten_files = sorted(ten.iterdir())
 
-        print(f"files: {len(one_files)} (1x), {len(ten_files)} (10x); {cpus} cores available; "
-              f"load average {load}")
+        print(
+            f"files: {len(one_files)} (1x), {len(ten_files)} (10x); {cpus} cores available; "
+            f"load average {load}"
+        )
         r1 = run_child(one, tmp / "cache1", args.workers, args.repeats)
         ours1 = min(r1["walls"])
         audio1 = r1["audio_seconds"]
-        print(f"ours 1x: {audio1:.0f} s of audio in {ours1:.2f} s (best of {args.repeats}: "
-              f"{', '.join(f'{w:.2f}' for w in r1['walls'])}); {describe_memory(r1)}")
+        print(
+            f"ours 1x: {audio1:.0f} s of audio in {ours1:.2f} s (best of {args.repeats}: "
+            f"{', '.join(f'{w:.2f}' for w in r1['walls'])}); {describe_memory(r1)}"
+        )
         lib1, lib1_cpu = librosa_seconds(one_files, args.repeats)
-        print(f"librosa 1x: {lib1:.2f} s (best of {args.repeats}); CPU {lib1_cpu:.2f} s per loop; "
-              f"ours used {r1['cpu_per_build']:.2f} CPU s per build (all processes)")
+        print(
+            f"librosa 1x: {lib1:.2f} s (best of {args.repeats}); CPU {lib1_cpu:.2f} s per loop; "
+            f"ours used {r1['cpu_per_build']:.2f} CPU s per build (all processes)"
+        )
         r10 = run_child(ten, tmp / "cache10", args.workers, 1)
         ours10 = min(r10["walls"])
         audio10 = r10["audio_seconds"]
@@ -262,8 +292,11 @@ def main() -> None:
         "main_rss_added_by_build_mib_10x": round(build10, 1),
         "worker_peak_mib_1x": round(r1["worker_peak_mib"], 1),
         "worker_peak_mib_10x": round(r10["worker_peak_mib"], 1),
-        "rss_growth_10x_rusage": round((r10["rss_self_mib"] + r10["rusage_children_mib"])
-                                       / (r1["rss_self_mib"] + r1["rusage_children_mib"]), 3),
+        "rss_growth_10x_rusage": round(
+            (r10["rss_self_mib"] + r10["rusage_children_mib"])
+            / (r1["rss_self_mib"] + r1["rusage_children_mib"]),
+            3,
+        ),
         "sample_rate": SAMPLE_RATE,
         "workers": args.workers or cpus,
         "cpus": cpus,

@@ -48,12 +48,16 @@ def our_step_seconds(batch: int, steps: int) -> tuple[float, float]:
     from cpc_tf.models.factory import build_model
     from cpc_tf.training import make_optimizer
 
-    cfg = load_config(os.path.join(os.path.dirname(__file__), "..", "configs", "cpc_conv1d_gru.yaml"),
-                      [f"train.batch_size={batch}"])
+    cfg = load_config(
+        os.path.join(os.path.dirname(__file__), "..", "configs", "cpc_conv1d_gru.yaml"),
+        [f"train.batch_size={batch}"],
+    )
     model = build_model(cfg)
     model.compile(optimizer=make_optimizer(cfg))
-    x = tf.constant(np.random.default_rng(0).normal(size=(batch, cfg.num_windows, cfg.window_samples)),
-                    tf.float32)
+    x = tf.constant(
+        np.random.default_rng(0).normal(size=(batch, cfg.num_windows, cfg.window_samples)),
+        tf.float32,
+    )
     step = tf.function(model.train_step)
     sec = median_seconds(lambda: float(step(x)["loss"]), steps)
     return sec, 3 * cpc_forward_flops(cfg, batch)
@@ -65,13 +69,33 @@ def rss_growth(tmp: str) -> float:
     peaks = []
     for clips in (200, 2000):
         audio = os.path.join(tmp, f"audio_{clips}")
-        write_dataset(audio, SynthSpec(classes=("strings", "drums", "bells", "winds"), files_per_class=clips // 4,
-                                       seconds=5.0, sample_rate=22050))
+        write_dataset(
+            audio,
+            SynthSpec(
+                classes=("strings", "drums", "bells", "winds"),
+                files_per_class=clips // 4,
+                seconds=5.0,
+                sample_rate=22050,
+            ),
+        )
         cache = os.path.join(tmp, f"cache_{clips}")
         common = ["--audio-dir", audio, "--cache-dir", cache]
         peak_rss_of([sys.executable, "-m", "cpc_tf", "prepare", *common, "--sample-rate", "4410"])
-        peak = peak_rss_of([sys.executable, "-m", "cpc_tf", "train", *common, "--out", os.path.join(tmp, f"run_{clips}"),
-                            "--set", "train.epochs=1", "--set", "train.steps_per_epoch=20"])
+        peak = peak_rss_of(
+            [
+                sys.executable,
+                "-m",
+                "cpc_tf",
+                "train",
+                *common,
+                "--out",
+                os.path.join(tmp, f"run_{clips}"),
+                "--set",
+                "train.epochs=1",
+                "--set",
+                "train.steps_per_epoch=20",
+            ]
+        )
         print(f"peak RSS of train on {clips} clips: {peak:.0f} MiB")
         peaks.append(peak)
     return peaks[1] / peaks[0]
@@ -88,9 +112,15 @@ def main() -> None:
     result = {"bench": "cpc_step"}
     for batch in (8, 32):
         ours, flops = our_step_seconds(batch, args.steps if batch == 8 else max(3, args.steps // 2))
-        theirs = torch_peer("ref_cpc_torch.py", str(batch), str(args.steps if batch == 8 else max(3, args.steps // 2)))
-        print(f"batch {batch}: cpc_tf {ours:.4f} s/step, torch {theirs:.4f} s/step, "
-              f"{flops / ours / 1e9:.0f} GFLOP/s achieved")
+        theirs = torch_peer(
+            "ref_cpc_torch.py",
+            str(batch),
+            str(args.steps if batch == 8 else max(3, args.steps // 2)),
+        )
+        print(
+            f"batch {batch}: cpc_tf {ours:.4f} s/step, torch {theirs:.4f} s/step, "
+            f"{flops / ours / 1e9:.0f} GFLOP/s achieved"
+        )
         result[f"ours_s_b{batch}"] = round(ours, 4)
         result[f"torch_s_b{batch}"] = round(theirs, 4)
         result[f"ratio_vs_torch_b{batch}"] = round(ours / theirs, 3)

@@ -19,8 +19,14 @@ import tempfile
 import time
 
 
-def make_embeddings(path: str, n_files: int = 1000, crops: int = 10, n_classes: int = 10, dim: int = 512,
-                    seed: int = 0) -> None:
+def make_embeddings(
+    path: str,
+    n_files: int = 1000,
+    crops: int = 10,
+    n_classes: int = 10,
+    dim: int = 512,
+    seed: int = 0,
+) -> None:
     """Write a synthetic embeddings file with overlapping class clusters."""
     import numpy as np
 
@@ -30,13 +36,20 @@ def make_embeddings(path: str, n_files: int = 1000, crops: int = 10, n_classes: 
     centers = rng.normal(size=(n_classes, dim)).astype(np.float32)
     file_class = np.arange(n_files) % n_classes
     file_center = centers[file_class] + 0.5 * rng.normal(size=(n_files, dim)).astype(np.float32)
-    rows = np.repeat(file_center, crops, axis=0) + 2.0 * rng.normal(size=(n_files * crops, dim)).astype(np.float32)
+    rows = np.repeat(file_center, crops, axis=0) + 2.0 * rng.normal(
+        size=(n_files * crops, dim)
+    ).astype(np.float32)
     clip = np.repeat(np.arange(n_files), crops)
-    save_embeddings(path, embeddings=rows.astype(np.float32),
-                    paths=np.array([f"genre{file_class[c]}/track{c:05d}.wav" for c in clip]),
-                    labels=np.array([f"genre{file_class[c]}" for c in clip]),
-                    crop_start=np.tile(np.arange(crops, dtype=np.float32) * 2.0, n_files),
-                    clip_index=clip, run=np.array(""), model=np.array("synthetic"))
+    save_embeddings(
+        path,
+        embeddings=rows.astype(np.float32),
+        paths=np.array([f"genre{file_class[c]}/track{c:05d}.wav" for c in clip]),
+        labels=np.array([f"genre{file_class[c]}" for c in clip]),
+        crop_start=np.tile(np.arange(crops, dtype=np.float32) * 2.0, n_files),
+        clip_index=clip,
+        run=np.array(""),
+        model=np.array("synthetic"),
+    )
 
 
 def main() -> int:
@@ -57,8 +70,19 @@ def main() -> int:
     split = result["split"]["splits"][0]
     cap = EvalConfig().tsne_max_points
     tsne_points = min(cap, split["train_crops"]) + min(cap, split["test_crops"])
-    print(json.dumps({"bench": "evaluate", "evaluate_10k_s": round(elapsed, 1), "n": 10000, "dim": 512,
-                      "tsne_points": tsne_points, "crop_accuracy": round(acc, 3), "cpus": os.cpu_count()}))
+    print(
+        json.dumps(
+            {
+                "bench": "evaluate",
+                "evaluate_10k_s": round(elapsed, 1),
+                "n": 10000,
+                "dim": 512,
+                "tsne_points": tsne_points,
+                "crop_accuracy": round(acc, 3),
+                "cpus": os.cpu_count(),
+            }
+        )
+    )
     return 0
 
 

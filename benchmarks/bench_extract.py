@@ -57,12 +57,13 @@ def measure_extract(n_files: int, crops_per_file: int = 10) -> dict:
     import keras
 
     from cpc_tf.audio.cache import open_cache
-    from cpc_tf.config import resolve_config_path
-    from cpc_tf.config import load_config
+    from cpc_tf.config import load_config, resolve_config_path
     from cpc_tf.extract import ExtractOptions, extract
     from cpc_tf.models.factory import build_model
 
-    cfg = load_config(resolve_config_path("cpc_conv1d_gru"), [f"eval.crops_per_file={crops_per_file}"])
+    cfg = load_config(
+        resolve_config_path("cpc_conv1d_gru"), [f"eval.crops_per_file={crops_per_file}"]
+    )
     with tempfile.TemporaryDirectory() as tmp:
         folder, source = _audio_folder(Path(tmp), n_files)
         cache_dir = os.path.join(tmp, "cache")
@@ -72,16 +73,31 @@ def measure_extract(n_files: int, crops_per_file: int = 10) -> dict:
         keras.utils.set_random_seed(0)
         model = build_model(cfg)
         start = time.perf_counter()
-        payload = extract(cfg, model, ExtractOptions(audio_dir=str(folder), out=os.path.join(tmp, "e.npz"),
-                                                     labels=r"regex:^(\d)_", cache_dir=cache_dir,
-                                                     progress=False))
+        payload = extract(
+            cfg,
+            model,
+            ExtractOptions(
+                audio_dir=str(folder),
+                out=os.path.join(tmp, "e.npz"),
+                labels=r"regex:^(\d)_",
+                cache_dir=cache_dir,
+                progress=False,
+            ),
+        )
         elapsed = time.perf_counter() - start
     rows = len(payload["embeddings"])
     files = len(cache.clips)
-    return {"clips_per_s": round(files / elapsed, 2), "crops_per_s": round(rows / elapsed, 1),
-            "extract_s": round(elapsed, 1), "files": files, "crops": rows, "crops_per_file": crops_per_file,
-            "audio": source, "cache_build_s": round(cache_s, 1),
-            "config": "cpc_conv1d_gru (4 s @ 4410 Hz, 30x588, c_dim 512)"}
+    return {
+        "clips_per_s": round(files / elapsed, 2),
+        "crops_per_s": round(rows / elapsed, 1),
+        "extract_s": round(elapsed, 1),
+        "files": files,
+        "crops": rows,
+        "crops_per_file": crops_per_file,
+        "audio": source,
+        "cache_build_s": round(cache_s, 1),
+        "config": "cpc_conv1d_gru (4 s @ 4410 Hz, 30x588, c_dim 512)",
+    }
 
 
 def measure_evaluate() -> float:

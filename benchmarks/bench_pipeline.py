@@ -47,8 +47,15 @@ def audio_folder(name: str, tmp: str, rate: int) -> tuple[str, str]:
     folder = os.path.join(tmp, f"synthetic_{name}")
     if not os.path.isdir(folder):
         files, seconds = (200, 1.5) if name == "fsdd" else (4, 30.0)
-        write_dataset(folder, SynthSpec(classes=("strings", "drums", "bells", "winds"),
-                                        files_per_class=files // 4, seconds=seconds, sample_rate=rate))
+        write_dataset(
+            folder,
+            SynthSpec(
+                classes=("strings", "drums", "bells", "winds"),
+                files_per_class=files // 4,
+                seconds=seconds,
+                sample_rate=rate,
+            ),
+        )
     return folder, "synthetic"
 
 
@@ -117,11 +124,17 @@ def pipeline_vs_memory(model, dataset_fn, steps: int, rounds: int) -> tuple[floa
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--batches", type=int, default=100, help="timed CPC batches (SimCLR: a tenth, at least 4)")
+    ap.add_argument(
+        "--batches", type=int, default=100, help="timed CPC batches (SimCLR: a tenth, at least 4)"
+    )
     ap.add_argument("--steps", type=int, default=10, help="training steps per timing block")
     ap.add_argument("--rounds", type=int, default=3, help="alternating in-memory/pipeline blocks")
-    ap.add_argument("--cache-dir", default="", help="reuse decoded caches here (default: a temporary folder)")
-    ap.add_argument("--threads", type=int, default=0, help="TensorFlow intra/inter-op threads (0 = all cores)")
+    ap.add_argument(
+        "--cache-dir", default="", help="reuse decoded caches here (default: a temporary folder)"
+    )
+    ap.add_argument(
+        "--threads", type=int, default=0, help="TensorFlow intra/inter-op threads (0 = all cores)"
+    )
     ap.add_argument("--peer-batches", type=int, default=4, help="audiomentations batches of 16")
     ap.add_argument("--skip-peer", action="store_true", help="skip the audiomentations comparison")
     args = ap.parse_args()
@@ -135,8 +148,12 @@ def main() -> None:
     from cpc_tf.models.registry import model_input_shape
     from cpc_tf.training import compile_model
 
-    result: dict = {"bench": "pipeline", "cores": os.cpu_count(), "threads": args.threads or None,
-                    "load_avg_1m": round(os.getloadavg()[0], 2)}
+    result: dict = {
+        "bench": "pipeline",
+        "cores": os.cpu_count(),
+        "threads": args.threads or None,
+        "load_avg_1m": round(os.getloadavg()[0], 2),
+    }
     with tempfile.TemporaryDirectory() as tmp:
         cache_dir = args.cache_dir or os.path.join(tmp, "cache")
 
@@ -144,8 +161,12 @@ def main() -> None:
         cfg = cpc_config()
         fsdd, source = open_data("fsdd", cfg.data.sample_rate, cache_dir, tmp)
         ids = split_clips(fsdd, cfg).train
-        cpc_rate = throughput(cpc_windows(fsdd, cfg, ids, 8, input_shape=model_input_shape(cfg)), args.batches, 8)
-        print(f"CPC windows [8, 30, 588] from {len(ids)} clips ({source}): {cpc_rate:,.0f} examples/s")
+        cpc_rate = throughput(
+            cpc_windows(fsdd, cfg, ids, 8, input_shape=model_input_shape(cfg)), args.batches, 8
+        )
+        print(
+            f"CPC windows [8, 30, 588] from {len(ids)} clips ({source}): {cpc_rate:,.0f} examples/s"
+        )
         result["cpc_examples_per_s"] = round(cpc_rate, 1)
         result["cpc_data"] = source
 
@@ -157,33 +178,45 @@ def main() -> None:
         views = throughput(simclr_views(recs, scfg, rids, 16), simclr_batches, 32)
         plain_cfg = simclr_config(16, **{"augment.enabled": "false"})
         plain = throughput(simclr_views(recs, plain_cfg, rids, 16), simclr_batches, 32)
-        print(f"SimCLR views (2 x 59,049 at 22,050 Hz, batch 16, {rsource}): {views:,.1f} views/s "
-              f"augmented, {plain:,.1f} views/s without the chain")
+        print(
+            f"SimCLR views (2 x 59,049 at 22,050 Hz, batch 16, {rsource}): {views:,.1f} views/s "
+            f"augmented, {plain:,.1f} views/s without the chain"
+        )
         result["simclr_views_per_s"] = round(views, 1)
         result["simclr_views_per_s_no_aug"] = round(plain, 1)
 
         # ---- augmentation vs audiomentations (bench_augment's own measurement)
         if not args.skip_peer:
+            import bench_augment
             import numpy as np
 
-            import bench_augment
-
-            clips, _ = bench_augment.load_clips(SHARED / "data" / "recordings", 4 * bench_augment.BATCH,
-                                                np.random.default_rng(0))
+            clips, _ = bench_augment.load_clips(
+                SHARED / "data" / "recordings", 4 * bench_augment.BATCH, np.random.default_rng(0)
+            )
             ours = bench_augment.bench_ours(clips, 10, skip_unfired=True)
             peer, room = bench_augment.bench_peer(clips, args.peer_batches)
-            print(f"augmentation: ours {ours:.1f} examples/s, audiomentations ({room}) {peer:.1f} examples/s")
+            print(
+                f"augmentation: ours {ours:.1f} examples/s, audiomentations ({room}) {peer:.1f} examples/s"
+            )
             result["aug_speedup_vs_audiomentations"] = round(ours / peer, 2)
 
         # ---- training fed from the pipeline vs from memory
         model = compile_model(cfg)
 
         def dataset_fn(ctx: tf.distribute.InputContext) -> tf.data.Dataset:
-            return cpc_windows(fsdd, cfg, ids, ctx.get_per_replica_batch_size(8), input_context=ctx,
-                               input_shape=model_input_shape(cfg))
+            return cpc_windows(
+                fsdd,
+                cfg,
+                ids,
+                ctx.get_per_replica_batch_size(8),
+                input_context=ctx,
+                input_shape=model_input_shape(cfg),
+            )
 
         mem, piped = pipeline_vs_memory(model, dataset_fn, args.steps, args.rounds)
-        print(f"CPC training, batch 8: {mem:.2f} steps/s in memory, {piped:.2f} steps/s from the pipeline")
+        print(
+            f"CPC training, batch 8: {mem:.2f} steps/s in memory, {piped:.2f} steps/s from the pipeline"
+        )
         result["train_steps_per_s_in_memory"] = round(mem, 3)
         result["train_steps_per_s_pipeline"] = round(piped, 3)
         result["train_slowdown_vs_in_memory"] = round(mem / piped, 3)

@@ -74,7 +74,9 @@ def step_seconds(cfg, train_dir: Path, cache_dir: Path, steps: int = 8) -> float
     from cpc_tf.models.registry import model_input_shape
     from cpc_tf.training import compile_model
 
-    cache = open_cache(str(train_dir), cfg.data.sample_rate, cache_dir=str(cache_dir), progress=False)
+    cache = open_cache(
+        str(train_dir), cfg.data.sample_rate, cache_dir=str(cache_dir), progress=False
+    )
     ids = split_clips(cache, cfg).train
     ds = training_dataset(cache, cfg, ids, cfg.train.batch_size, input_shape=model_input_shape(cfg))
     model = compile_model(cfg, total_steps=1000)
@@ -97,7 +99,9 @@ def cli(*args: str) -> None:
     subprocess.run(cmd, check=True)
 
 
-def pretrain(preset: str, cfg, train_dir: Path, work: Path, minutes: float, steps: int | None) -> dict:
+def pretrain(
+    preset: str, cfg, train_dir: Path, work: Path, minutes: float, steps: int | None
+) -> dict:
     """Train `preset` for the budget; returns steps, epochs and minutes."""
     run = work / "runs" / preset
     info_path = work / "runs" / f"{preset}.json"
@@ -111,18 +115,43 @@ def pretrain(preset: str, cfg, train_dir: Path, work: Path, minutes: float, step
     epochs = max(1, math.ceil(steps / per_epoch))
     per_epoch = max(1, round(steps / epochs))
     t0 = time.time()
-    args = ["train", "--audio-dir", str(train_dir), "--config", preset, "--out", str(run),
-            "--epochs", str(epochs), "--set", f"train.steps_per_epoch={per_epoch}", "--cache-dir", str(work / "cache")]
+    args = [
+        "train",
+        "--audio-dir",
+        str(train_dir),
+        "--config",
+        preset,
+        "--out",
+        str(run),
+        "--epochs",
+        str(epochs),
+        "--set",
+        f"train.steps_per_epoch={per_epoch}",
+        "--cache-dir",
+        str(work / "cache"),
+    ]
     if (run / "config.yaml").exists():
         args = ["train", "--out", str(run), "--resume", "--cache-dir", str(work / "cache")]
     cli(*args)
-    info = {"steps": epochs * per_epoch, "epochs": epochs, "minutes": round((time.time() - t0) / 60, 1)}
+    info = {
+        "steps": epochs * per_epoch,
+        "epochs": epochs,
+        "minutes": round((time.time() - t0) / 60, 1),
+    }
     info_path.write_text(json.dumps(info))
     return info
 
 
-def extract_pair(name: str, cfg, model, train_dir: Path, test_dir: Path, work: Path, crops: int,
-                 run: Path | None = None) -> tuple[str, str]:
+def extract_pair(
+    name: str,
+    cfg,
+    model,
+    train_dir: Path,
+    test_dir: Path,
+    work: Path,
+    crops: int,
+    run: Path | None = None,
+) -> tuple[str, str]:
     """Embeddings of both sides (digit labels; speaker labels are derived from the paths)."""
     from cpc_tf.config import replace_keys
     from cpc_tf.extract import ExtractOptions, extract
@@ -135,9 +164,18 @@ def extract_pair(name: str, cfg, model, train_dir: Path, test_dir: Path, work: P
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
             log(f"extract {name} ({side})")
-            extract(cfg, model, ExtractOptions(audio_dir=str(folder), out=str(path), labels=TASKS["digit"],
-                                               cache_dir=str(work / "cache"), progress=False,
-                                               run_dir=str(run) if run else None))
+            extract(
+                cfg,
+                model,
+                ExtractOptions(
+                    audio_dir=str(folder),
+                    out=str(path),
+                    labels=TASKS["digit"],
+                    cache_dir=str(work / "cache"),
+                    progress=False,
+                    run_dir=str(run) if run else None,
+                ),
+            )
         out.append(str(path))
     return out[0], out[1]
 
@@ -154,12 +192,16 @@ def relabel(path: str, task: str) -> str:
     if not os.path.exists(target):
         data = dict(np.load(path, allow_pickle=False))
         pattern = re.compile(TASKS[task].split(":", 1)[1])
-        data["labels"] = np.array([pattern.search(os.path.basename(p)).group(1) for p in data["paths"]])
+        data["labels"] = np.array(
+            [pattern.search(os.path.basename(p)).group(1) for p in data["paths"]]
+        )
         np.savez(target, **data)
     return target
 
 
-def probe(train: str, test: str, baselines: list[tuple[str, str, str]], work: Path, tag: str) -> dict:
+def probe(
+    train: str, test: str, baselines: list[tuple[str, str, str]], work: Path, tag: str
+) -> dict:
     """File-level accuracy of the model and each baseline, per task."""
     from cpc_tf.config import EvalConfig
     from cpc_tf.evaluation.report import evaluate
@@ -168,8 +210,13 @@ def probe(train: str, test: str, baselines: list[tuple[str, str, str]], work: Pa
     out = {}
     for task in TASKS:
         bl = [(n, relabel(a, task), relabel(b, task)) for n, a, b in baselines]
-        res = evaluate(relabel(train, task), cfg, work / "reports" / f"{tag}_{task}", test_path=relabel(test, task),
-                       baselines=bl)
+        res = evaluate(
+            relabel(train, task),
+            cfg,
+            work / "reports" / f"{tag}_{task}",
+            test_path=relabel(test, task),
+            baselines=bl,
+        )
         for name, r in res["results"].items():
             out[(name, task)] = round(r["file"]["accuracy"]["mean"], 4)
     return out
@@ -181,17 +228,21 @@ def main() -> None:
     ap.add_argument("--minutes", type=float, default=15.0, help="pre-training budget per preset")
     ap.add_argument("--steps", type=int, help="a step budget instead of --minutes")
     ap.add_argument("--crops", type=int, default=4, help="at most this many random crops per file")
-    ap.add_argument("--supervised", metavar="PRESET", help="also train PRESET end to end with labels")
+    ap.add_argument(
+        "--supervised", metavar="PRESET", help="also train PRESET end to end with labels"
+    )
     ap.add_argument("--supervised-minutes", type=float, default=8.0)
-    ap.add_argument("--representations", action="store_true",
-                    help="also probe c_last, c_mean and z_mean of every CPC preset")
+    ap.add_argument(
+        "--representations",
+        action="store_true",
+        help="also probe c_last, c_mean and z_mean of every CPC preset",
+    )
     ap.add_argument("--work", default=str(REPO / "runs" / "bench_quality"))
     args = ap.parse_args()
     if not FSDD.is_dir():
         sys.exit(f"FSDD not found at {FSDD}")
 
-    from cpc_tf.config import resolve_config_path
-    from cpc_tf.config import load_config, replace_keys
+    from cpc_tf.config import load_config, replace_keys, resolve_config_path
     from cpc_tf.extract import ExtractOptions, extract_features
     from cpc_tf.references import random_init_model
     from cpc_tf.training import RunFolder, load_run_model
@@ -199,16 +250,26 @@ def main() -> None:
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     train_dir, test_dir = split_fsdd(work)
-    result: dict = {"bench": "quality", "data": "fsdd official split (2700 train / 300 test files)",
-                    "probe": "logistic, file-level mean pooling"}
+    result: dict = {
+        "bench": "quality",
+        "data": "fsdd official split (2700 train / 300 test files)",
+        "probe": "logistic, file-level mean pooling",
+    }
     mfcc = []
     for side, folder in (("train", train_dir), ("test", test_dir)):
         path = work / "emb" / f"mfcc_{side}.npz"
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
-            extract_features(load_config(), ExtractOptions(audio_dir=str(folder), out=str(path),
-                                                           labels=TASKS["digit"], cache_dir=str(work / "cache"),
-                                                           progress=False))
+            extract_features(
+                load_config(),
+                ExtractOptions(
+                    audio_dir=str(folder),
+                    out=str(path),
+                    labels=TASKS["digit"],
+                    cache_dir=str(work / "cache"),
+                    progress=False,
+                ),
+            )
         mfcc.append(str(path))
     mfcc_ref = ("mfcc", mfcc[0], mfcc[1])
 
@@ -217,10 +278,19 @@ def main() -> None:
         info = pretrain(preset, cfg, train_dir, work, args.minutes, args.steps)
         result[f"{preset}_steps"], result[f"{preset}_minutes"] = info["steps"], info["minutes"]
         run_cfg = RunFolder(str(work / "runs" / preset)).load_config()
-        trained = extract_pair(f"{preset}_trained", run_cfg, load_run_model(str(work / "runs" / preset)),
-                               train_dir, test_dir, work, args.crops, run=work / "runs" / preset)
-        random = extract_pair(f"{preset}_random", cfg, random_init_model(cfg), train_dir, test_dir, work,
-                              args.crops)
+        trained = extract_pair(
+            f"{preset}_trained",
+            run_cfg,
+            load_run_model(str(work / "runs" / preset)),
+            train_dir,
+            test_dir,
+            work,
+            args.crops,
+            run=work / "runs" / preset,
+        )
+        random = extract_pair(
+            f"{preset}_random", cfg, random_init_model(cfg), train_dir, test_dir, work, args.crops
+        )
         scores = probe(*trained, [("random-init", *random), mfcc_ref], work, preset)
         for task in TASKS:
             result[f"{preset}_{task}_trained"] = scores[("model", task)]
@@ -231,10 +301,25 @@ def main() -> None:
             model = load_run_model(str(work / "runs" / preset))
             for kind in ("c_last", "c_mean", "z_mean"):
                 variant = replace_keys(run_cfg, {"eval.cpc_representation": kind})
-                pair = extract_pair(f"{preset}_trained_{kind}", variant, model, train_dir, test_dir, work,
-                                    args.crops, run=work / "runs" / preset)
-                rpair = extract_pair(f"{preset}_random_{kind}", variant, random_init_model(variant),
-                                     train_dir, test_dir, work, args.crops)
+                pair = extract_pair(
+                    f"{preset}_trained_{kind}",
+                    variant,
+                    model,
+                    train_dir,
+                    test_dir,
+                    work,
+                    args.crops,
+                    run=work / "runs" / preset,
+                )
+                rpair = extract_pair(
+                    f"{preset}_random_{kind}",
+                    variant,
+                    random_init_model(variant),
+                    train_dir,
+                    test_dir,
+                    work,
+                    args.crops,
+                )
                 s = probe(*pair, [("random-init", *rpair)], work, f"{preset}_{kind}")
                 for task in TASKS:
                     result[f"{preset}_{task}_trained_{kind}"] = s[("model", task)]
@@ -250,11 +335,34 @@ def main() -> None:
                 steps = max(1, int(args.supervised_minutes * 60 / sec))
                 per_epoch = max(1, 2700 // cfg.train.batch_size)
                 epochs = max(1, math.ceil(steps / per_epoch))
-                cli("train", "--supervised", "--labels", labels, "--audio-dir", str(train_dir), "--config",
-                    args.supervised, "--out", str(run), "--epochs", str(epochs), "--set",
-                    f"train.steps_per_epoch={max(1, round(steps / epochs))}", "--cache-dir", str(work / "cache"))
-            pair = extract_pair(name, RunFolder(str(run)).load_config(), load_run_model(str(run)), train_dir,
-                                test_dir, work, args.crops, run=run)
+                cli(
+                    "train",
+                    "--supervised",
+                    "--labels",
+                    labels,
+                    "--audio-dir",
+                    str(train_dir),
+                    "--config",
+                    args.supervised,
+                    "--out",
+                    str(run),
+                    "--epochs",
+                    str(epochs),
+                    "--set",
+                    f"train.steps_per_epoch={max(1, round(steps / epochs))}",
+                    "--cache-dir",
+                    str(work / "cache"),
+                )
+            pair = extract_pair(
+                name,
+                RunFolder(str(run)).load_config(),
+                load_run_model(str(run)),
+                train_dir,
+                test_dir,
+                work,
+                args.crops,
+                run=run,
+            )
             result[f"supervised_{task}"] = probe(*pair, [], work, name)[("model", task)]
             result[f"supervised_{task}_preset"] = args.supervised
 

@@ -94,25 +94,45 @@ def child(name: str, batch: int, steps: int, threads: int) -> dict:
     model = compile_model(cfg)
     rng = np.random.default_rng(0)
     if cfg.model.family == "simclr":
-        data = tuple(tf.constant(rng.normal(0, 0.1, (batch, cfg.crop_samples)), tf.float32) for _ in range(2))
+        data = tuple(
+            tf.constant(rng.normal(0, 0.1, (batch, cfg.crop_samples)), tf.float32) for _ in range(2)
+        )
     else:
-        data = tf.constant(rng.normal(0, 0.1, (batch, cfg.num_windows, cfg.window_samples)), tf.float32)
+        data = tf.constant(
+            rng.normal(0, 0.1, (batch, cfg.num_windows, cfg.window_samples)), tf.float32
+        )
     step = tf.function(model.train_step)
     float(step(data)["loss"])
     sec = median_seconds(lambda: float(step(data)["loss"]), steps, warmup=1)
-    return {"model": name, "s_per_step": sec, "peak_rss_mib": peak_rss_mib(),
-            "params": int(model.encoder.count_params())}
+    return {
+        "model": name,
+        "s_per_step": sec,
+        "peak_rss_mib": peak_rss_mib(),
+        "params": int(model.encoder.count_params()),
+    }
 
 
 def run_child(name: str, args: argparse.Namespace, batch: int = BATCH) -> dict:
-    cmd = [sys.executable, os.path.abspath(__file__), "--child", name, "--batch", str(batch),
-           "--steps", str(args.steps), "--threads", str(args.threads)]
+    cmd = [
+        sys.executable,
+        os.path.abspath(__file__),
+        "--child",
+        name,
+        "--batch",
+        str(batch),
+        "--steps",
+        str(args.steps),
+        "--threads",
+        str(args.threads),
+    ]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=7200)
     if out.returncode != 0:
         sys.exit(f"child {name} failed:\n{out.stderr[-3000:]}")
     res = json.loads(out.stdout.strip().splitlines()[-1])
-    print(f"  {name}, batch {batch}: {res['s_per_step']:.3f} s/step, "
-          f"peak RSS {res['peak_rss_mib']:.0f} MiB, {res['params']:,} encoder parameters")
+    print(
+        f"  {name}, batch {batch}: {res['s_per_step']:.3f} s/step, "
+        f"peak RSS {res['peak_rss_mib']:.0f} MiB, {res['params']:,} encoder parameters"
+    )
     return res
 
 
@@ -143,15 +163,21 @@ def aug_profile(rate: int, views: int) -> dict[str, float]:
         fn = tf.function(_chain(cfg, rate))
         fn(x, tf.constant([0, 0], tf.int64)).numpy()
         counter = iter(range(1, 1000))
-        out[name] = median_seconds(lambda: fn(x, tf.constant([1, next(counter)], tf.int64)).numpy(), 5, warmup=0)
+        out[name] = median_seconds(
+            lambda: fn(x, tf.constant([1, next(counter)], tf.int64)).numpy(), 5, warmup=0
+        )
     return out
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=6, help="timed steps per measurement")
-    ap.add_argument("--rounds", type=int, default=3, help="alternating in-memory/pipeline blocks (aug_slowdown)")
-    ap.add_argument("--threads", type=int, default=0, help="TensorFlow intra/inter-op threads (0 = all cores)")
+    ap.add_argument(
+        "--rounds", type=int, default=3, help="alternating in-memory/pipeline blocks (aug_slowdown)"
+    )
+    ap.add_argument(
+        "--threads", type=int, default=0, help="TensorFlow intra/inter-op threads (0 = all cores)"
+    )
     ap.add_argument("--cache-dir", default="", help="reuse the decoded recordings cache here")
     ap.add_argument("--skip-torch", action="store_true")
     ap.add_argument("--skip-tune", action="store_true")
@@ -168,8 +194,12 @@ def main() -> None:
     if args.threads:
         tf.config.threading.set_intra_op_parallelism_threads(args.threads)
         tf.config.threading.set_inter_op_parallelism_threads(args.threads)
-    result: dict = {"bench": "simclr_step", "batch": BATCH, "cores": os.cpu_count(),
-                    "load_avg_1m": round(os.getloadavg()[0], 2)}
+    result: dict = {
+        "bench": "simclr_step",
+        "batch": BATCH,
+        "cores": os.cpu_count(),
+        "load_avg_1m": round(os.getloadavg()[0], 2),
+    }
     ceiling = matmul_gflops()
     print(f"TensorFlow float32 matmul ceiling: {ceiling:.0f} GFLOP/s")
     result["matmul_gflops"] = round(ceiling, 1)
@@ -179,9 +209,16 @@ def main() -> None:
     ours = sc["s_per_step"]
     flops = 3 * samplecnn_forward_flops(load("samplecnn", BATCH), 2 * BATCH)
     achieved = flops / ours / 1e9
-    print(f"SampleCNN batch {BATCH}: {ours:.3f} s/step, {flops / 1e9:.0f} GFLOP/step, {achieved:.0f} GFLOP/s")
-    result.update({"ours_s_b16": round(ours, 4), "gflop_per_step": round(flops / 1e9, 1),
-                   "ceiling_fraction": round(achieved / ceiling, 3)})
+    print(
+        f"SampleCNN batch {BATCH}: {ours:.3f} s/step, {flops / 1e9:.0f} GFLOP/step, {achieved:.0f} GFLOP/s"
+    )
+    result.update(
+        {
+            "ours_s_b16": round(ours, 4),
+            "gflop_per_step": round(flops / 1e9, 1),
+            "ceiling_fraction": round(achieved / ceiling, 3),
+        }
+    )
     if not args.skip_torch:
         theirs = torch_peer("ref_samplecnn_torch.py", str(BATCH), str(args.steps))
         result["torch_s_b16"] = round(theirs, 4)
@@ -205,19 +242,31 @@ def main() -> None:
 
         cfg = load("samplecnn", BATCH)
         prof = aug_profile(cfg.data.sample_rate, BATCH)
-        print(f"augmentation chain alone, {BATCH} views: " + ", ".join(f"{k} {1e3 * v:.0f} ms" for k, v in prof.items()))
+        print(
+            f"augmentation chain alone, {BATCH} views: "
+            + ", ".join(f"{k} {1e3 * v:.0f} ms" for k, v in prof.items())
+        )
         result["aug_ms_per_16_views"] = {k: round(1e3 * v, 1) for k, v in prof.items()}
         with tempfile.TemporaryDirectory() as tmp:
-            recs, source = open_data("recordings", cfg.data.sample_rate, args.cache_dir or os.path.join(tmp, "cache"), tmp)
+            recs, source = open_data(
+                "recordings",
+                cfg.data.sample_rate,
+                args.cache_dir or os.path.join(tmp, "cache"),
+                tmp,
+            )
             ids = split_clips(recs, cfg).train
             model = compile_model(cfg)
 
             def dataset_fn(ctx: tf.distribute.InputContext) -> tf.data.Dataset:
-                return simclr_views(recs, cfg, ids, ctx.get_per_replica_batch_size(BATCH), input_context=ctx)
+                return simclr_views(
+                    recs, cfg, ids, ctx.get_per_replica_batch_size(BATCH), input_context=ctx
+                )
 
             mem, piped = pipeline_vs_memory(model, dataset_fn, args.steps, args.rounds)
-        print(f"SampleCNN training, batch {BATCH}: {mem:.3f} steps/s in memory, {piped:.3f} steps/s from the "
-              f"augmenting pipeline ({source})")
+        print(
+            f"SampleCNN training, batch {BATCH}: {mem:.3f} steps/s in memory, {piped:.3f} steps/s from the "
+            f"augmenting pipeline ({source})"
+        )
         result["aug_steps_per_s_in_memory"] = round(mem, 4)
         result["aug_steps_per_s_pipeline"] = round(piped, 4)
         result["aug_slowdown"] = round(mem / piped, 3)

@@ -52,11 +52,18 @@ def matmul_gflops(n: int = 2048, repeats: int = 20) -> float:
 def torch_peer(script: str, *args: str, timeout: int = 1800) -> float:
     """Median s/step printed by a PyTorch reference in ../shared/bench (run now, same machine)."""
     if not os.path.exists(TORCH_PYTHON):
-        sys.exit(f"PyTorch peer not found at {TORCH_PYTHON}: create it with\n"
-                 "  python -m venv /tmp/torchref && /tmp/torchref/bin/pip install torch==2.13.0 numpy\n"
-                 "or point CPC_TF_TORCH_PYTHON at a python with torch.")
-    out = subprocess.run([TORCH_PYTHON, str(SHARED / "bench" / script), *args], capture_output=True,
-                         text=True, timeout=timeout, check=True).stdout
+        sys.exit(
+            f"PyTorch peer not found at {TORCH_PYTHON}: create it with\n"
+            "  python -m venv /tmp/torchref && /tmp/torchref/bin/pip install torch==2.13.0 numpy\n"
+            "or point CPC_TF_TORCH_PYTHON at a python with torch."
+        )
+    out = subprocess.run(
+        [TORCH_PYTHON, str(SHARED / "bench" / script), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=True,
+    ).stdout
     print(out.strip())
     match = re.search(r"median ([0-9.]+) s/step", out)
     if not match:
@@ -66,11 +73,14 @@ def torch_peer(script: str, *args: str, timeout: int = 1800) -> float:
 
 def peak_rss_of(cmd: list[str], env: dict | None = None, timeout: int = 3600) -> float:
     """Peak resident memory (MiB) of a command run in a fresh process (with its children)."""
-    code = ("import resource, subprocess, sys; "
-            "r = subprocess.run(sys.argv[1:]); "
-            "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); sys.exit(r.returncode)")
-    out = subprocess.run([sys.executable, "-c", code, *cmd], capture_output=True, text=True, env=env,
-                         timeout=timeout)
+    code = (
+        "import resource, subprocess, sys; "
+        "r = subprocess.run(sys.argv[1:]); "
+        "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); sys.exit(r.returncode)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, *cmd], capture_output=True, text=True, env=env, timeout=timeout
+    )
     if out.returncode != 0:
         sys.exit(f"command failed: {' '.join(cmd)}\n{out.stderr[-2000:]}")
     return int(out.stdout.strip().splitlines()[-1]) / 1024.0

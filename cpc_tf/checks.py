@@ -38,8 +38,9 @@ def shown(value: Any, limit: int = SHOWN_CHARS) -> str:
 
 def clip(text: str, limit: int = SHOWN_CHARS) -> str:
     """`text` cut to at most `limit` characters (``...`` marks a cut), e.g. an error
-    message of a library that may quote the user's input."""
-    return text if len(text) <= limit else text[:limit - 3] + "..."
+    message of a library that may quote the user's input.
+    """
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def did_you_mean(name: str, known: Iterable[str], cutoff: float = 0.6) -> str:
@@ -52,7 +53,8 @@ def did_you_mean(name: str, known: Iterable[str], cutoff: float = 0.6) -> str:
 
 def as_number(value: Any) -> float | None:
     """`value` as a finite float, else None. Text that reads as a number counts (YAML 1.1
-    reads ``1e-5``, without a dot, as a string); booleans do not."""
+    reads ``1e-5``, without a dot, as a string); booleans do not.
+    """
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         return None
     try:
@@ -62,8 +64,15 @@ def as_number(value: Any) -> float | None:
     return number if math.isfinite(number) else None
 
 
-def check_number(name: str, value: Any, *, integer: bool = False, minimum: float | None = None,
-                 maximum: float | None = None, min_exclusive: bool = False) -> Any:
+def check_number(
+    name: str,
+    value: Any,
+    *,
+    integer: bool = False,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    min_exclusive: bool = False,
+) -> Any:
     """`value` as an int (``integer=True``; a whole float is accepted) or a finite float,
     within ``[minimum, maximum]`` (``(minimum, ...`` with ``min_exclusive``).
 
@@ -95,8 +104,14 @@ def _is_infinite(value: Any) -> bool:
         return False
 
 
-def check_range(name: str, value: float, *, minimum: float | None = None, maximum: float | None = None,
-                min_exclusive: bool = False) -> None:
+def check_range(
+    name: str,
+    value: float,
+    *,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    min_exclusive: bool = False,
+) -> None:
     """Raise ConfigError when the number `value` lies outside the given bounds."""
     if minimum is not None and (value < minimum or (min_exclusive and value <= minimum)):
         op = ">" if min_exclusive else ">="

@@ -37,6 +37,7 @@ def quiet_tensorflow(verbose: bool) -> None:
     os.environ.setdefault("ABSL_MIN_LOG_LEVEL", "3")
     import logging
     import warnings
+
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
     logging.getLogger("absl").setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", category=DeprecationWarning)
@@ -76,7 +77,8 @@ def _import_tensorflow_silently() -> None:
 # ---------------------------------------------------------------- handlers
 def _run_command(args: argparse.Namespace) -> int:
     """Run a subcommand: its handler is the function of the same name in
-    :mod:`cpc_tf.commands`, imported only now (``--help`` stays instant)."""
+    :mod:`cpc_tf.commands`, imported only now (``--help`` stays instant).
+    """
     from cpc_tf import commands
 
     handler: Callable[[argparse.Namespace], int] = getattr(commands, args.command)
@@ -85,21 +87,33 @@ def _run_command(args: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------------ parser
 def _add_config_args(p: argparse.ArgumentParser, required: bool = False) -> None:
-    p.add_argument("--config", metavar="X.yaml", required=required,
-                   help="a preset from configs/ or your own YAML")
-    p.add_argument("--set", dest="overrides", metavar="key=value", action="append", default=[],
-                   help="override one config key, e.g. --set train.learning_rate=3e-4 (repeatable)")
+    p.add_argument(
+        "--config",
+        metavar="X.yaml",
+        required=required,
+        help="a preset from configs/ or your own YAML",
+    )
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        metavar="key=value",
+        action="append",
+        default=[],
+        help="override one config key, e.g. --set train.learning_rate=3e-4 (repeatable)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser (also used by the docs tests)."""
     common = _Parser(add_help=False)
-    common.add_argument("--verbose", action="store_true",
-                        help="show TensorFlow's own log messages")
+    common.add_argument("--verbose", action="store_true", help="show TensorFlow's own log messages")
 
-    parser = _Parser(prog="cpc_tf", parents=[common],
-                     description="Self-supervised audio representation learning "
-                                 "(CPC, SimCLR/CLMR, TUNe) with Keras 3 and TensorFlow.")
+    parser = _Parser(
+        prog="cpc_tf",
+        parents=[common],
+        description="Self-supervised audio representation learning "
+        "(CPC, SimCLR/CLMR, TUNe) with Keras 3 and TensorFlow.",
+    )
     parser.add_argument("--version", action="version", version=f"cpc_tf {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
@@ -110,8 +124,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--audio-dir", required=True, metavar="DIR")
     p.add_argument("--config", metavar="X.yaml", help="take the sample rate from this config")
     p.add_argument("--set", dest="overrides", metavar="key=value", action="append", default=[])
-    p.add_argument("--sample-rate", type=int, metavar="SR", help="target rate in Hz (overrides --config)")
-    p.add_argument("--cache-dir", metavar="DIR", help="where the cache lives (default ~/.cache/cpc_tf)")
+    p.add_argument(
+        "--sample-rate", type=int, metavar="SR", help="target rate in Hz (overrides --config)"
+    )
+    p.add_argument(
+        "--cache-dir", metavar="DIR", help="where the cache lives (default ~/.cache/cpc_tf)"
+    )
     p.add_argument("--workers", type=int, default=0, help="decoding processes (0 = one per core)")
 
     p = add("train", "pre-train a CPC or SimCLR model on a folder of audio")
@@ -119,87 +137,176 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_args(p)
     p.add_argument("--out", metavar="RUN_DIR", help="run folder (default runs/<config name>)")
     p.add_argument("--epochs", type=int, metavar="N", help="shortcut for --set train.epochs=N")
-    p.add_argument("--strategy", choices=["auto", "none", "mirrored", "multiworker"],
-                   help="tf.distribute strategy (default from the config: auto)")
-    p.add_argument("--resume", action="store_true",
-                   help="continue an interrupted run in --out from its last completed epoch")
-    p.add_argument("--supervised", action="store_true",
-                   help="train the encoder and a linear head on --labels with cross-entropy "
-                        "(the supervised reference) instead of the self-supervised loss")
-    p.add_argument("--labels", metavar="SOURCE",
-                   help="with --supervised: folder | regex:PATTERN | csv:PATH (default data.labels)")
-    p.add_argument("--label-column", metavar="COLUMN",
-                   help="with --labels csv:PATH: the column that holds the labels (default: label/labels)")
-    p.add_argument("--workers", type=int, default=0, metavar="N",
-                   help="launch N local worker processes on 127.0.0.1 (multi-worker trial)")
-    p.add_argument("--force", action="store_true",
-                   help="train into --out even if it is a non-empty folder that is not a cpc_tf run")
+    p.add_argument(
+        "--strategy",
+        choices=["auto", "none", "mirrored", "multiworker"],
+        help="tf.distribute strategy (default from the config: auto)",
+    )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue an interrupted run in --out from its last completed epoch",
+    )
+    p.add_argument(
+        "--supervised",
+        action="store_true",
+        help="train the encoder and a linear head on --labels with cross-entropy "
+        "(the supervised reference) instead of the self-supervised loss",
+    )
+    p.add_argument(
+        "--labels",
+        metavar="SOURCE",
+        help="with --supervised: folder | regex:PATTERN | csv:PATH (default data.labels)",
+    )
+    p.add_argument(
+        "--label-column",
+        metavar="COLUMN",
+        help="with --labels csv:PATH: the column that holds the labels (default: label/labels)",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        metavar="N",
+        help="launch N local worker processes on 127.0.0.1 (multi-worker trial)",
+    )
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="train into --out even if it is a non-empty folder that is not a cpc_tf run",
+    )
     p.add_argument("--cache-dir", metavar="DIR", help="where the decoded cache lives")
 
     p = add("extract", "write embeddings.npz from a trained (or random-init) model")
     g = p.add_mutually_exclusive_group(required=True)
     g.add_argument("--run", metavar="RUN_DIR", help="a run folder written by train")
-    g.add_argument("--random-init", action="store_true",
-                   help="a randomly initialised model of --config (the baseline)")
-    g.add_argument("--features", choices=["mfcc", "logmel"],
-                   help="hand-crafted statistics per file instead of a model (the MFCC reference)")
+    g.add_argument(
+        "--random-init",
+        action="store_true",
+        help="a randomly initialised model of --config (the baseline)",
+    )
+    g.add_argument(
+        "--features",
+        choices=["mfcc", "logmel"],
+        help="hand-crafted statistics per file instead of a model (the MFCC reference)",
+    )
     _add_config_args(p)
     p.add_argument("--audio-dir", required=True, metavar="DIR")
     p.add_argument("--out", required=True, metavar="FILE.npz")
-    p.add_argument("--crops-per-file", type=int, metavar="N", help="default 10 (Bajorath et al. 2021, §2.3)")
-    p.add_argument("--crop-mode", choices=["random", "sliding"], help="random crops or sliding chunks")
-    p.add_argument("--hop", type=float, metavar="SECONDS",
-                   help="sliding chunks: seconds between chunk starts (default: the chunk length)")
-    p.add_argument("--pool", choices=["none", "mean", "mean_std"], default="none",
-                   help="write one row per file: the mean (or mean and std) of its crop embeddings")
+    p.add_argument(
+        "--crops-per-file", type=int, metavar="N", help="default 10 (Bajorath et al. 2021, §2.3)"
+    )
+    p.add_argument(
+        "--crop-mode", choices=["random", "sliding"], help="random crops or sliding chunks"
+    )
+    p.add_argument(
+        "--hop",
+        type=float,
+        metavar="SECONDS",
+        help="sliding chunks: seconds between chunk starts (default: the chunk length)",
+    )
+    p.add_argument(
+        "--pool",
+        choices=["none", "mean", "mean_std"],
+        default="none",
+        help="write one row per file: the mean (or mean and std) of its crop embeddings",
+    )
     p.add_argument("--labels", metavar="SOURCE", help="folder | regex:PATTERN | csv:PATH")
-    p.add_argument("--label-column", metavar="COLUMN",
-                   help="with --labels csv:PATH: the column that holds the labels (default: label/labels)")
+    p.add_argument(
+        "--label-column",
+        metavar="COLUMN",
+        help="with --labels csv:PATH: the column that holds the labels (default: label/labels)",
+    )
     p.add_argument("--frame-level", action="store_true", help="also store frame-level features")
     p.add_argument("--cache-dir", metavar="DIR")
-    p.add_argument("--tensorboard", metavar="DIR",
-                   help="also write the embeddings, metadata.tsv and a projector config into DIR "
-                        "for TensorBoard's Embedding Projector (tensorboard --logdir DIR)")
+    p.add_argument(
+        "--tensorboard",
+        metavar="DIR",
+        help="also write the embeddings, metadata.tsv and a projector config into DIR "
+        "for TensorBoard's Embedding Projector (tensorboard --logdir DIR)",
+    )
 
     p = add("export", "package a trained model: a HEAR 2021 module or a TF SavedModel")
-    p.add_argument("--run", required=True, metavar="RUN_DIR",
-                   help="a run folder, a cpc_tf .keras file or a folder written by export")
-    p.add_argument("--format", choices=["hear", "savedmodel"], default="hear",
-                   help="hear: a pip-installable HEAR 2021 module; savedmodel: model.export()'s SavedModel")
+    p.add_argument(
+        "--run",
+        required=True,
+        metavar="RUN_DIR",
+        help="a run folder, a cpc_tf .keras file or a folder written by export",
+    )
+    p.add_argument(
+        "--format",
+        choices=["hear", "savedmodel"],
+        default="hear",
+        help="hear: a pip-installable HEAR 2021 module; savedmodel: model.export()'s SavedModel",
+    )
     p.add_argument("--out", required=True, metavar="DIR")
-    p.add_argument("--name", metavar="PACKAGE", help="hear: the package name (default cpc_tf_hear_<config name>)")
-    p.add_argument("--sample-rate", type=int, metavar="SR",
-                   help="hear: the input rate to declare (default: the smallest HEAR rate at or above "
-                        "the model's; audio is resampled inside)")
-    p.add_argument("--force", action="store_true",
-                   help="write into a non-empty --out (files of the same names are replaced, others kept)")
+    p.add_argument(
+        "--name",
+        metavar="PACKAGE",
+        help="hear: the package name (default cpc_tf_hear_<config name>)",
+    )
+    p.add_argument(
+        "--sample-rate",
+        type=int,
+        metavar="SR",
+        help="hear: the input rate to declare (default: the smallest HEAR rate at or above "
+        "the model's; audio is resampled inside)",
+    )
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="write into a non-empty --out (files of the same names are replaced, others kept)",
+    )
 
     p = add("evaluate", "probe embeddings: metrics, plots, baseline, report")
     p.add_argument("--embeddings", required=True, metavar="FILE.npz")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--test", metavar="FILE.npz", help="a separate test set")
     g.add_argument("--folds", type=int, metavar="K", help="K-fold cross-validation by file")
-    g.add_argument("--test-fraction", type=float, metavar="F", help="hold out this fraction of files")
-    p.add_argument("--group-by", metavar="regex:PATTERN",
-                   help="keep files of one group (artist, speaker) on one side of every split")
-    p.add_argument("--baseline", metavar="[NAME=]FILE.npz[,TEST.npz]", action="append", default=[],
-                   help="another representation of the same files to compare with (repeatable); "
-                        "with --test, TEST.npz holds its test side")
-    p.add_argument("--references", choices=["auto", "none"], default="auto",
-                   help="auto: add the random-init and MFCC rows (extracted into REPORT_DIR/references) "
-                        "when no --baseline gives them")
-    p.add_argument("--pool", choices=["mean", "mean_std", "none"],
-                   help="file-level features: pool each file's crop embeddings (default mean)")
+    g.add_argument(
+        "--test-fraction", type=float, metavar="F", help="hold out this fraction of files"
+    )
+    p.add_argument(
+        "--group-by",
+        metavar="regex:PATTERN",
+        help="keep files of one group (artist, speaker) on one side of every split",
+    )
+    p.add_argument(
+        "--baseline",
+        metavar="[NAME=]FILE.npz[,TEST.npz]",
+        action="append",
+        default=[],
+        help="another representation of the same files to compare with (repeatable); "
+        "with --test, TEST.npz holds its test side",
+    )
+    p.add_argument(
+        "--references",
+        choices=["auto", "none"],
+        default="auto",
+        help="auto: add the random-init and MFCC rows (extracted into REPORT_DIR/references) "
+        "when no --baseline gives them",
+    )
+    p.add_argument(
+        "--pool",
+        choices=["mean", "mean_std", "none"],
+        help="file-level features: pool each file's crop embeddings (default mean)",
+    )
     p.add_argument("--label-fractions", metavar="0.01,0.1,1", help="data-efficiency curve")
     p.add_argument("--reduce", choices=["none", "autoencoder"])
-    p.add_argument("--classifier", choices=["logistic", "linear", "mlp"],
-                   help="logistic (default, trained to convergence), linear (Table 5 of Bajorath et al. "
-                        "2021) or mlp")
+    p.add_argument(
+        "--classifier",
+        choices=["logistic", "linear", "mlp"],
+        help="logistic (default, trained to convergence), linear (Table 5 of Bajorath et al. "
+        "2021) or mlp",
+    )
     p.add_argument("--seeds", type=int, metavar="N", help="repeat the probe with N seeds")
     _add_config_args(p)
     p.add_argument("--out", required=True, metavar="REPORT_DIR")
-    p.add_argument("--force", action="store_true",
-                   help="replace REPORT_DIR even when it holds files that are not a cpc_tf report")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="replace REPORT_DIR even when it holds files that are not a cpc_tf report",
+    )
 
     p = add("tune", "sweep hyperparameters with Keras Tuner")
     p.add_argument("--audio-dir", required=True, metavar="DIR")
@@ -209,19 +316,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-trials", type=int, metavar="N")
     p.add_argument("--tuner", choices=["random", "bayesian", "hyperband"])
     p.add_argument("--labels", metavar="SOURCE", help="optimise downstream probe accuracy instead")
-    p.add_argument("--label-column", metavar="COLUMN",
-                   help="with --labels csv:PATH: the column that holds the labels (default: label/labels)")
+    p.add_argument(
+        "--label-column",
+        metavar="COLUMN",
+        help="with --labels csv:PATH: the column that holds the labels (default: label/labels)",
+    )
     p.add_argument("--strategy", choices=["auto", "none", "mirrored"])
     p.add_argument("--cache-dir", metavar="DIR")
-    p.add_argument("--force", action="store_true",
-                   help="sweep into --out even if it is a non-empty folder that is not a cpc_tf sweep")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="sweep into --out even if it is a non-empty folder that is not a cpc_tf sweep",
+    )
 
     p = add("summary", "parameter counts of a config, per component")
     _add_config_args(p, required=True)
 
     p = add("demo", "synthesise a small labelled audio set and run the whole pipeline")
     p.add_argument("--out", default="cpc_tf_demo", metavar="DIR")
-    p.add_argument("--epochs", type=int, metavar="N", help="pre-training epochs (default: the demo's)")
+    p.add_argument(
+        "--epochs", type=int, metavar="N", help="pre-training epochs (default: the demo's)"
+    )
     return parser
 
 

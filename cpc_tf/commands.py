@@ -14,6 +14,7 @@ import os
 from cpc_tf.config import Config, load_config, resolve_config_path
 from cpc_tf.errors import ConfigError
 
+
 def config_from_args(args: argparse.Namespace, extra: list[str] | None = None) -> Config:
     """Load --config with --set overrides, plus any CLI shortcuts given as `extra`."""
     overrides = list(getattr(args, "overrides", []) or []) + list(extra or [])
@@ -30,7 +31,6 @@ def prepare(args: argparse.Namespace) -> int:
 
     check_audio_folder(args.audio_dir)  # fail fast, before TensorFlow loads
     from cpc_tf.audio.cache import open_cache_for
-
     from cpc_tf.audio.report import prepare_report
 
     cache = open_cache_for(cfg, args.audio_dir, cache_dir=args.cache_dir, workers=args.workers)
@@ -46,13 +46,22 @@ def _train_config(args: argparse.Namespace, run_dir: str) -> Config:
     run = RunFolder(run_dir)
     if args.resume:
         run.check_target(resume=True)
-        if args.config or args.overrides or getattr(args, "supervised", False) or getattr(args, "labels", None):
-            raise ConfigError("--resume continues with the run's saved config; drop --config/--set/"
-                              "--supervised/--labels (only --epochs may change)")
+        if (
+            args.config
+            or args.overrides
+            or getattr(args, "supervised", False)
+            or getattr(args, "labels", None)
+        ):
+            raise ConfigError(
+                "--resume continues with the run's saved config; drop --config/--set/"
+                "--supervised/--labels (only --epochs may change)"
+            )
         cfg = run.load_config()
     else:
         if run.is_run():
-            raise ConfigError(f"{run_dir} already holds a run; continue it with --resume or pick another --out")
+            raise ConfigError(
+                f"{run_dir} already holds a run; continue it with --resume or pick another --out"
+            )
         extra = [f"train.epochs={args.epochs}"] if args.epochs else []
         if args.strategy:
             extra.append(f"train.strategy={args.strategy}")
@@ -60,7 +69,9 @@ def _train_config(args: argparse.Namespace, run_dir: str) -> Config:
             extra.append("train.supervised=true")
         if getattr(args, "labels", None):
             if not getattr(args, "supervised", False):
-                raise ConfigError("train --labels is for --supervised runs; self-supervised training uses no labels")
+                raise ConfigError(
+                    "train --labels is for --supervised runs; self-supervised training uses no labels"
+                )
             extra.append(f"data.labels={args.labels}")
         return config_from_args(args, extra)
     changes = {}
@@ -74,12 +85,15 @@ def _train_config(args: argparse.Namespace, run_dir: str) -> Config:
 def train(args: argparse.Namespace) -> int:
     if args.workers and args.workers > 1:
         from cpc_tf.training.launch import launch_local_workers
+
         return launch_local_workers(args)
     out = args.out
     if not out:
         if args.resume:
             raise ConfigError("--resume needs --out RUN_DIR, the run to continue")
-        name = os.path.splitext(os.path.basename(args.config))[0] if args.config else "cpc_conv1d_gru"
+        name = (
+            os.path.splitext(os.path.basename(args.config))[0] if args.config else "cpc_conv1d_gru"
+        )
         out = os.path.join("runs", name)
     cfg = _train_config(args, out)
     from cpc_tf.training import RunFolder, TrainOptions
@@ -93,7 +107,9 @@ def train(args: argparse.Namespace) -> int:
         audio_dir = audio_dir or state.get("audio_dir")
         done = int(state.get("epochs_completed", 0))
         if state.get("status") == "finished" and done >= cfg.train.epochs:
-            print(f"cpc_tf: {out} already finished {done} epochs; pass --epochs N (> {done}) to train further")
+            print(
+                f"cpc_tf: {out} already finished {done} epochs; pass --epochs N (> {done}) to train further"
+            )
             return 0
         if not cache_dir and not cfg.data.cache_dir and audio_dir and state.get("cache"):
             # Reuse the cache the run started with (--cache-dir is not part of the config)
@@ -108,9 +124,15 @@ def train(args: argparse.Namespace) -> int:
         raise ConfigError("train needs --audio-dir DIR (the folder of audio to learn from)")
     # CPC_TF_WORKER_WEIGHTS_DIR (undocumented in --help; docs/multiworker.md): every worker
     # also writes its final weights there, to check that the replicas stayed identical.
-    options = TrainOptions(run_dir=out, audio_dir=audio_dir, resume=args.resume, cache_dir=cache_dir, verbose=1,
-                           worker_weights_dir=os.environ.get("CPC_TF_WORKER_WEIGHTS_DIR") or None,
-                           force=getattr(args, "force", False))
+    options = TrainOptions(
+        run_dir=out,
+        audio_dir=audio_dir,
+        resume=args.resume,
+        cache_dir=cache_dir,
+        verbose=1,
+        worker_weights_dir=os.environ.get("CPC_TF_WORKER_WEIGHTS_DIR") or None,
+        force=getattr(args, "force", False),
+    )
     try:
         result = run_training(cfg, options)
     except KeyboardInterrupt:
@@ -132,7 +154,10 @@ def _interrupted(out: str) -> int:
         raise KeyboardInterrupt  # stopped before training began: cli.py's plain "interrupted"
     if sys.stdout.isatty():
         print(flush=True)  # end the progress bar's line
-    print(f"cpc_tf: {interrupted_message(out, int(state.get('epochs_completed', 0)))}", file=sys.stderr)
+    print(
+        f"cpc_tf: {interrupted_message(out, int(state.get('epochs_completed', 0)))}",
+        file=sys.stderr,
+    )
     return 130
 
 
@@ -157,15 +182,30 @@ def extract(args: argparse.Namespace) -> int:
     if args.labels:
         parse_label_source(args.labels, args.audio_dir)
     if args.features:
-        if args.pool != "none" or args.crop_mode or args.hop is not None or args.frame_level \
-                or args.crops_per_file is not None:
-            raise ConfigError("--features computes one row of statistics per whole file; drop "
-                              "--pool/--crop-mode/--hop/--crops-per-file/--frame-level")
+        if (
+            args.pool != "none"
+            or args.crop_mode
+            or args.hop is not None
+            or args.frame_level
+            or args.crops_per_file is not None
+        ):
+            raise ConfigError(
+                "--features computes one row of statistics per whole file; drop "
+                "--pool/--crop-mode/--hop/--crops-per-file/--frame-level"
+            )
         from cpc_tf.extract import ExtractOptions, extract_features
 
-        payload = extract_features(config_from_args(args), ExtractOptions(
-            audio_dir=args.audio_dir, out=args.out, labels=args.labels, cache_dir=args.cache_dir,
-            tensorboard=getattr(args, "tensorboard", None)), args.features)
+        payload = extract_features(
+            config_from_args(args),
+            ExtractOptions(
+                audio_dir=args.audio_dir,
+                out=args.out,
+                labels=args.labels,
+                cache_dir=args.cache_dir,
+                tensorboard=getattr(args, "tensorboard", None),
+            ),
+            args.features,
+        )
         _print_extracted(args.out, payload)
         _print_label_warnings(args.labels, args.audio_dir, payload)
         return 0
@@ -185,8 +225,10 @@ def extract(args: argparse.Namespace) -> int:
         changes = dict(parse_override(o) for o in list(args.overrides) + extra)
         fixed = sorted(k for k in changes if k.startswith(_RUN_FIXED_KEYS))
         if fixed:
-            raise ConfigError(f"--run: {', '.join(fixed)} is fixed by the trained model; --set only "
-                              "eval.* or data keys that leave the crop unchanged")
+            raise ConfigError(
+                f"--run: {', '.join(fixed)} is fixed by the trained model; --set only "
+                "eval.* or data keys that leave the crop unchanged"
+            )
         cfg = replace_keys(RunFolder(args.run).load_config(), changes)
         model = load_run_model(args.run)
     else:
@@ -197,10 +239,19 @@ def extract(args: argparse.Namespace) -> int:
     from cpc_tf.extract import ExtractOptions
     from cpc_tf.extract import extract as run_extract
 
-    payload = run_extract(cfg, model, ExtractOptions(audio_dir=args.audio_dir, out=args.out, run_dir=args.run,
-                                                     labels=args.labels, cache_dir=args.cache_dir,
-                                                     tensorboard=getattr(args, "tensorboard", None)),
-                          pool=args.pool)
+    payload = run_extract(
+        cfg,
+        model,
+        ExtractOptions(
+            audio_dir=args.audio_dir,
+            out=args.out,
+            run_dir=args.run,
+            labels=args.labels,
+            cache_dir=args.cache_dir,
+            tensorboard=getattr(args, "tensorboard", None),
+        ),
+        pool=args.pool,
+    )
     _print_extracted(args.out, payload)
     _print_label_warnings(args.labels, args.audio_dir, payload)
     return 0
@@ -224,8 +275,16 @@ def export(args: argparse.Namespace) -> int:
     from cpc_tf.export import export as run_export
 
     check_out(args.out, args.force)  # before TensorFlow and the model load
-    what = run_export(ExportOptions(source=args.run, out=args.out, format=args.format, force=args.force,
-                                    name=args.name, sample_rate=args.sample_rate))
+    what = run_export(
+        ExportOptions(
+            source=args.run,
+            out=args.out,
+            format=args.format,
+            force=args.force,
+            name=args.name,
+            sample_rate=args.sample_rate,
+        )
+    )
     print(f"cpc_tf: exported {args.run} to {args.out}: {what}")
     return 0
 
@@ -237,23 +296,29 @@ def _print_extracted(out: str, payload: dict) -> None:
     n_files = len(set(payload["clip_index"].tolist()))
     labelled = int((payload["labels"] != "").sum())
     n_skipped = len(payload["skipped_paths"])
-    print(f"cpc_tf: wrote {out}: {len(payload['embeddings'])} embeddings of dim "
-          f"{payload['embeddings'].shape[1]} from {n_files} files ({labelled} labelled crops); "
-          f"{n_skipped} file{'s' * (n_skipped != 1)} skipped")
+    print(
+        f"cpc_tf: wrote {out}: {len(payload['embeddings'])} embeddings of dim "
+        f"{payload['embeddings'].shape[1]} from {n_files} files ({labelled} labelled crops); "
+        f"{n_skipped} file{'s' * (n_skipped != 1)} skipped"
+    )
     by_reason: dict[str, list[str]] = {}
     for path, reason in zip(payload["skipped_paths"].tolist(), payload["skipped_reasons"].tolist()):
         by_reason.setdefault(reason, []).append(path)
     shown = 5
     for reason, paths in sorted(by_reason.items(), key=lambda kv: (-len(kv[1]), kv[0])):
         more = f", ... and {len(paths) - shown} more" if len(paths) > shown else ""
-        print(f"  skipped, {printable(reason)} ({len(paths)}): {', '.join(map(printable, paths[:shown]))}{more}")
+        print(
+            f"  skipped, {printable(reason)} ({len(paths)}): {', '.join(map(printable, paths[:shown]))}{more}"
+        )
 
 
 def _parse_baselines(specs: list[str]) -> list[tuple[str, str, str | None]]:
     """``[NAME=]FILE[,TEST]`` → (name, file, test file); the name '' means 'derive it from the file'."""
     out = []
     for spec in specs:
-        name, _, rest = spec.rpartition("=") if "=" in spec and not os.path.exists(spec) else ("", "", spec)
+        name, _, rest = (
+            spec.rpartition("=") if "=" in spec and not os.path.exists(spec) else ("", "", spec)
+        )
         path, _, test = rest.partition(",")
         if not path:
             raise ConfigError(f"--baseline {spec!r}: expected [NAME=]FILE.npz[,TEST.npz]")
@@ -281,8 +346,10 @@ def evaluate(args: argparse.Namespace) -> int:
         try:
             fractions = [float(x) for x in args.label_fractions.replace(" ", "").split(",") if x]
         except ValueError:
-            raise ConfigError(f"--label-fractions {args.label_fractions!r}: expected numbers "
-                              "separated by commas, e.g. 0.01,0.1,1") from None
+            raise ConfigError(
+                f"--label-fractions {args.label_fractions!r}: expected numbers "
+                "separated by commas, e.g. 0.01,0.1,1"
+            ) from None
         if not fractions:
             raise ConfigError("--label-fractions: give at least one fraction, e.g. 0.01,0.1,1")
         extra.append(f"eval.label_fractions=[{', '.join(repr(f) for f in fractions)}]")
@@ -311,19 +378,31 @@ def evaluate(args: argparse.Namespace) -> int:
 
         for path in [args.embeddings] + ([test_path] if test_path else []):
             load_embeddings(path)  # a broken file fails here, before any extraction
-        refs, notes = auto_references(args.embeddings, test_path, args.out, {b[0] for b in baselines}, log)
+        refs, notes = auto_references(
+            args.embeddings, test_path, args.out, {b[0] for b in baselines}, log
+        )
         baselines += refs
-    result = run_evaluate(args.embeddings, cfg, args.out, test_path=test_path,
-                          folds=cfg.folds if getattr(args, "folds", None) is not None else None,
-                          test_fraction=getattr(args, "test_fraction", None),
-                          group_by=getattr(args, "group_by", None), baselines=baselines,
-                          progress=log, notes=notes, force=force)
+    result = run_evaluate(
+        args.embeddings,
+        cfg,
+        args.out,
+        test_path=test_path,
+        folds=cfg.folds if getattr(args, "folds", None) is not None else None,
+        test_fraction=getattr(args, "test_fraction", None),
+        group_by=getattr(args, "group_by", None),
+        baselines=baselines,
+        progress=log,
+        notes=notes,
+        force=force,
+    )
     _print_headline(result)
     for note in notes:
         print(f"cpc_tf: note: {note}")
     for warning in result["warnings"]:
         print(f"cpc_tf: warning: {warning}")
-    print(f"cpc_tf: report: {os.path.join(args.out, 'report.md')} (metrics.json and figures beside it)")
+    print(
+        f"cpc_tf: report: {os.path.join(args.out, 'report.md')} (metrics.json and figures beside it)"
+    )
     return 0
 
 
@@ -331,7 +410,9 @@ def _print_headline(result: dict) -> None:
     """The task, the split and the headline table (model against its baselines, with the spread)."""
     from cpc_tf.evaluation.report_md import headline_table
 
-    print(f"cpc_tf: {result['task']}, {len(result['classes'])} classes; {result['split']['description']}")
+    print(
+        f"cpc_tf: {result['task']}, {len(result['classes'])} classes; {result['split']['description']}"
+    )
     for line in headline_table(result):
         print(f"  {line}")
 
@@ -343,13 +424,23 @@ def tune(args: argparse.Namespace) -> int:
     owned = getattr(args, "force", False) or os.path.isfile(os.path.join(args.out, STATE_FILE))
     check_output_folder(args.out, owned=owned, what="a cpc_tf sweep folder")
 
-    rows = run_sweep(resolve_config_path(args.config), args.audio_dir, args.out, overrides=args.overrides,
-                     max_trials=args.max_trials, tuner_name=args.tuner, strategy_name=args.strategy,
-                     labels=args.labels, cache_dir=args.cache_dir)
+    rows = run_sweep(
+        resolve_config_path(args.config),
+        args.audio_dir,
+        args.out,
+        overrides=args.overrides,
+        max_trials=args.max_trials,
+        tuner_name=args.tuner,
+        strategy_name=args.strategy,
+        labels=args.labels,
+        cache_dir=args.cache_dir,
+    )
     done = sum(1 for r in rows if r["status"] == "COMPLETED")
     failed = sum(1 for r in rows if r["status"] == "FAILED")
-    print(f"cpc_tf: sweep in {args.out}: {done} completed, {failed} failed trial(s); "
-          f"see {os.path.join(args.out, 'results.md')} and best.yaml")
+    print(
+        f"cpc_tf: sweep in {args.out}: {done} completed, {failed} failed trial(s); "
+        f"see {os.path.join(args.out, 'results.md')} and best.yaml"
+    )
     return 0
 
 

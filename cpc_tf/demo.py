@@ -42,14 +42,29 @@ def demo_config(epochs: int) -> Config:
     from cpc_tf.config import resolve_config_path
 
     cfg = load_config(resolve_config_path("cpc_wave"))
-    return replace_keys(cfg, {"name": "demo_cpc_wave", "train.epochs": epochs,
-                              "train.steps_per_epoch": DEMO_STEPS_PER_EPOCH, "train.learning_rate": 1e-3,
-                              "train.warmup_steps": 30, "model.c_dim": 128, "model.frame.filters": 128,
-                              "model.frame.dim": 128, "data.validation_fraction": 0.0})
+    return replace_keys(
+        cfg,
+        {
+            "name": "demo_cpc_wave",
+            "train.epochs": epochs,
+            "train.steps_per_epoch": DEMO_STEPS_PER_EPOCH,
+            "train.learning_rate": 1e-3,
+            "train.warmup_steps": 30,
+            "model.c_dim": 128,
+            "model.frame.filters": 128,
+            "model.frame.dim": 128,
+            "data.validation_fraction": 0.0,
+        },
+    )
 
 
-def run_demo(out: str, epochs: int | None = None, spec: SynthSpec = DEMO_SPEC, verbose: int = 1,
-             folds: int = DEMO_FOLDS) -> str:
+def run_demo(
+    out: str,
+    epochs: int | None = None,
+    spec: SynthSpec = DEMO_SPEC,
+    verbose: int = 1,
+    folds: int = DEMO_FOLDS,
+) -> str:
     """Run the demo into `out`; returns the path of report.md."""
     from cpc_tf.evaluation.report import evaluate
     from cpc_tf.extract import ExtractOptions, extract, extract_features
@@ -61,16 +76,29 @@ def run_demo(out: str, epochs: int | None = None, spec: SynthSpec = DEMO_SPEC, v
     cache_dir = os.path.join(out, "cache")
     paths = write_dataset(audio_dir, spec)
     if verbose:
-        print(f"cpc_tf demo: {len(paths)} synthetic clips in {len(spec.classes)} classes under {audio_dir}")
+        print(
+            f"cpc_tf demo: {len(paths)} synthetic clips in {len(spec.classes)} classes under {audio_dir}"
+        )
     cfg = demo_config(epochs or DEMO_EPOCHS)
     run = RunFolder(os.path.join(out, "run"))
     state = run.read_state()
-    if state.get("status") != "finished" or int(state.get("epochs_completed", 0)) < cfg.train.epochs:
+    if (
+        state.get("status") != "finished"
+        or int(state.get("epochs_completed", 0)) < cfg.train.epochs
+    ):
         resume = run.is_run()
         if resume:
             cfg = replace_keys(run.load_config(), {"train.epochs": cfg.train.epochs})
-        train(cfg, TrainOptions(run_dir=run.root, audio_dir=audio_dir, resume=resume,
-                                cache_dir=cache_dir, verbose=verbose))
+        train(
+            cfg,
+            TrainOptions(
+                run_dir=run.root,
+                audio_dir=audio_dir,
+                resume=resume,
+                cache_dir=cache_dir,
+                verbose=verbose,
+            ),
+        )
     elif verbose:
         print(f"cpc_tf demo: reusing the finished run in {run.root}")
 
@@ -83,8 +111,14 @@ def run_demo(out: str, epochs: int | None = None, spec: SynthSpec = DEMO_SPEC, v
     extract_features(cfg, ExtractOptions(out=mfcc, **options), "mfcc")
 
     report_dir = os.path.join(out, "report")
-    evaluate(emb, cfg.eval, report_dir, folds=folds, seeds=1,
-             baselines=[("random-init", random_init, None), ("mfcc", mfcc, None)])
+    evaluate(
+        emb,
+        cfg.eval,
+        report_dir,
+        folds=folds,
+        seeds=1,
+        baselines=[("random-init", random_init, None), ("mfcc", mfcc, None)],
+    )
     if verbose:
         print(f"cpc_tf demo: done in {time.time() - t0:.0f} s")
     return os.path.join(report_dir, "report.md")

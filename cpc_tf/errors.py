@@ -34,7 +34,8 @@ class TrainingError(CpcTfError):
 class ResourceError(DataError):
     """The machine, not the data, failed: a full disk or quota, no memory, an I/O error on
     the cache side. Nothing is recorded against the files involved; the command stops,
-    the previous state stays in place, and a rerun once the fault is fixed picks up."""
+    the previous state stays in place, and a rerun once the fault is fixed picks up.
+    """
 
     exit_code = 1
 

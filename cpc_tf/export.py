@@ -50,16 +50,20 @@ def check_out(out: str, force: bool) -> None:
     if os.path.exists(out) and not os.path.isdir(out):
         raise ConfigError(f"--out {out} is a file; give a folder")
     if os.path.isdir(out) and os.listdir(out) and not force:
-        raise ConfigError(f"--out {out} is not empty; pick a new folder or pass --force "
-                          "(files of the same names are replaced, other files are kept)")
+        raise ConfigError(
+            f"--out {out} is not empty; pick a new folder or pass --force "
+            "(files of the same names are replaced, other files are kept)"
+        )
 
 
 def package_name(name: str | None, config_name: str) -> str:
     """A valid Python package name: `name`, or ``cpc_tf_hear_<config name>``."""
     if name:
         if not name.isidentifier() or name.lower() != name:
-            raise ConfigError(f"--name {name!r}: a package name is lower-case letters, digits and '_', "
-                              "not starting with a digit")
+            raise ConfigError(
+                f"--name {name!r}: a package name is lower-case letters, digits and '_', "
+                "not starting with a digit"
+            )
         return name
     slug = re.sub(r"[^a-z0-9_]+", "_", config_name.lower()).strip("_") or "model"
     return f"cpc_tf_hear_{slug}"
@@ -114,7 +118,9 @@ def _merge(staging: str, out: str) -> None:
         for name in files:
             dest = os.path.join(target, name)
             if os.path.isdir(dest):
-                raise DataError(f"cannot export into {out}: {dest} is a folder where a file belongs")
+                raise DataError(
+                    f"cannot export into {out}: {dest} is a folder where a file belongs"
+                )
             os.replace(os.path.join(folder, name), dest)
 
 
@@ -128,8 +134,10 @@ def _write_savedmodel(embedder: object, staging: str) -> str:
         os.replace(os.path.join(inner, name), os.path.join(staging, name))
     os.rmdir(inner)
     shape = list(model.example_input(1).shape[1:])
-    return f"a TensorFlow SavedModel; its `serve` endpoint maps float32 [batch, {', '.join(map(str, shape))}] " \
-           "to the representation"
+    return (
+        f"a TensorFlow SavedModel; its `serve` endpoint maps float32 [batch, {', '.join(map(str, shape))}] "
+        "to the representation"
+    )
 
 
 def _write_hear(embedder: object, options: ExportOptions, staging: str) -> str:
@@ -145,23 +153,46 @@ def _write_hear(embedder: object, options: ExportOptions, staging: str) -> str:
         shutil.copyfile(source_file, model_path)
     else:  # a run with checkpoints only: save the loaded model
         embedder.model.save(model_path)  # type: ignore[attr-defined]
-    facts = {"pkg": pkg, "dist": pkg.replace("_", "-"), "name": cfg.name, "version": __version__,
-             "rate": hear.sample_rate, "hop": hear.hop_seconds, "source": os.path.abspath(options.source),
-             "scene": hear.scene_embedding_size, "stamp": hear.timestamp_embedding_size,
-             "model_rate": embedder.sample_rate}  # type: ignore[attr-defined]
-    files = {"pyproject.toml": _PYPROJECT, os.path.join(pkg, "__init__.py"): _INIT, "README.md": _README}
+    facts = {
+        "pkg": pkg,
+        "dist": pkg.replace("_", "-"),
+        "name": cfg.name,
+        "version": __version__,
+        "rate": hear.sample_rate,
+        "hop": hear.hop_seconds,
+        "source": os.path.abspath(options.source),
+        "scene": hear.scene_embedding_size,
+        "stamp": hear.timestamp_embedding_size,
+        "model_rate": embedder.sample_rate,
+    }  # type: ignore[attr-defined]
+    files = {
+        "pyproject.toml": _PYPROJECT,
+        os.path.join(pkg, "__init__.py"): _INIT,
+        "README.md": _README,
+    }
     for rel, template in files.items():
         with open(os.path.join(staging, rel), "w", encoding="utf-8") as fh:
             fh.write(template.format(**facts))
     with open(os.path.join(staging, EXPORT_MARKER), "w", encoding="utf-8") as fh:
-        json.dump({"format": "hear", "package": pkg, "model": f"{pkg}/{MODEL_FILE}",
-                   "cpc_tf_version": __version__, "source": facts["source"]}, fh, indent=2)
-    return (f"HEAR 2021 module {pkg!r} (pip install {options.out}; sample_rate {hear.sample_rate}, "
-            f"scene {hear.scene_embedding_size}, timestamp {hear.timestamp_embedding_size} "
-            f"every {1000 * hear.hop_seconds:g} ms or less)")
+        json.dump(
+            {
+                "format": "hear",
+                "package": pkg,
+                "model": f"{pkg}/{MODEL_FILE}",
+                "cpc_tf_version": __version__,
+                "source": facts["source"],
+            },
+            fh,
+            indent=2,
+        )
+    return (
+        f"HEAR 2021 module {pkg!r} (pip install {options.out}; sample_rate {hear.sample_rate}, "
+        f"scene {hear.scene_embedding_size}, timestamp {hear.timestamp_embedding_size} "
+        f"every {1000 * hear.hop_seconds:g} ms or less)"
+    )
 
 
-_PYPROJECT = '''[build-system]
+_PYPROJECT = """[build-system]
 requires = ["setuptools>=61"]
 build-backend = "setuptools.build_meta"
 
@@ -177,7 +208,7 @@ packages = ["{pkg}"]
 
 [tool.setuptools.package-data]
 {pkg} = ["model.keras"]
-'''
+"""
 
 _INIT = '''"""HEAR 2021 module for the cpc_tf model {name!r} (written by cpc_tf {version} export).
 
@@ -211,7 +242,7 @@ def get_timestamp_embeddings(audio, model):
     return _hear.get_timestamp_embeddings(audio, model)
 '''
 
-_README = '''# {pkg}
+_README = """# {pkg}
 
 HEAR 2021 module for the cpc_tf model `{name}`, exported by cpc_tf {version}.
 
@@ -223,4 +254,4 @@ model = module.load_model()
 scene = module.get_scene_embeddings(audio, model)           # audio: [n, samples] at {rate} Hz
 frames, times_ms = module.get_timestamp_embeddings(audio, model)
 ```
-'''
+"""

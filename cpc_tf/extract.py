@@ -95,8 +95,11 @@ def expected_rows(cache: AudioCache, cfg: Config) -> int:
         return len(cache.clips) * cfg.eval.crops_per_file
     length = model_input_length(cfg)
     hop = _hop_samples(cfg, length)
-    return sum(sliding_count(n, length, hop)
-               for c in cache.clips for n in _piece_lengths(c.num_samples, c.records, cache.sample_rate))
+    return sum(
+        sliding_count(n, length, hop)
+        for c in cache.clips
+        for n in _piece_lengths(c.num_samples, c.records, cache.sample_rate)
+    )
 
 
 def crop_dataset(cache: AudioCache, cfg: Config, batch_size: int) -> tuple[tf.data.Dataset, int]:
@@ -114,7 +117,9 @@ def crop_dataset(cache: AudioCache, cfg: Config, batch_size: int) -> tuple[tf.da
     policy = cfg.data.short_clip_policy
     ids = tf.constant([c.clip_id for c in cache.clips], tf.int64)
     sizes = tf.constant([max(c.num_samples, 1) for c in cache.clips], tf.int64)
-    clip_len = tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(ids, sizes), default_value=1)
+    clip_len = tf.lookup.StaticHashTable(
+        tf.lookup.KeyValueTensorInitializer(ids, sizes), default_value=1
+    )
     seed = int(cfg.eval.seed)
 
     def crops_of(record: dict[str, tf.Tensor]) -> tf.data.Dataset:
@@ -126,10 +131,15 @@ def crop_dataset(cache: AudioCache, cfg: Config, batch_size: int) -> tuple[tf.da
             # one chunk is completed by the policy, the last chunk of a longer one with zeros
             count = 1 + tf.maximum(tf.constant(0, tf.int64), (n - length + hop - 1) // hop)
             target = tf.cast((count - 1) * hop, tf.int32) + length
-            padded = tf.cond(n < length, lambda: fit_length(audio, length, policy),
-                             lambda: fit_length(audio, target, "pad"))
+            padded = tf.cond(
+                n < length,
+                lambda: fit_length(audio, length, policy),
+                lambda: fit_length(audio, target, "pad"),
+            )
             starts = tf.range(count, dtype=tf.int64) * hop
-            crops = tf.gather(padded, tf.cast(starts, tf.int32)[:, None] + tf.range(length)[None, :])
+            crops = tf.gather(
+                padded, tf.cast(starts, tf.int32)[:, None] + tf.range(length)[None, :]
+            )
         else:
             # Crops shared out between a clip's records by cumulative rounding: the
             # counts of all its records add up to exactly `per_file`.
@@ -141,8 +151,9 @@ def crop_dataset(cache: AudioCache, cfg: Config, batch_size: int) -> tuple[tf.da
             room = tf.shape(padded)[0] - length + 1
             key = tf.strings.to_hash_bucket_fast(record["path"], _HASH_BUCKETS)
             stateless_seed = tf.stack([key, seed * 1_000_003 + offset])
-            begin = tf.random.stateless_uniform([count], seed=stateless_seed, minval=0, maxval=room,
-                                                dtype=tf.int32)
+            begin = tf.random.stateless_uniform(
+                [count], seed=stateless_seed, minval=0, maxval=room, dtype=tf.int32
+            )
             crops = tf.gather(padded, begin[:, None] + tf.range(length)[None, :])
             starts = tf.cast(begin, tf.int64)
         crops = tf.ensure_shape(crops, [None, length])
@@ -150,7 +161,9 @@ def crop_dataset(cache: AudioCache, cfg: Config, batch_size: int) -> tuple[tf.da
         return tf.data.Dataset.from_tensor_slices((crops, clip, starts + offset))
 
     ds = tf.data.Dataset.from_tensor_slices(cache.shard_paths)
-    ds = ds.interleave(tf.data.TFRecordDataset, cycle_length=1, num_parallel_calls=AUTOTUNE, deterministic=True)
+    ds = ds.interleave(
+        tf.data.TFRecordDataset, cycle_length=1, num_parallel_calls=AUTOTUNE, deterministic=True
+    )
     ds = ds.map(parse_record, num_parallel_calls=AUTOTUNE).flat_map(crops_of)
     ds = ds.batch(batch_size).prefetch(AUTOTUNE)
     return ds, expected_rows(cache, cfg)
@@ -163,8 +176,9 @@ def _frame_times(cfg: Config, steps: int) -> np.ndarray:
     return (np.arange(steps) * code_hop_samples(cfg) / cfg.data.sample_rate).astype(np.float32)
 
 
-def extract_embeddings(model: Any, cfg: Config, cache: AudioCache,
-                       progress: bool = True, stage: str = "extract") -> dict[str, np.ndarray]:
+def extract_embeddings(
+    model: Any, cfg: Config, cache: AudioCache, progress: bool = True, stage: str = "extract"
+) -> dict[str, np.ndarray]:
     """Run the model over every crop of the cache.
 
     ``stage`` names the progress bar. Returns ``embeddings`` [n, d] float32, ``clip_id``
@@ -178,13 +192,20 @@ def extract_embeddings(model: Any, cfg: Config, cache: AudioCache,
 
     frame_level = bool(cfg.eval.frame_level)
     if frame_level and cfg.model.family != "cpc":
-        raise ConfigError("eval.frame_level (--frame-level) needs a CPC model: "
-                          f"{cfg.model.family} has no frame sequence")
+        raise ConfigError(
+            "eval.frame_level (--frame-level) needs a CPC model: "
+            f"{cfg.model.family} has no frame sequence"
+        )
     ds, total = crop_dataset(cache, cfg, cfg.eval.batch_size)
     runner = ModelRunner(model, cfg)  # a supervised run's model wraps its family's model
     # sequence mode: the context c_t of every frame; window mode: z of every window
     what = "extract_frames" if frame_level else "embedding"
-    chunks: dict[str, list[np.ndarray]] = {"embeddings": [], "clip_id": [], "start": [], "frames": []}
+    chunks: dict[str, list[np.ndarray]] = {
+        "embeddings": [],
+        "clip_id": [],
+        "start": [],
+        "frames": [],
+    }
     with progress_bar(total, stage, progress, unit="crop") as bar:
         for crops, clip, start in ds:
             out = runner.run(crops, what)
@@ -213,23 +234,38 @@ def _prepare(cfg: Config, options: ExtractOptions, sample_rate: int) -> tuple[Au
     from cpc_tf.audio.labels import parse_label_source
 
     if os.path.isdir(options.out):
-        raise ConfigError(f"--out {options.out} is a folder; give a file name such as embeddings.npz")
+        raise ConfigError(
+            f"--out {options.out} is a folder; give a file name such as embeddings.npz"
+        )
     out_dir = os.path.dirname(os.path.abspath(options.out))
     try:
         os.makedirs(out_dir, exist_ok=True)
     except OSError as exc:
         raise DataError(f"cannot create {out_dir}: {exc.strerror or exc}") from None
     label_source = parse_label_source(options.labels or cfg.data.labels, options.audio_dir)
-    cache = open_cache_for(cfg, options.audio_dir, cache_dir=options.cache_dir, progress=options.progress,
-                           sample_rate=sample_rate)
+    cache = open_cache_for(
+        cfg,
+        options.audio_dir,
+        cache_dir=options.cache_dir,
+        progress=options.progress,
+        sample_rate=sample_rate,
+    )
     if options.progress:
         print(f"cpc_tf: {cache.summary()}", flush=True)
     return cache, label_source
 
 
-def _payload(cache: AudioCache, label_source: Any, options: ExtractOptions, embeddings: np.ndarray,
-             clip_index: np.ndarray, crop_start: np.ndarray, run: str, model: str, config: str
-             ) -> dict[str, Any]:
+def _payload(
+    cache: AudioCache,
+    label_source: Any,
+    options: ExtractOptions,
+    embeddings: np.ndarray,
+    clip_index: np.ndarray,
+    crop_start: np.ndarray,
+    run: str,
+    model: str,
+    config: str,
+) -> dict[str, Any]:
     """The arrays of an embeddings file (docs/design.md contract plus provenance)."""
     rel_paths = [c.path for c in cache.clips]
     file_labels = label_source.labels_for(rel_paths)
@@ -250,9 +286,12 @@ def _payload(cache: AudioCache, label_source: Any, options: ExtractOptions, embe
     }
 
 
-def sliding_weights(cache: AudioCache, cfg: Config, clip_index: np.ndarray, start: np.ndarray) -> np.ndarray:
+def sliding_weights(
+    cache: AudioCache, cfg: Config, clip_index: np.ndarray, start: np.ndarray
+) -> np.ndarray:
     """Real samples in each sliding chunk (rows by ``clip_index`` into ``cache.clips``, ``start``
-    in samples): the chunk length, less the zero padding at the end of a record."""
+    in samples): the chunk length, less the zero padding at the end of a record.
+    """
     length = model_input_length(cfg)
     step = max(1, int(round(audio_cache.RECORD_SECONDS * cache.sample_rate)))
     valid = np.empty(len(start), np.int64)
@@ -264,9 +303,12 @@ def sliding_weights(cache: AudioCache, cfg: Config, clip_index: np.ndarray, star
     return valid
 
 
-def pool_rows(payload: dict[str, Any], how: str, weights: np.ndarray | None = None) -> dict[str, Any]:
+def pool_rows(
+    payload: dict[str, Any], how: str, weights: np.ndarray | None = None
+) -> dict[str, Any]:
     """One row per file: the mean (or mean and std) of its rows, weighted by `weights`
-    (the real samples of sliding chunks; ``None``: all rows alike); crop_start becomes 0."""
+    (the real samples of sliding chunks; ``None``: all rows alike); crop_start becomes 0.
+    """
     index = payload["clip_index"]
     _, features, first = pool_groups(payload["embeddings"], index, weights, how)
     out = {k: v for k, v in payload.items() if k not in ("frames", "frame_times")}
@@ -297,23 +339,40 @@ def extract(cfg: Config, model: Any, options: ExtractOptions, pool: str = "none"
     if missing:  # cannot happen by construction; a guard so that no file vanishes silently
         names = ", ".join(cache.clips[i].path for i in missing[:5])
         raise DataError(f"extraction produced no crop for {len(missing)} file(s): {names}")
-    payload = _payload(cache, label_source, options, arrays["embeddings"][order], clip_index,
-                       start / cfg.data.sample_rate,
-                       os.path.abspath(options.run_dir) if options.run_dir else "random-init",
-                       f"{cfg.name} ({cfg.model.family}, {cfg.model.encoder})", dump_config(cfg))
+    payload = _payload(
+        cache,
+        label_source,
+        options,
+        arrays["embeddings"][order],
+        clip_index,
+        start / cfg.data.sample_rate,
+        os.path.abspath(options.run_dir) if options.run_dir else "random-init",
+        f"{cfg.name} ({cfg.model.family}, {cfg.model.encoder})",
+        dump_config(cfg),
+    )
     if "frames" in arrays:
         payload["frames"] = arrays["frames"][order]
         payload["frame_times"] = arrays["frame_times"]
     if pool != "none":
-        weights = sliding_weights(cache, cfg, clip_index, start) if cfg.eval.crop_mode == "sliding" else None
+        weights = (
+            sliding_weights(cache, cfg, clip_index, start)
+            if cfg.eval.crop_mode == "sliding"
+            else None
+        )
         payload = pool_rows(payload, pool, weights)
     save_embeddings(options.out, **payload)
     if options.tensorboard:
         from cpc_tf.projector import write_projector
 
         crop_seconds = None if pool != "none" else model_input_length(cfg) / cfg.data.sample_rate
-        write_projector(options.tensorboard, payload["embeddings"], payload["paths"], payload["labels"],
-                        payload["crop_start"], crop_seconds)
+        write_projector(
+            options.tensorboard,
+            payload["embeddings"],
+            payload["paths"],
+            payload["labels"],
+            payload["crop_start"],
+            crop_seconds,
+        )
     return payload
 
 
@@ -332,13 +391,32 @@ def extract_features(cfg: Config, options: ExtractOptions, kind: str = "mfcc") -
     cache, label_source = _prepare(cfg, options, spec.sample_rate)
     stats = file_statistics(cache, spec, progress=options.progress)
     clip_index = np.arange(len(cache.clips), dtype=np.int64)
-    rows = np.stack([stats[c.clip_id] for c in cache.clips]) if cache.clips else np.zeros((0, 1), np.float32)
-    payload = _payload(cache, label_source, options, rows, clip_index, np.zeros(len(clip_index)),
-                       f"features:{kind}", f"{kind} statistics: {spec.describe()}", "")
+    rows = (
+        np.stack([stats[c.clip_id] for c in cache.clips])
+        if cache.clips
+        else np.zeros((0, 1), np.float32)
+    )
+    payload = _payload(
+        cache,
+        label_source,
+        options,
+        rows,
+        clip_index,
+        np.zeros(len(clip_index)),
+        f"features:{kind}",
+        f"{kind} statistics: {spec.describe()}",
+        "",
+    )
     save_embeddings(options.out, **payload)
     if options.tensorboard:
         from cpc_tf.projector import write_projector
 
-        write_projector(options.tensorboard, payload["embeddings"], payload["paths"], payload["labels"],
-                        payload["crop_start"], None)
+        write_projector(
+            options.tensorboard,
+            payload["embeddings"],
+            payload["paths"],
+            payload["labels"],
+            payload["crop_start"],
+            None,
+        )
     return payload

@@ -39,8 +39,10 @@ class FeatureSpec:
 
     def describe(self) -> str:
         what = f"{self.n_mfcc} MFCCs" if self.kind == "mfcc" else f"{self.n_mels} log-mel bands"
-        return (f"mean and std over time of {what} (librosa defaults: {self.sample_rate} Hz, n_fft "
-                f"{self.n_fft}, hop {self.hop}, {self.n_mels} mel bands)")
+        return (
+            f"mean and std over time of {what} (librosa defaults: {self.sample_rate} Hz, n_fft "
+            f"{self.n_fft}, hop {self.hop}, {self.n_mels} mel bands)"
+        )
 
 
 def frame_features(audio: Any, spec: FeatureSpec) -> tf.Tensor:
@@ -51,8 +53,16 @@ def frame_features(audio: Any, spec: FeatureSpec) -> tf.Tensor:
     ``librosa.power_to_db(S, ref=1.0, top_db=80)``.
     """
     x = tf.reshape(tf.cast(audio, tf.float32), [1, -1])
-    db = log_mel_spectrogram(x, spec.sample_rate, spec.n_fft, spec.hop, spec.n_mels, center=True,
-                             pad_mode="constant", top_db=spec.top_db)[0]      # [frames, n_mels]
+    db = log_mel_spectrogram(
+        x,
+        spec.sample_rate,
+        spec.n_fft,
+        spec.hop,
+        spec.n_mels,
+        center=True,
+        pad_mode="constant",
+        top_db=spec.top_db,
+    )[0]  # [frames, n_mels]
     if spec.kind == "logmel":
         return db
     return tf.signal.dct(db, type=2, norm="ortho")[:, : spec.n_mfcc]
@@ -71,14 +81,17 @@ def file_statistics(cache: Any, spec: FeatureSpec, progress: bool = True) -> dic
     The cache must be at ``spec.sample_rate``. A file stored as several records (longer
     than 10 minutes) is accumulated over its records, each with its own 80 dB floor.
     """
+    from cpc_tf.audio.cache import parse_record
     from cpc_tf.audio.report import progress_bar
 
-    from cpc_tf.audio.cache import parse_record
-
     if cache.sample_rate != spec.sample_rate:
-        raise ValueError(f"the cache is at {cache.sample_rate} Hz, the features need {spec.sample_rate} Hz")
+        raise ValueError(
+            f"the cache is at {cache.sample_rate} Hz, the features need {spec.sample_rate} Hz"
+        )
     sums: dict[int, list[Any]] = {}
-    ds = tf.data.TFRecordDataset(cache.shard_paths).map(parse_record, num_parallel_calls=tf.data.AUTOTUNE)
+    ds = tf.data.TFRecordDataset(cache.shard_paths).map(
+        parse_record, num_parallel_calls=tf.data.AUTOTUNE
+    )
     records = sum(c.records for c in cache.clips)
     with progress_bar(records, f"extract: {spec.kind} features", progress, unit="record") as bar:
         for record in ds:
@@ -94,6 +107,6 @@ def file_statistics(cache: Any, spec: FeatureSpec, progress: bool = True) -> dic
     out = {}
     for clip_id, (n, s1, s2) in sums.items():
         mean = s1 / n
-        std = np.sqrt(np.maximum(s2 / n - mean ** 2, 0.0))
+        std = np.sqrt(np.maximum(s2 / n - mean**2, 0.0))
         out[clip_id] = np.concatenate([mean, std]).astype(np.float32)
     return out

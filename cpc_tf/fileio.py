@@ -42,7 +42,9 @@ def atomic_write(save: Callable[[str], object], path: str) -> None:
     folder, name = os.path.split(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     suffix = ".weights.h5" if name.endswith(".weights.h5") else os.path.splitext(name)[1]
-    tmp = os.path.join(folder, f"{TEMP_PREFIX}{os.getpid()}-{name[: len(name) - len(suffix)]}{suffix}")
+    tmp = os.path.join(
+        folder, f"{TEMP_PREFIX}{os.getpid()}-{name[: len(name) - len(suffix)]}{suffix}"
+    )
     old = os.path.join(folder, f"{TEMP_PREFIX}{os.getpid()}-old-{name}")
     try:
         save(tmp)
@@ -101,9 +103,14 @@ def remove_stale_temps_of(path: str) -> int:
     for entry in names:
         if not entry.startswith(TEMP_PREFIX):
             continue
-        pid_text, _, rest = entry[len(TEMP_PREFIX):].partition("-")
+        pid_text, _, rest = entry[len(TEMP_PREFIX) :].partition("-")
         ours = rest in (f"{stem}{suffix}", f"old-{name}")
-        if pid_text.isdigit() and ours and int(pid_text) != os.getpid() and not _pid_alive(int(pid_text)):
+        if (
+            pid_text.isdigit()
+            and ours
+            and int(pid_text) != os.getpid()
+            and not _pid_alive(int(pid_text))
+        ):
             with contextlib.suppress(OSError):
                 _remove(os.path.join(folder, entry))
                 removed += 1

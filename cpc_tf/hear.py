@@ -50,14 +50,19 @@ class HearModel(tf.Module):
         hop_seconds: Largest spacing of timestamp embeddings (at most 0.05).
     """
 
-    def __init__(self, embedder: Any, sample_rate: int | None = None, hop_seconds: float = MAX_HOP_SECONDS
-                 ) -> None:
+    def __init__(
+        self, embedder: Any, sample_rate: int | None = None, hop_seconds: float = MAX_HOP_SECONDS
+    ) -> None:
         super().__init__(name="cpc_tf_hear")
         rate = int(sample_rate or hear_sample_rate(embedder.sample_rate))
         if rate not in HEAR_RATES:
-            raise InputError(f"HEAR sample_rate must be one of {', '.join(map(str, HEAR_RATES))}, got {rate}")
+            raise InputError(
+                f"HEAR sample_rate must be one of {', '.join(map(str, HEAR_RATES))}, got {rate}"
+            )
         if not 0 < hop_seconds <= MAX_HOP_SECONDS:
-            raise InputError(f"HEAR timestamp hop must be in (0, {MAX_HOP_SECONDS}] s, got {hop_seconds}")
+            raise InputError(
+                f"HEAR timestamp hop must be in (0, {MAX_HOP_SECONDS}] s, got {hop_seconds}"
+            )
         self._embedder = embedder
         self.sample_rate = rate
         self.hop_seconds = float(hop_seconds)
@@ -70,8 +75,9 @@ class HearModel(tf.Module):
         return self._embedder
 
 
-def load_model(model_file_path: str = "", sample_rate: int | None = None,
-               hop_seconds: float = MAX_HOP_SECONDS) -> HearModel:
+def load_model(
+    model_file_path: str = "", sample_rate: int | None = None, hop_seconds: float = MAX_HOP_SECONDS
+) -> HearModel:
     """A :class:`HearModel` from a cpc_tf model file, run folder or exported folder.
 
     Raises:
@@ -100,7 +106,10 @@ def get_scene_embeddings(audio: Any, model: HearModel) -> tf.Tensor:
 
 def get_timestamp_embeddings(audio: Any, model: HearModel) -> tuple[tf.Tensor, tf.Tensor]:
     """``(float32 [n_sounds, frames, dim], float32 [n_sounds, frames] milliseconds)``."""
-    frames, seconds = model.embedder.embed_frames(_sounds(audio), model.sample_rate,
-                                                  hop_seconds=model.hop_seconds)
-    return (tf.convert_to_tensor(frames, tf.float32),
-            tf.convert_to_tensor(np.asarray(seconds, np.float64) * 1000.0, tf.float32))
+    frames, seconds = model.embedder.embed_frames(
+        _sounds(audio), model.sample_rate, hop_seconds=model.hop_seconds
+    )
+    return (
+        tf.convert_to_tensor(frames, tf.float32),
+        tf.convert_to_tensor(np.asarray(seconds, np.float64) * 1000.0, tf.float32),
+    )

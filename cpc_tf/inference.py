@@ -39,8 +39,9 @@ def sliding_count(num_samples: int, length: int, hop: int) -> int:
     return 1 + max(0, math.ceil((int(num_samples) - length) / hop))
 
 
-def chunk_plan(num_samples: int, length: int, hop: int | None = None, offset: int = 0
-               ) -> tuple[np.ndarray, np.ndarray]:
+def chunk_plan(
+    num_samples: int, length: int, hop: int | None = None, offset: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """Starts and real lengths of the sliding chunks that cover samples ``[offset, num_samples)``.
 
     Args:
@@ -65,7 +66,8 @@ def chunk_plan(num_samples: int, length: int, hop: int | None = None, offset: in
 def fill_short(audio: np.ndarray, length: int, policy: str) -> np.ndarray:
     """Rows of `audio` ``[n, s]`` shorter than `length`, looped to `length` (``policy`` loop),
     as ``cpc_tf.audio.datasets.fit_length`` does; longer audio and ``pad`` return it as is
-    (:func:`cut_chunks` zero-pads)."""
+    (:func:`cut_chunks` zero-pads).
+    """
     samples = audio.shape[1]
     if policy != "loop" or samples >= length or samples == 0:
         return audio
@@ -76,14 +78,15 @@ def cut_chunks(audio: np.ndarray, rows: np.ndarray, starts: np.ndarray, length: 
     """Chunks ``audio[rows[i], starts[i]: starts[i] + length]`` as float32 ``[b, length]``, zero-padded."""
     out = np.zeros((len(rows), length), np.float32)
     for k, (row, start) in enumerate(zip(rows.tolist(), starts.tolist())):
-        piece = audio[row, start: start + length]
+        piece = audio[row, start : start + length]
         out[k, : len(piece)] = piece
     return out
 
 
 # ------------------------------------------------------------------- pooling
-def pool_groups(values: np.ndarray, groups: np.ndarray, weights: np.ndarray | None = None,
-                how: str = "mean") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def pool_groups(
+    values: np.ndarray, groups: np.ndarray, weights: np.ndarray | None = None, how: str = "mean"
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Pool rows that share a group: weighted ``mean`` or ``mean_std`` (the mean, then the std).
 
     Args:
@@ -149,7 +152,8 @@ class ModelRunner:
     @property
     def frame_kinds(self) -> tuple[str, ...]:
         """The frame kinds this model gives: ``c`` and ``z`` (CPC; ``c`` needs a context per
-        position) or ``map`` (an encoder with a feature map)."""
+        position) or ``map`` (an encoder with a feature map).
+        """
         if self.is_cpc:
             return ("c", "z") if self.has_context_sequence else ("z",)
         return ("map",) if hasattr(encoder_layer(self.base), "feature_map") else ()
@@ -166,8 +170,10 @@ class ModelRunner:
     def frames(self, crops: Any, kind: str) -> np.ndarray:
         """Frames of every chunk, float32 ``[b, S, d]`` (`kind` one of :attr:`frame_kinds`)."""
         if kind not in self.frame_kinds:
-            raise ValueError(f"frame kind {kind!r} is not available for this model; "
-                             f"available: {', '.join(self.frame_kinds) or 'none'}")
+            raise ValueError(
+                f"frame kind {kind!r} is not available for this model; "
+                f"available: {', '.join(self.frame_kinds) or 'none'}"
+            )
         return self.run(crops, kind)["frames"]
 
     def run(self, crops: Any, what: str) -> dict[str, np.ndarray]:
@@ -199,8 +205,11 @@ class ModelRunner:
     def _outputs(self, x: Any, what: str) -> dict[str, Any]:
         base = self.base
         if what in ("embedding", "extract_frames"):
-            rep = (base.representation(x, kind=self.representation) if self.is_cpc
-                   else self.model(x, training=False))
+            rep = (
+                base.representation(x, kind=self.representation)
+                if self.is_cpc
+                else self.model(x, training=False)
+            )
             out = {"embedding": rep}
             if what == "extract_frames":
                 z, c = base.codes_and_contexts(x, training=False)

@@ -33,8 +33,9 @@ def _cell(value: object) -> str:
     return " ".join(str(value).replace("\t", " ").splitlines())
 
 
-def metadata_text(paths: Sequence[str], labels: Sequence[str], crop_start: np.ndarray,
-                  crop_seconds: float | None) -> str:
+def metadata_text(
+    paths: Sequence[str], labels: Sequence[str], crop_start: np.ndarray, crop_seconds: float | None
+) -> str:
     """The metadata.tsv text: a header and one row per embedding.
 
     ``crop_seconds`` None marks pooled rows (one per file): their crop times are 0.
@@ -46,8 +47,14 @@ def metadata_text(paths: Sequence[str], labels: Sequence[str], crop_start: np.nd
     return "\n".join(lines) + "\n"
 
 
-def write_projector(log_dir: str, embeddings: np.ndarray, paths: Sequence[str], labels: Sequence[str],
-                    crop_start: np.ndarray, crop_seconds: float | None) -> str:
+def write_projector(
+    log_dir: str,
+    embeddings: np.ndarray,
+    paths: Sequence[str],
+    labels: Sequence[str],
+    crop_start: np.ndarray,
+    crop_seconds: float | None,
+) -> str:
     """Write the checkpoint, metadata.tsv and projector_config.pbtxt into `log_dir`.
 
     Args:
@@ -69,11 +76,16 @@ def write_projector(log_dir: str, embeddings: np.ndarray, paths: Sequence[str], 
     import tensorflow as tf
     from tensorboard.plugins import projector
 
-    atomic_write_text(os.path.join(log_dir, METADATA_FILE),
-                      metadata_text([str(p) for p in paths], [str(lab) for lab in labels], crop_start,
-                                    crop_seconds))
+    atomic_write_text(
+        os.path.join(log_dir, METADATA_FILE),
+        metadata_text(
+            [str(p) for p in paths], [str(lab) for lab in labels], crop_start, crop_seconds
+        ),
+    )
     checkpoint = tf.train.Checkpoint(embedding=tf.Variable(emb, trainable=False))
-    tf.train.CheckpointManager(checkpoint, log_dir, max_to_keep=1, checkpoint_name=CHECKPOINT_NAME).save()
+    tf.train.CheckpointManager(
+        checkpoint, log_dir, max_to_keep=1, checkpoint_name=CHECKPOINT_NAME
+    ).save()
     config = projector.ProjectorConfig()
     item = config.embeddings.add()
     item.tensor_name = TENSOR_NAME

@@ -33,8 +33,10 @@ def _meta(path: str) -> dict[str, str]:
     """The provenance arrays of an embeddings file ('' when absent)."""
     try:
         with np.load(path, allow_pickle=False) as npz:
-            return {k: str(npz[k][()]) if k in npz.files else "" for k in
-                    ("run", "config", "audio_dir", "label_source")}
+            return {
+                k: str(npz[k][()]) if k in npz.files else ""
+                for k in ("run", "config", "audio_dir", "label_source")
+            }
     except (OSError, ValueError) as exc:
         raise DataError(f"cannot read {path}: {exc}") from None
 
@@ -55,8 +57,14 @@ def _up_to_date(path: str, audio_dir: str, config: str) -> bool:
     return meta["audio_dir"] == audio_dir and meta["config"] == config
 
 
-def auto_references(emb_path: str, test_path: str | None, out_dir: str, have: set[str],
-                    log: Callable[[str], None], progress: bool = True) -> tuple[list[Reference], list[str]]:
+def auto_references(
+    emb_path: str,
+    test_path: str | None,
+    out_dir: str,
+    have: set[str],
+    log: Callable[[str], None],
+    progress: bool = True,
+) -> tuple[list[Reference], list[str]]:
     """Extract the missing references for an evaluation; returns them and notes on what was skipped.
 
     ``have`` holds the names of the baselines already given (``random-init``, ``mfcc``).
@@ -67,11 +75,15 @@ def auto_references(emb_path: str, test_path: str | None, out_dir: str, have: se
     sides = [main] + ([_meta(test_path)] if test_path else [])
     notes: list[str] = []
     if any(not m["audio_dir"] for m in sides):
-        return [], ["no reference rows: the embeddings file does not record its audio folder "
-                    "(extracted by an older cpc_tf); give --baseline files instead"]
+        return [], [
+            "no reference rows: the embeddings file does not record its audio folder "
+            "(extracted by an older cpc_tf); give --baseline files instead"
+        ]
     if any(not os.path.isdir(m["audio_dir"]) for m in sides):
         missing = next(m["audio_dir"] for m in sides if not os.path.isdir(m["audio_dir"]))
-        return [], [f"no reference rows: the audio folder {missing} recorded in the embeddings is gone"]
+        return [], [
+            f"no reference rows: the audio folder {missing} recorded in the embeddings is gone"
+        ]
     cfg = _config_of(main)
     folder = os.path.join(out_dir, "references")
     os.makedirs(folder, exist_ok=True)
@@ -95,8 +107,12 @@ def auto_references(emb_path: str, test_path: str | None, out_dir: str, have: se
                 log(f"reference {name}{side}: reusing {out}")
             else:
                 log(f"reference {name}{side}: extracting from {meta['audio_dir']}")
-                options = ExtractOptions(audio_dir=meta["audio_dir"], out=out, labels=meta["label_source"] or None,
-                                         progress=progress)
+                options = ExtractOptions(
+                    audio_dir=meta["audio_dir"],
+                    out=out,
+                    labels=meta["label_source"] or None,
+                    progress=progress,
+                )
                 if name == "mfcc":
                     extract_features(base_cfg, options, "mfcc")
                 else:

@@ -43,25 +43,37 @@ def _envelope(n: int, attack: int, release: int) -> np.ndarray:
     a, r = min(attack, n), min(release, n)
     env[:a] = np.linspace(0.0, 1.0, a, endpoint=False)
     if r:
-        env[n - r:] *= np.linspace(1.0, 0.0, r)
+        env[n - r :] *= np.linspace(1.0, 0.0, r)
     return env
 
 
-def _notes(rng: np.random.Generator, n: int, sr: int, note_s: tuple[float, float],
-           midi: tuple[int, int], render) -> np.ndarray:
+def _notes(
+    rng: np.random.Generator,
+    n: int,
+    sr: int,
+    note_s: tuple[float, float],
+    midi: tuple[int, int],
+    render,
+) -> np.ndarray:
     out = np.zeros(n)
     pos = 0
     while pos < n:
         length = int(rng.uniform(*note_s) * sr)
         f0 = 440.0 * 2 ** ((rng.integers(midi[0], midi[1] + 1) - 69) / 12)
         seg = render(f0, min(length, n - pos), rng)
-        out[pos: pos + len(seg)] += seg
+        out[pos : pos + len(seg)] += seg
         pos += length
     return out
 
 
-def _harmonic(f0: float, n: int, sr: int, partials: list[tuple[float, float]], vibrato: float = 0.0,
-              rng: np.random.Generator | None = None) -> np.ndarray:
+def _harmonic(
+    f0: float,
+    n: int,
+    sr: int,
+    partials: list[tuple[float, float]],
+    vibrato: float = 0.0,
+    rng: np.random.Generator | None = None,
+) -> np.ndarray:
     t = np.arange(n) / sr
     phase_mod = vibrato * np.sin(2 * np.pi * 5.5 * t) if vibrato else 0.0
     sig = np.zeros(n)
@@ -70,21 +82,31 @@ def _harmonic(f0: float, n: int, sr: int, partials: list[tuple[float, float]], v
         f = f0 * ratio
         if f >= nyquist:
             continue
-        sig += amp * np.sin(2 * np.pi * f * t + ratio * phase_mod + (rng.uniform(0, 2 * np.pi) if rng is not None else 0))
+        sig += amp * np.sin(
+            2 * np.pi * f * t
+            + ratio * phase_mod
+            + (rng.uniform(0, 2 * np.pi) if rng is not None else 0)
+        )
     return sig
 
 
 def _strings(rng: np.random.Generator, n: int, sr: int) -> np.ndarray:
     def render(f0, m, r):
         partials = [(k, 1.0 / k) for k in range(1, 16)]
-        return _harmonic(f0, m, sr, partials, vibrato=0.002, rng=r) * _envelope(m, int(0.15 * sr), int(0.2 * sr))
+        return _harmonic(f0, m, sr, partials, vibrato=0.002, rng=r) * _envelope(
+            m, int(0.15 * sr), int(0.2 * sr)
+        )
+
     return _notes(rng, n, sr, (0.8, 1.6), (43, 60), render)
 
 
 def _winds(rng: np.random.Generator, n: int, sr: int) -> np.ndarray:
     def render(f0, m, r):
         partials = [(k, 1.0 / k) for k in range(1, 16, 2)]
-        return _harmonic(f0, m, sr, partials, vibrato=0.01, rng=r) * _envelope(m, int(0.05 * sr), int(0.08 * sr))
+        return _harmonic(f0, m, sr, partials, vibrato=0.01, rng=r) * _envelope(
+            m, int(0.05 * sr), int(0.08 * sr)
+        )
+
     return _notes(rng, n, sr, (0.3, 0.6), (58, 74), render)
 
 
@@ -92,7 +114,12 @@ def _bells(rng: np.random.Generator, n: int, sr: int) -> np.ndarray:
     def render(f0, m, r):
         partials = [(1.0, 1.0), (2.76, 0.6), (5.40, 0.4), (8.93, 0.25), (13.34, 0.15)]
         t = np.arange(m) / sr
-        return _harmonic(f0, m, sr, partials, rng=r) * np.exp(-t / 0.35) * _envelope(m, int(0.002 * sr), 64)
+        return (
+            _harmonic(f0, m, sr, partials, rng=r)
+            * np.exp(-t / 0.35)
+            * _envelope(m, int(0.002 * sr), 64)
+        )
+
     return _notes(rng, n, sr, (0.25, 0.5), (76, 90), render)
 
 
@@ -112,7 +139,7 @@ def _drums(rng: np.random.Generator, n: int, sr: int) -> np.ndarray:
         else:  # hat: bright noise
             noise = rng.normal(size=m)
             hit = np.diff(noise, prepend=0.0) * np.exp(-t / 0.02) * 0.5
-        out[pos: pos + m] += hit
+        out[pos : pos + m] += hit
     return out
 
 
@@ -130,7 +157,7 @@ def _harmonic_tone(freq: np.ndarray, sr: int) -> np.ndarray:
     """Five harmonics (amplitudes 0.6**k) following the instantaneous frequency `freq`."""
     phase = 2 * np.pi * np.cumsum(freq) / sr
     top = float(np.max(freq))
-    return sum((0.6 ** k) * np.sin(k * phase) for k in range(1, 6) if top * k < sr / 2)
+    return sum((0.6**k) * np.sin(k * phase) for k in range(1, 6) if top * k < sr / 2)
 
 
 def _glides(rng: np.random.Generator, n: int, sr: int) -> np.ndarray:
@@ -149,14 +176,15 @@ def _glides(rng: np.random.Generator, n: int, sr: int) -> np.ndarray:
         octaves = rng.uniform(0.5, 1.0)
         t = np.arange(m) / sr
         freq = f_start * 2 ** (octaves * t / max(t[-1], 1e-9))
-        out[pos: pos + m] += _harmonic_tone(freq, sr) * np.hanning(m)
+        out[pos : pos + m] += _harmonic_tone(freq, sr) * np.hanning(m)
         pos += m + int(rng.uniform(0.0, 0.05) * sr)
     return out
 
 
 def _scales(rng: np.random.Generator, n: int, sr: int) -> np.ndarray:
     """Runs of 6-10 notes climbing a major scale from a random tonic, each note under the
-    same envelope; ``descending`` is its time reverse (the same notes, in the opposite order)."""
+    same envelope; ``descending`` is its time reverse (the same notes, in the opposite order).
+    """
     steps = np.array([0, 2, 4, 5, 7, 9, 11, 12, 14, 16])
     out = np.zeros(n)
     pos = 0
@@ -168,7 +196,7 @@ def _scales(rng: np.random.Generator, n: int, sr: int) -> np.ndarray:
             if m <= 0:
                 break
             freq = np.full(m, 440.0 * 2 ** ((tonic + step - 69) / 12))
-            out[pos: pos + m] += _harmonic_tone(freq, sr) * np.hanning(m)
+            out[pos : pos + m] += _harmonic_tone(freq, sr) * np.hanning(m)
             pos += m
         pos += int(rng.uniform(0.05, 0.2) * sr)
     return out
@@ -190,8 +218,17 @@ def _descending(rng: np.random.Generator, n: int, sr: int) -> np.ndarray:
     return _scales(rng, n, sr)[::-1].copy()
 
 
-_RENDERERS = {"strings": _strings, "winds": _winds, "bells": _bells, "drums": _drums, "texture": _texture,
-              "rising": _rising, "falling": _falling, "ascending": _ascending, "descending": _descending}
+_RENDERERS = {
+    "strings": _strings,
+    "winds": _winds,
+    "bells": _bells,
+    "drums": _drums,
+    "texture": _texture,
+    "rising": _rising,
+    "falling": _falling,
+    "ascending": _ascending,
+    "descending": _descending,
+}
 #: Classes that differ only in the order of their frames (time-reversed twins).
 TEMPORAL_CLASSES = ("rising", "falling", "ascending", "descending")
 
@@ -202,11 +239,16 @@ def pink_noise(rng: np.random.Generator, n: int) -> np.ndarray:
     f = np.arange(spec.size, dtype=float)
     f[0] = 1.0
     x = np.fft.irfft(spec / np.sqrt(f), n)
-    return x / (np.sqrt(np.mean(x ** 2)) or 1.0)
+    return x / (np.sqrt(np.mean(x**2)) or 1.0)
 
 
-def synth_clip(kind: str, seconds: float, sample_rate: int, seed: int,
-               snr_db: tuple[float, float] | None = None) -> np.ndarray:
+def synth_clip(
+    kind: str,
+    seconds: float,
+    sample_rate: int,
+    seed: int,
+    snr_db: tuple[float, float] | None = None,
+) -> np.ndarray:
     """One clip of class `kind`, peak-normalised to 0.8, float32.
 
     With `snr_db`, pink noise is added at a signal-to-noise ratio drawn from that range.
@@ -217,7 +259,7 @@ def synth_clip(kind: str, seconds: float, sample_rate: int, seed: int,
     n = int(round(seconds * sample_rate))
     sig = _RENDERERS[kind](rng, n, sample_rate)
     if snr_db is not None:
-        rms = float(np.sqrt(np.mean(sig ** 2))) or 1.0
+        rms = float(np.sqrt(np.mean(sig**2))) or 1.0
         sig = sig + pink_noise(rng, n) * rms * 10 ** (-rng.uniform(*snr_db) / 20)
     sig = sig + 1e-4 * rng.normal(size=n)  # a faint noise floor, as in real recordings
     peak = float(np.max(np.abs(sig))) or 1.0
@@ -237,8 +279,15 @@ def write_dataset(out_dir: str, spec: SynthSpec = SynthSpec()) -> list[str]:
         for i in range(spec.files_per_class):
             path = os.path.join(folder, f"{kind}_{i:03d}.wav")
             if not os.path.exists(path):
-                audio = synth_clip(kind, spec.seconds, spec.sample_rate, seed=spec.seed * 100_003 + c_idx * 1009 + i,
-                                   snr_db=spec.snr_db)
-                atomic_write(lambda tmp: sf.write(tmp, audio, spec.sample_rate, subtype="PCM_16"), path)
+                audio = synth_clip(
+                    kind,
+                    spec.seconds,
+                    spec.sample_rate,
+                    seed=spec.seed * 100_003 + c_idx * 1009 + i,
+                    snr_db=spec.snr_db,
+                )
+                atomic_write(
+                    lambda tmp: sf.write(tmp, audio, spec.sample_rate, subtype="PCM_16"), path
+                )
             paths.append(path)
     return paths

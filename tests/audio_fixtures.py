@@ -20,7 +20,9 @@ def _in_folder(path: Path) -> Path:
     return path
 
 
-def sine(seconds: float, sr: int, freq: float = 440.0, channels: int = 1, amp: float = 0.5) -> np.ndarray:
+def sine(
+    seconds: float, sr: int, freq: float = 440.0, channels: int = 1, amp: float = 0.5
+) -> np.ndarray:
     """A sine of ``seconds`` at ``sr``; several channels get slightly different phases."""
     t = np.arange(int(round(seconds * sr))) / sr
     cols = [amp * np.sin(2 * np.pi * freq * t + 0.1 * c) for c in range(channels)]
@@ -28,8 +30,16 @@ def sine(seconds: float, sr: int, freq: float = 440.0, channels: int = 1, amp: f
     return x.astype(np.float32)
 
 
-def write_sine(path: Path, seconds: float = 0.5, sr: int = 16000, freq: float = 440.0, channels: int = 1,
-               subtype: str | None = None, fmt: str | None = None, amp: float = 0.5) -> Path:
+def write_sine(
+    path: Path,
+    seconds: float = 0.5,
+    sr: int = 16000,
+    freq: float = 440.0,
+    channels: int = 1,
+    subtype: str | None = None,
+    fmt: str | None = None,
+    amp: float = 0.5,
+) -> Path:
     """Write a sine file (format from the suffix unless ``fmt`` is given)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     sf.write(str(path), sine(seconds, sr, freq, channels, amp), sr, subtype=subtype, format=fmt)
@@ -58,7 +68,7 @@ def write_corrupt_flac(path: Path) -> Path:
     data = bytearray(path.with_suffix(".tmp.flac").read_bytes())
     path.with_suffix(".tmp.flac").unlink()
     mid = len(data) // 2
-    data[mid:mid + 600] = np.random.default_rng(1).bytes(600)
+    data[mid : mid + 600] = np.random.default_rng(1).bytes(600)
     path.write_bytes(bytes(data))
     return path
 
@@ -131,8 +141,13 @@ def write_wav_claiming_rate(path: Path, rate: int, frames: int = 100) -> Path:
     """A 16-bit mono WAV of ``frames`` samples whose header claims ``rate`` Hz (any uint32)."""
     _in_folder(path)
     data = (np.arange(frames, dtype="<i2") * 100).tobytes()
-    header = (b"RIFF" + struct.pack("<I", 36 + len(data)) + b"WAVEfmt "
-              + struct.pack("<IHHIIHH", 16, 1, 1, rate, (rate * 2) & 0xFFFFFFFF, 2, 16)
-              + b"data" + struct.pack("<I", len(data)))
+    header = (
+        b"RIFF"
+        + struct.pack("<I", 36 + len(data))
+        + b"WAVEfmt "
+        + struct.pack("<IHHIIHH", 16, 1, 1, rate, (rate * 2) & 0xFFFFFFFF, 2, 16)
+        + b"data"
+        + struct.pack("<I", len(data))
+    )
     path.write_bytes(header + data)
     return path

@@ -24,7 +24,9 @@ def _split_cpu() -> None:
     cpus = tf.config.list_physical_devices("CPU")
     try:
         tf.config.set_logical_device_configuration(
-            cpus[0], [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()])
+            cpus[0],
+            [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()],
+        )
     except RuntimeError:  # TensorFlow was already initialised by an earlier import
         pass
 

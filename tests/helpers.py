@@ -16,9 +16,15 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 TINY_CPC = {
     "name": "tiny_cpc",
     "data": {"sample_rate": 4000, "clip_seconds": 1.2, "shuffle_buffer": 16},
-    "model": {"encoder": "conv1d", "autoregressor": "gru", "z_dim": 16, "c_dim": 16,
-              "context_steps": 4, "predict_steps": 2,
-              "conv1d": {"filters": 16, "hidden_units": 32, "dropout": 0.0}},
+    "model": {
+        "encoder": "conv1d",
+        "autoregressor": "gru",
+        "z_dim": 16,
+        "c_dim": 16,
+        "context_steps": 4,
+        "predict_steps": 2,
+        "conv1d": {"filters": 16, "hidden_units": 32, "dropout": 0.0},
+    },
     "train": {"batch_size": 4, "epochs": 2, "steps_per_epoch": 3, "learning_rate": 1e-3},
     "eval": {"crops_per_file": 2, "batch_size": 8},
 }
@@ -26,9 +32,18 @@ TINY_CPC = {
 TINY_SIMCLR = {
     "name": "tiny_simclr",
     "data": {"sample_rate": 8000, "crop_samples": 2187, "shuffle_buffer": 16},
-    "model": {"family": "simclr", "encoder": "samplecnn", "projection_dims": [16, 8],
-              "samplecnn": {"channels": [8, 8, 16, 16, 16, 16], "stem_filters": 8, "out_filters": 16}},
-    "augment": {"lowpass_min_hz": 1000, "lowpass_max_hz": 2000, "highpass_min_hz": 100, "highpass_max_hz": 500},
+    "model": {
+        "family": "simclr",
+        "encoder": "samplecnn",
+        "projection_dims": [16, 8],
+        "samplecnn": {"channels": [8, 8, 16, 16, 16, 16], "stem_filters": 8, "out_filters": 16},
+    },
+    "augment": {
+        "lowpass_min_hz": 1000,
+        "lowpass_max_hz": 2000,
+        "highpass_min_hz": 100,
+        "highpass_max_hz": 500,
+    },
     "train": {"batch_size": 4, "epochs": 2, "steps_per_epoch": 2, "learning_rate": 1e-3},
     "eval": {"crops_per_file": 2, "batch_size": 8},
 }
@@ -54,23 +69,37 @@ def set_flags(cfg_dict: dict, prefix: str = "") -> list[str]:
     return flags
 
 
-def synth_folder(root: Path, classes=("strings", "drums"), files: int = 4, seconds: float = 2.0,
-                 rate: int = 8000) -> Path:
+def synth_folder(
+    root: Path, classes=("strings", "drums"), files: int = 4, seconds: float = 2.0, rate: int = 8000
+) -> Path:
     """A small labelled folder of synthetic music (class sub-folders)."""
-    write_dataset(str(root), SynthSpec(classes=tuple(classes), files_per_class=files, seconds=seconds,
-                                       sample_rate=rate))
+    write_dataset(
+        str(root),
+        SynthSpec(classes=tuple(classes), files_per_class=files, seconds=seconds, sample_rate=rate),
+    )
     return root
 
 
 def run_cli(*args: str, env: dict | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
     """`python -m cpc_tf ARGS` in a subprocess, capturing its output."""
     e = dict(os.environ, **(env or {}))
-    return subprocess.run([sys.executable, "-m", "cpc_tf", *args], capture_output=True, text=True,
-                          env=e, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "cpc_tf", *args],
+        capture_output=True,
+        text=True,
+        env=e,
+        timeout=timeout,
+    )
 
 
-def synth_labelled_folder(root: Path, classes=("strings", "bells"), speakers=("ann", "bob", "cid"),
-                          takes: int = 2, seconds: float = 1.5, rate: int = 8000) -> Path:
+def synth_labelled_folder(
+    root: Path,
+    classes=("strings", "bells"),
+    speakers=("ann", "bob", "cid"),
+    takes: int = 2,
+    seconds: float = 1.5,
+    rate: int = 8000,
+) -> Path:
     """Files named like the spoken-digit set, ``{label}_{speaker}_{take}.wav``, flat in `root`.
 
     The "digit" is the class index, and each class is a synthetic instrument, so

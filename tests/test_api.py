@@ -55,10 +55,14 @@ def embedder(run: Path) -> Any:
 
 # ------------------------------------------------------------------ loading
 def test_import_is_lazy():
-    code = ("import sys, cpc_tf; assert 'tensorflow' not in sys.modules; "
-            "assert callable(cpc_tf.load) and cpc_tf.Embedder.__name__ == 'Embedder'; "
-            "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules; print('lazy')")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
+    code = (
+        "import sys, cpc_tf; assert 'tensorflow' not in sys.modules; "
+        "assert callable(cpc_tf.load) and cpc_tf.Embedder.__name__ == 'Embedder'; "
+        "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules; print('lazy')"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
+    )
     assert out.returncode == 0 and "lazy" in out.stdout, out.stderr[-2000:]
 
 
@@ -68,7 +72,9 @@ def test_load_a_run_a_keras_file_and_the_facts(run, embedder):
     assert embedder.frame_hop_seconds == pytest.approx(0.2)  # one 800-sample window
     from_file = cpc_tf.load(run / "model.keras")
     x = _tone(2.0)
-    np.testing.assert_allclose(from_file.embed(x, RATE), embedder.embed(x, RATE), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        from_file.embed(x, RATE), embedder.embed(x, RATE), rtol=1e-5, atol=1e-6
+    )
     assert "tiny_cpc" in repr(embedder)
 
 
@@ -94,8 +100,12 @@ def test_load_refuses_what_is_not_a_model(run, tmp_path):
 
     foreign = keras.Sequential([keras.Input((4,)), Foreign()])
     foreign.save(tmp_path / "foreign.keras")
-    del keras.saving.get_custom_objects()["other_project>Foreign"]  # as in a session without that project
-    with pytest.raises(ValueError, match="not a loadable cpc_tf model: it names the class .Foreign."):
+    del keras.saving.get_custom_objects()[
+        "other_project>Foreign"
+    ]  # as in a session without that project
+    with pytest.raises(
+        ValueError, match="not a loadable cpc_tf model: it names the class .Foreign."
+    ):
         cpc_tf.load(tmp_path / "foreign.keras")
     encoder = cpc_tf.load(run).model.encoder
     encoder.save(tmp_path / "encoder.keras")
@@ -111,14 +121,14 @@ def test_embed_pools_chunks_by_their_real_length(embedder):
     assert starts.tolist() == [0, 4800, 9600] and valid.tolist() == [4800, 4800, 2000]
     chunks = np.zeros((3, 4800), np.float32)
     for i, s in enumerate(starts):
-        chunks[i, : valid[i]] = x[s: s + 4800]
+        chunks[i, : valid[i]] = x[s : s + 4800]
     rows = runner.embed(chunks)
     expected = (rows * valid[:, None]).sum(0) / valid.sum()
     got = embedder.embed(x, RATE)
     assert got.shape == (16,) and got.dtype == np.float32
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
     looped = chunks.copy()
-    looped[2, 2000:] = x[: 2800]  # what looping the last chunk would have embedded
+    looped[2, 2000:] = x[:2800]  # what looping the last chunk would have embedded
     assert not np.allclose(got, runner.embed(looped).mean(0), atol=1e-4)
 
     batch = np.stack([x, x[::-1].copy(), 0.5 * x])
@@ -127,13 +137,16 @@ def test_embed_pools_chunks_by_their_real_length(embedder):
     for i in range(3):
         np.testing.assert_allclose(out[i], embedder.embed(batch[i], RATE), rtol=1e-5, atol=1e-6)
     tiny = _tone(0.05)  # 200 samples: looped to fill its one chunk, as in training (loop policy)
-    np.testing.assert_allclose(embedder.embed(tiny, RATE), runner.embed(np.tile(tiny, 24)[None])[0],
-                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        embedder.embed(tiny, RATE), runner.embed(np.tile(tiny, 24)[None])[0], rtol=1e-5, atol=1e-6
+    )
 
 
 def test_pool_groups_weighs_rows():
     values = np.array([[1.0, 0.0], [3.0, 2.0], [5.0, 5.0]])
-    ids, pooled, first = pool_groups(values, np.array([7, 7, 2]), np.array([1.0, 3.0, 2.0]), "mean_std")
+    ids, pooled, first = pool_groups(
+        values, np.array([7, 7, 2]), np.array([1.0, 3.0, 2.0]), "mean_std"
+    )
     assert ids.tolist() == [2, 7] and first.tolist() == [2, 0]
     np.testing.assert_allclose(pooled[1], [2.5, 1.5, np.sqrt(0.75), np.sqrt(0.75)], rtol=1e-6)
     np.testing.assert_allclose(pooled[0], [5.0, 5.0, 0.0, 0.0])
@@ -145,28 +158,39 @@ def test_other_rates_and_integer_pcm(embedder):
     hi = _tone(2.0, rate=16000)
     np.testing.assert_allclose(embedder.embed(hi, 16000), ref, atol=0.05 * np.abs(ref).max())
     pcm16 = np.round(x * 32767).astype(np.int16)
-    np.testing.assert_allclose(embedder.embed(pcm16, RATE), embedder.embed(pcm16 / 32768.0, RATE), atol=1e-5)
+    np.testing.assert_allclose(
+        embedder.embed(pcm16, RATE), embedder.embed(pcm16 / 32768.0, RATE), atol=1e-5
+    )
     pcm32 = pcm16.astype(np.int32) << 16
     np.testing.assert_allclose(embedder.embed(pcm32, RATE), embedder.embed(pcm16, RATE), atol=1e-5)
     u8 = (np.round(x * 127) + 128).astype(np.uint8)
-    np.testing.assert_allclose(embedder.embed(u8, RATE), embedder.embed((u8 - 128.0) / 128.0, RATE), atol=1e-5)
+    np.testing.assert_allclose(
+        embedder.embed(u8, RATE), embedder.embed((u8 - 128.0) / 128.0, RATE), atol=1e-5
+    )
     assert embedder.embed(x.tolist(), float(RATE)).shape == (16,)  # lists and whole-number floats
 
 
-@pytest.mark.parametrize("audio, rate, message", [
-    (np.zeros(0, np.float32), RATE, "empty"),
-    (np.zeros((0, 4000), np.float32), RATE, "empty"),
-    (np.array([0.1, np.nan, 0.2, np.inf], np.float32), RATE, r"2 NaN/Inf sample\(s\), the first in sound 0 at sample 1"),
-    (np.zeros((8000, 2), np.float32), RATE, r"looks like \[samples, channels\]"),
-    (np.zeros((2, 3, 4000), np.float32), RATE, "1-D .* or 2-D"),
-    (np.zeros(4000, np.complex64), RATE, "dtype complex64"),
-    (np.array(["a", "b"]), RATE, "dtype <U1"),
-    (np.full(4000, 20000.0, np.float32), RATE, "integer PCM stored as float"),
-    (np.zeros(4000, np.float32), 0, "positive whole number"),
-    (np.zeros(4000, np.float32), 44100.5, "positive whole number"),
-    (np.zeros(4000, np.float32), "fast", "number of Hz"),
-    ([[0.1, 0.2], [0.3]], RATE, "rectangular|numeric"),
-])
+@pytest.mark.parametrize(
+    "audio, rate, message",
+    [
+        (np.zeros(0, np.float32), RATE, "empty"),
+        (np.zeros((0, 4000), np.float32), RATE, "empty"),
+        (
+            np.array([0.1, np.nan, 0.2, np.inf], np.float32),
+            RATE,
+            r"2 NaN/Inf sample\(s\), the first in sound 0 at sample 1",
+        ),
+        (np.zeros((8000, 2), np.float32), RATE, r"looks like \[samples, channels\]"),
+        (np.zeros((2, 3, 4000), np.float32), RATE, "1-D .* or 2-D"),
+        (np.zeros(4000, np.complex64), RATE, "dtype complex64"),
+        (np.array(["a", "b"]), RATE, "dtype <U1"),
+        (np.full(4000, 20000.0, np.float32), RATE, "integer PCM stored as float"),
+        (np.zeros(4000, np.float32), 0, "positive whole number"),
+        (np.zeros(4000, np.float32), 44100.5, "positive whole number"),
+        (np.zeros(4000, np.float32), "fast", "number of Hz"),
+        ([[0.1, 0.2], [0.3]], RATE, "rectangular|numeric"),
+    ],
+)
 def test_bad_audio_is_a_clear_value_error(embedder, audio, rate, message):
     from cpc_tf.errors import CpcTfError
 
@@ -195,7 +219,7 @@ def test_embed_frames_kinds_times_and_padding(embedder):
     for m in (1, 6, 23, len(fine_times) - 1):
         start = round(fine_times[m] * RATE) - 400
         chunk = np.zeros((1, 4800), np.float32)
-        window = x[start: start + 800]
+        window = x[start : start + 800]
         chunk[0, : len(window)] = window
         np.testing.assert_allclose(fine[m], runner.frames(chunk, "z")[0, 0], rtol=1e-4, atol=1e-5)
     with pytest.raises(ValueError, match="hop_seconds must be positive"):
@@ -218,7 +242,7 @@ def test_frames_of_a_transformer_cpc_and_of_simclr(tmp_path):
     simclr = cpc_tf.Embedder(random_init_model(cfg), cfg)
     assert simclr.frame_kinds == ("map",) and simclr.embedding_size == 16
     frames, times = simclr.embed_frames(_tone(1.0, rate=8000), 8000)
-    assert frames.shape == (4, 16) and simclr.frame_size() == 16   # 8000 samples, one step per 2187
+    assert frames.shape == (4, 16) and simclr.frame_size() == 16  # 8000 samples, one step per 2187
     np.testing.assert_allclose(times, (np.arange(4) * 2187 + 1093.5) / 8000)
 
 
@@ -228,8 +252,9 @@ def test_embed_file_uses_the_project_reader(embedder, tmp_path):
     sf.write(tmp_path / "a.wav", x, 8000, subtype="PCM_16")
     got = embedder.embed_file(tmp_path / "a.wav")
     assert got.shape == (16,)
-    np.testing.assert_allclose(got, embedder.embed(sf.read(tmp_path / "a.wav", dtype="float32")[0], 8000),
-                               atol=1e-3)
+    np.testing.assert_allclose(
+        got, embedder.embed(sf.read(tmp_path / "a.wav", dtype="float32")[0], 8000), atol=1e-3
+    )
     (tmp_path / "bad.wav").write_bytes(b"RIFF\x24\x00\x00\x00WAVEfmt " + bytes(40))
     with pytest.raises(ValueError, match="bad.wav: corrupt"):
         embedder.embed_file(tmp_path / "bad.wav")
@@ -244,7 +269,9 @@ def test_long_audio_goes_through_in_bounded_batches(run, monkeypatch):
         seen.append(int(np.shape(crops)[0]))
         return original(self, crops, what)
 
-    assert small.frame_size("c") == small.embedding_size == 16  # the shape probes, done before counting
+    assert (
+        small.frame_size("c") == small.embedding_size == 16
+    )  # the shape probes, done before counting
     monkeypatch.setattr(ModelRunner, "run", spy)
     small.embed(_tone(60.0), RATE)  # 50 chunks
     assert max(seen) <= 5 and sum(seen) == 50
@@ -260,11 +287,26 @@ def test_cli_extract_and_the_api_agree(run, embedder, tmp_path):
     for i, (name, seconds) in enumerate(lengths.items()):
         sf.write(audio / name, _tone(seconds, seed=i, f0=150 + 100 * i), RATE, subtype="PCM_16")
     out = tmp_path / "pooled.npz"
-    res = run_cli("extract", "--run", str(run), "--audio-dir", str(audio), "--out", str(out), "--crop-mode",
-                  "sliding", "--pool", "mean", "--cache-dir", str(tmp_path / "cache"))
+    res = run_cli(
+        "extract",
+        "--run",
+        str(run),
+        "--audio-dir",
+        str(audio),
+        "--out",
+        str(out),
+        "--crop-mode",
+        "sliding",
+        "--pool",
+        "mean",
+        "--cache-dir",
+        str(tmp_path / "cache"),
+    )
     assert res.returncode == 0, res.stderr[-2000:]
     with np.load(out) as npz:
         rows = dict(zip(npz["paths"].tolist(), npz["embeddings"]))
     assert sorted(rows) == sorted(lengths)
     for name in lengths:
-        np.testing.assert_allclose(rows[name], embedder.embed_file(audio / name), rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(
+            rows[name], embedder.embed_file(audio / name), rtol=1e-4, atol=1e-5
+        )

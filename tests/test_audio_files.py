@@ -7,11 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import audio_fixtures as fx
 import numpy as np
 import pytest
 import soundfile as sf
 
-import audio_fixtures as fx
 from cpc_tf.audio import decode as adec
 from cpc_tf.audio import files as af
 
@@ -25,29 +25,46 @@ def test_find_audio_files_extensions_links_and_names(tmp_path: Path) -> None:
     fx.write_sine(d / "sub dir" / "ünïcødé näme.au", 0.1)
     (d / "notes.txt").write_text("x")
     (d / "sub dir" / "cover.jpg").write_bytes(b"\xff\xd8\xff")
-    os.symlink("..", d / "sub dir" / "loop")            # a folder link loop
-    os.symlink(d, d / "again")                           # a second path to the same folder
-    os.symlink("missing.wav", d / "broken.wav")          # a broken file link
-    os.symlink("self.wav", d / "self.wav")               # a link to itself (ELOOP)
-    os.symlink(d / "A.WAV", d / "link.wav")              # a good file link: kept
+    os.symlink("..", d / "sub dir" / "loop")  # a folder link loop
+    os.symlink(d, d / "again")  # a second path to the same folder
+    os.symlink("missing.wav", d / "broken.wav")  # a broken file link
+    os.symlink("self.wav", d / "self.wav")  # a link to itself (ELOOP)
+    os.symlink(d / "A.WAV", d / "link.wav")  # a good file link: kept
     scan = af.find_audio_files(d)
-    assert [f.rel for f in scan.files] == ["A.WAV", "b.Flac", "link.wav", "sub dir/c.AIF",
-                                           "sub dir/ünïcødé näme.au"]
+    assert [f.rel for f in scan.files] == [
+        "A.WAV",
+        "b.Flac",
+        "link.wav",
+        "sub dir/c.AIF",
+        "sub dir/ünïcødé näme.au",
+    ]
     assert scan.other_files == 2
-    assert {(s.path, s.reason) for s in scan.skipped} == {("broken.wav", "unreadable"),
-                                                          ("self.wav", "unreadable")}
+    assert {(s.path, s.reason) for s in scan.skipped} == {
+        ("broken.wav", "unreadable"),
+        ("self.wav", "unreadable"),
+    }
     f = scan.files[0]
     assert f.size == os.path.getsize(d / "A.WAV") and f.mtime_ns == os.stat(d / "A.WAV").st_mtime_ns
 
 
 # ------------------------------------------------------------------- decoding
-@pytest.mark.parametrize(("subtype", "channels", "rate"), [
-    ("PCM_U8", 1, 8000), ("PCM_16", 2, 11025), ("PCM_24", 3, 22050), ("FLOAT", 6, 44100),
-    ("DOUBLE", 8, 48000), ("PCM_32", 2, 96000),
-])
-def test_decode_bit_depths_channels_and_rates(tmp_path: Path, subtype: str, channels: int, rate: int) -> None:
-    path = fx.write_sine(tmp_path / "x.wav", seconds=0.6, sr=rate, freq=440.0, channels=channels,
-                         subtype=subtype)
+@pytest.mark.parametrize(
+    ("subtype", "channels", "rate"),
+    [
+        ("PCM_U8", 1, 8000),
+        ("PCM_16", 2, 11025),
+        ("PCM_24", 3, 22050),
+        ("FLOAT", 6, 44100),
+        ("DOUBLE", 8, 48000),
+        ("PCM_32", 2, 96000),
+    ],
+)
+def test_decode_bit_depths_channels_and_rates(
+    tmp_path: Path, subtype: str, channels: int, rate: int
+) -> None:
+    path = fx.write_sine(
+        tmp_path / "x.wav", seconds=0.6, sr=rate, freq=440.0, channels=channels, subtype=subtype
+    )
     out = af.decode_audio(path, 16000)
     n = int(round(0.6 * rate))
     assert len(out.samples) == af.resampled_length(n, rate, 16000)
@@ -59,14 +76,22 @@ def test_decode_bit_depths_channels_and_rates(tmp_path: Path, subtype: str, chan
     assert 0.4 < np.abs(out.samples[100:-100]).max() < 0.52
 
 
-@pytest.mark.parametrize(("name", "kwargs"), [
-    ("x.flac", {}), ("x.ogg", {}), ("x.aiff", {}), ("x.au", {}),
-    ("x.mp3", {"fmt": "MP3", "subtype": "MPEG_LAYER_III"}),
-])
+@pytest.mark.parametrize(
+    ("name", "kwargs"),
+    [
+        ("x.flac", {}),
+        ("x.ogg", {}),
+        ("x.aiff", {}),
+        ("x.au", {}),
+        ("x.mp3", {"fmt": "MP3", "subtype": "MPEG_LAYER_III"}),
+    ],
+)
 def test_decode_container_formats(tmp_path: Path, name: str, kwargs: dict) -> None:
     path = fx.write_sine(tmp_path / name, seconds=1.0, sr=22050, freq=1000.0, channels=2, **kwargs)
     out = af.decode_audio(path, 8000)
-    assert abs(len(out.samples) - 8000) <= (1 if "mp3" not in name else 1200)  # MP3 adds codec padding
+    assert abs(len(out.samples) - 8000) <= (
+        1 if "mp3" not in name else 1200
+    )  # MP3 adds codec padding
     assert fx.dominant_frequency(out.samples, 8000) == pytest.approx(1000.0, abs=5.0)
 
 
@@ -143,9 +168,13 @@ def test_unreadable_file_simulated(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert info.value.reason == af.REASON_UNREADABLE
 
 
-@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0,
-                    reason="running as root: chmod 000 does not stop root from reading")
-def test_unreadable_file_real_permissions(tmp_path: Path) -> None:  # pragma: no cover - non-root only
+@pytest.mark.skipif(
+    not hasattr(os, "geteuid") or os.geteuid() == 0,
+    reason="running as root: chmod 000 does not stop root from reading",
+)
+def test_unreadable_file_real_permissions(
+    tmp_path: Path,
+) -> None:  # pragma: no cover - non-root only
     path = fx.write_sine(tmp_path / "locked.wav")
     path.chmod(0)
     try:
@@ -156,7 +185,9 @@ def test_unreadable_file_real_permissions(tmp_path: Path) -> None:  # pragma: no
         path.chmod(0o644)
 
 
-def test_audioread_fallback_when_libsndfile_fails(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_audioread_fallback_when_libsndfile_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     path = fx.write_sine(tmp_path / "x.wav", seconds=0.5, sr=16000, channels=2)
 
     def refuse(*args: object, **kwargs: object) -> None:
@@ -170,8 +201,10 @@ def test_audioread_fallback_when_libsndfile_fails(tmp_path: Path, monkeypatch: p
 
 
 def test_files_and_labels_do_not_import_tensorflow() -> None:
-    code = ("import sys, cpc_tf.audio.files, cpc_tf.audio.labels; "
-            "sys.exit(1 if 'tensorflow' in sys.modules else 0)")
+    code = (
+        "import sys, cpc_tf.audio.files, cpc_tf.audio.labels; "
+        "sys.exit(1 if 'tensorflow' in sys.modules else 0)"
+    )
     root = Path(__file__).resolve().parents[1]
     env = dict(os.environ, PYTHONPATH=str(root))
     assert subprocess.run([sys.executable, "-c", code], env=env, cwd=root).returncode == 0

@@ -50,20 +50,32 @@ def test_noise_hits_the_requested_snr(snr_db: float) -> None:
     x = _noise(4, SR) * np.array([[1.0], [0.1], [0.01], [3.0]], np.float32)
     y = A.add_noise(x, snr_db, tf.constant([3, 4])).numpy().astype(np.float64)
     noise = y - x
-    measured = 10 * np.log10(np.mean(x.astype(np.float64) ** 2, axis=1) / np.mean(noise ** 2, axis=1))
+    measured = 10 * np.log10(np.mean(x.astype(np.float64) ** 2, axis=1) / np.mean(noise**2, axis=1))
     assert np.all(np.abs(measured - snr_db) < 1.0), measured
 
 
-@pytest.mark.parametrize("kind,cutoff,order", [("lowpass", 3000.0, 4), ("lowpass", 2200.0, 4),
-                                               ("highpass", 800.0, 4), ("highpass", 200.0, 4),
-                                               ("lowpass", 3000.0, 12), ("highpass", 1200.0, 12)])
-def test_butterworth_matches_scipy_at_half_and_double_the_cutoff(kind: str, cutoff: float, order: int) -> None:
+@pytest.mark.parametrize(
+    "kind,cutoff,order",
+    [
+        ("lowpass", 3000.0, 4),
+        ("lowpass", 2200.0, 4),
+        ("highpass", 800.0, 4),
+        ("highpass", 200.0, 4),
+        ("lowpass", 3000.0, 12),
+        ("highpass", 1200.0, 12),
+    ],
+)
+def test_butterworth_matches_scipy_at_half_and_double_the_cutoff(
+    kind: str, cutoff: float, order: int
+) -> None:
     sos = scipy.signal.butter(order, cutoff, btype=kind, fs=SR, output="sos")
     freqs = [0.5 * cutoff, 2.0 * cutoff]
     x = np.stack([_sine(f) for f in freqs])
     y = A.butterworth_filter(x, [cutoff, cutoff], kind, order, SR).numpy()
     mid = slice(SR // 4, 3 * SR // 4)  # steady state, away from the clip edges
-    measured_db = 20 * np.log10(np.sqrt(np.mean(y[:, mid] ** 2, axis=1) / np.mean(x[:, mid] ** 2, axis=1)))
+    measured_db = 20 * np.log10(
+        np.sqrt(np.mean(y[:, mid] ** 2, axis=1) / np.mean(x[:, mid] ** 2, axis=1))
+    )
     _, h = scipy.signal.sosfreqz(sos, worN=freqs, fs=SR)
     expected_db = 20 * np.log10(np.abs(h))
     # Tolerance: 0.05 dB (the FFT-domain response is the exact digital Butterworth magnitude;
@@ -75,7 +87,7 @@ def test_butterworth_per_example_kind_and_length() -> None:
     x = np.stack([_sine(500.0), _sine(500.0)])
     y = A.butterworth_filter(x, [2000.0, 2000.0], tf.constant([False, True]), 4, SR).numpy()
     assert y.shape == x.shape
-    rms = np.sqrt(np.mean(y[:, SR // 4: 3 * SR // 4] ** 2, axis=1)) / np.sqrt(np.mean(x[0] ** 2))
+    rms = np.sqrt(np.mean(y[:, SR // 4 : 3 * SR // 4] ** 2, axis=1)) / np.sqrt(np.mean(x[0] ** 2))
     assert rms[0] > 0.99 and rms[1] < 0.01  # 500 Hz passes the low-pass, not the high-pass
 
 
@@ -90,7 +102,15 @@ def test_delay_is_exact_in_samples() -> None:
 
 def test_delay_choices_follow_clmr() -> None:
     # 200..500 ms in 50 ms steps at 22050 Hz: seven choices, whole samples.
-    assert A.delay_choices_samples(AugmentConfig(), SR) == [4410, 5512, 6615, 7717, 8820, 9922, 11025]
+    assert A.delay_choices_samples(AugmentConfig(), SR) == [
+        4410,
+        5512,
+        6615,
+        7717,
+        8820,
+        9922,
+        11025,
+    ]
 
 
 def test_pitch_shift_moves_the_spectral_peak_and_keeps_length() -> None:
@@ -116,10 +136,12 @@ def test_pitch_shift_agrees_with_librosa(semitones: float) -> None:
     t = np.arange(2 * SR) / SR
     rng = np.random.default_rng(0)
     y = sum(0.3 / k * np.sin(2 * np.pi * 220 * k * t + rng.uniform(0, 6)) for k in range(1, 12))
-    y = (y * (1 + 0.5 * np.sin(2 * np.pi * 2 * t)) + 0.01 * rng.standard_normal(t.size)).astype(np.float32)
+    y = (y * (1 + 0.5 * np.sin(2 * np.pi * 2 * t)) + 0.01 * rng.standard_normal(t.size)).astype(
+        np.float32
+    )
     ours = A.pitch_shift(y[None], [semitones], SR).numpy()[0]
     ref = librosa.effects.pitch_shift(y, sr=SR, n_steps=semitones)
-    assert np.sqrt(np.mean(ours ** 2)) == pytest.approx(np.sqrt(np.mean(ref ** 2)), rel=0.02)
+    assert np.sqrt(np.mean(ours**2)) == pytest.approx(np.sqrt(np.mean(ref**2)), rel=0.02)
     db_ours = librosa.power_to_db(np.abs(librosa.stft(ours)) ** 2)
     db_ref = librosa.power_to_db(np.abs(librosa.stft(ref)) ** 2)
     loud = db_ref > db_ref.max() - 60.0
@@ -143,10 +165,14 @@ def test_reverb_tail_decays_and_length_is_kept() -> None:
     y = A.reverb(impulse, [room], [rev], [0.0], SR, tf.constant([1, 2])).numpy()[0]
     assert y.shape == (n,)
     params = A.reverb_parameters(room, rev, 0.0)
-    assert y[0] == pytest.approx(1.0 - params["wet"], abs=1e-6)  # the dry impulse; the tail starts later
+    assert y[0] == pytest.approx(
+        1.0 - params["wet"], abs=1e-6
+    )  # the dry impulse; the tail starts later
     block = SR // 10
     start = int(params["predelay"] * SR) + 1
-    energy = np.array([np.sum(y[start + i * block: start + (i + 1) * block] ** 2) for i in range(9)])
+    energy = np.array(
+        [np.sum(y[start + i * block : start + (i + 1) * block] ** 2) for i in range(9)]
+    )
     assert np.all(np.diff(energy) < 0), energy
     # The fitted decay matches the RT60 of the mapping within 15 %.
     slope_db_per_s = np.polyfit(np.arange(9) * 0.1, 10 * np.log10(energy), 1)[0]
@@ -161,7 +187,7 @@ def test_reverb_damping_darkens_the_tail() -> None:
 
     def high_fraction(segment: np.ndarray) -> float:
         spec = np.abs(np.fft.rfft(segment)) ** 2
-        return float(spec[len(spec) // 4:].sum() / spec.sum())  # energy above Nyquist / 4
+        return float(spec[len(spec) // 4 :].sum() / spec.sum())  # energy above Nyquist / 4
 
     early = slice(int(0.02 * SR), int(0.12 * SR))
     late = slice(int(0.5 * SR), int(0.6 * SR))
@@ -191,8 +217,13 @@ def test_a_transform_that_fires_nowhere_leaves_the_batch_unchanged(name: str) ->
     # p > 0, so the transform runs, on an empty sub-batch (skip_unfired) or masked out.
     x = _noise(3, 4000, seed=8)
     for skip in (True, False):
-        y = A.augment_batch(x, _only(name, 1e-9, reverb_reverberance=[0.0, 10.0]), 16000,
-                            tf.constant([2, 2]), skip_unfired=skip)
+        y = A.augment_batch(
+            x,
+            _only(name, 1e-9, reverb_reverberance=[0.0, 10.0]),
+            16000,
+            tf.constant([2, 2]),
+            skip_unfired=skip,
+        )
         np.testing.assert_array_equal(y.numpy(), x)
 
 
@@ -219,7 +250,9 @@ def test_same_seed_same_output_and_different_seed_different_output() -> None:
 
 def test_disabled_chain_is_identity() -> None:
     x = _noise(2, 500)
-    y = A.augment_batch(x, dataclasses.replace(AugmentConfig(), enabled=False), SR, tf.constant([0, 0]))
+    y = A.augment_batch(
+        x, dataclasses.replace(AugmentConfig(), enabled=False), SR, tf.constant([0, 0])
+    )
     np.testing.assert_array_equal(y.numpy(), x)
 
 
@@ -236,8 +269,10 @@ def test_chain_runs_in_tf_data_and_in_a_graph_with_unknown_shapes() -> None:
     mapped = ds.map(lambda b: A.augment_batch(b, cfg, 16000, tf.constant([1, 2])))
     assert next(iter(mapped)).shape == (4, 6000)
 
-    fn = tf.function(lambda b, s: A.augment_batch(b, cfg, 16000, s),
-                     input_signature=[tf.TensorSpec([None, None], tf.float32), tf.TensorSpec([2], tf.int64)])
+    fn = tf.function(
+        lambda b, s: A.augment_batch(b, cfg, 16000, s),
+        input_signature=[tf.TensorSpec([None, None], tf.float32), tf.TensorSpec([2], tf.int64)],
+    )
     y = fn(tf.constant(x[:3, :5000]), tf.constant([3, 3], tf.int64)).numpy()
     assert y.shape == (3, 5000) and np.all(np.isfinite(y))
 

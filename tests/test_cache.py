@@ -9,12 +9,12 @@ import os
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 
+import audio_fixtures as fx
 import numpy as np
 import pytest
 import soundfile as sf
 import tensorflow as tf
 
-import audio_fixtures as fx
 from cpc_tf.audio import builder as ab
 from cpc_tf.audio import cache as ac
 from cpc_tf.audio import files as af
@@ -79,23 +79,44 @@ def build(folder: Path, tmp_path: Path, **kw: object) -> ac.AudioCache:
 # ------------------------------------------------------------------- build and reuse
 def test_build_then_reuse(folder: Path, tmp_path: Path) -> None:
     cache = build(folder, tmp_path)
-    assert [c.path for c in cache.clips] == ["a.wav", "b.flac", "f.aiff", "g.wav", "quiet.wav",
-                                             "sub/c.ogg", "sub/d e ü.wav"]
+    assert [c.path for c in cache.clips] == [
+        "a.wav",
+        "b.flac",
+        "f.aiff",
+        "g.wav",
+        "quiet.wav",
+        "sub/c.ogg",
+        "sub/d e ü.wav",
+    ]
     reasons = {s.path: s.reason for s in cache.skipped}
-    assert reasons == {"bad/corrupt.wav": "corrupt", "bad/empty.wav": "empty", "bad/text.wav": "not audio",
-                       "bad/tag.wav": "unsupported codec", "bad/noise.mp3": "unsupported codec",
-                       "bad/nan.wav": "NaN/Inf samples", "bad/zero.wav": "too short"}
+    assert reasons == {
+        "bad/corrupt.wav": "corrupt",
+        "bad/empty.wav": "empty",
+        "bad/text.wav": "not audio",
+        "bad/tag.wav": "unsupported codec",
+        "bad/noise.mp3": "unsupported codec",
+        "bad/nan.wav": "NaN/Inf samples",
+        "bad/zero.wav": "too short",
+    }
     assert cache.update.decoded == 14 and cache.update.reused == 0
     assert [c.path for c in cache.clips if c.silent] == ["quiet.wav"]
     summary = cache.summary()
     assert summary.startswith("7 files, ") and "7 shards" in summary
-    assert "skipped 7 (unsupported codec: 2, NaN/Inf samples: 1, corrupt: 1, empty: 1, not audio: 1, " \
-           "too short: 1)" in summary
+    assert (
+        "skipped 7 (unsupported codec: 2, NaN/Inf samples: 1, corrupt: 1, empty: 1, not audio: 1, "
+        "too short: 1)" in summary
+    )
     assert summary.endswith("; 1 silent file flagged")
     b = next(c for c in cache.clips if c.path == "b.flac")
-    assert b.orig_sample_rate == 44100 and b.channels == 2 and b.num_samples == af.resampled_length(
-        int(0.7 * 44100), 44100, SR) and b.duration == pytest.approx(0.7, abs=1e-4)
-    assert cache.shard_paths == sorted(cache.shard_paths) and all(os.path.isabs(p) for p in cache.shard_paths)
+    assert (
+        b.orig_sample_rate == 44100
+        and b.channels == 2
+        and b.num_samples == af.resampled_length(int(0.7 * 44100), 44100, SR)
+        and b.duration == pytest.approx(0.7, abs=1e-4)
+    )
+    assert cache.shard_paths == sorted(cache.shard_paths) and all(
+        os.path.isabs(p) for p in cache.shard_paths
+    )
     assert cache.shard_paths_for([b.clip_id]) == [os.path.join(cache.root, b.shard)]
     assert not [n for n in os.listdir(cache.root) if n.endswith(".tmp") or n.startswith(".spool")]
 
@@ -103,7 +124,9 @@ def test_build_then_reuse(folder: Path, tmp_path: Path) -> None:
     again = build(folder, tmp_path)
     assert again.update.decoded == 0 and again.update.reused == 7
     assert shard_state(again) == before
-    assert again.summary() == summary and [c.clip_id for c in again.clips] == [c.clip_id for c in cache.clips]
+    assert again.summary() == summary and [c.clip_id for c in again.clips] == [
+        c.clip_id for c in cache.clips
+    ]
 
 
 def test_records_round_trip(folder: Path, tmp_path: Path) -> None:
@@ -129,8 +152,10 @@ def test_long_files_split_into_records(tmp_path: Path, monkeypatch: pytest.Monke
     cache = build(d, tmp_path)
     (clip,) = cache.clips
     assert clip.records == 5
-    offsets = [int(r["offset"]) for r in tf.data.TFRecordDataset(cache.shard_paths).map(ac.parse_record)
-               .as_numpy_iterator()]
+    offsets = [
+        int(r["offset"])
+        for r in tf.data.TFRecordDataset(cache.shard_paths).map(ac.parse_record).as_numpy_iterator()
+    ]
     assert offsets == [0, 4000, 8000, 12000, 16000]
     x = read_audio(cache)["long.wav"]
     assert len(x) == 17600
@@ -141,13 +166,13 @@ def test_shard_count_rules(tmp_path: Path) -> None:
     d = tmp_path / "audio"
     for i in range(10):
         fx.write_sine(d / f"{i}.wav", 0.1 + 0.01 * i, SR)
-    assert len(build(d, tmp_path, min_shards=8).shard_paths) == 8          # enough files for 8
+    assert len(build(d, tmp_path, min_shards=8).shard_paths) == 8  # enough files for 8
     assert len(build(d, tmp_path / "b", min_shards=1, shard_seconds=0.5).shard_paths) == 3
     assert len(build(d, tmp_path / "c", min_shards=1).shard_paths) == 1
     few = tmp_path / "few"
     for i in range(3):
         fx.write_sine(few / f"{i}.wav", 0.1, SR)
-    assert len(build(few, tmp_path, min_shards=8).shard_paths) == 3          # never more than files
+    assert len(build(few, tmp_path, min_shards=8).shard_paths) == 3  # never more than files
 
 
 # ------------------------------------------------------------------- incremental updates
@@ -160,7 +185,7 @@ def test_incremental_add_change_delete(folder: Path, tmp_path: Path) -> None:
     fx.write_sine(folder / "new.wav", 0.3, SR, freq=2000)
     added = build(folder, tmp_path)
     assert added.update.decoded == 1 and added.update.reused == 7 and added.update.removed == 0
-    assert set(state0.items()) <= set(shard_state(added).items())           # old shards untouched
+    assert set(state0.items()) <= set(shard_state(added).items())  # old shards untouched
     assert len(added.shard_paths) == len(first.shard_paths) + 1
     assert {c.path: c.clip_id for c in added.clips if c.path != "new.wav"} == ids0
 
@@ -169,7 +194,9 @@ def test_incremental_add_change_delete(folder: Path, tmp_path: Path) -> None:
     fx.write_sine(target, 0.9, 44100, freq=3000)
     os.utime(target, ns=(os.stat(target).st_atime_ns, os.stat(target).st_mtime_ns + 10**9))
     changed = build(folder, tmp_path)
-    assert changed.update.decoded == 1 and changed.update.removed == 1 and changed.update.reused == 7
+    assert (
+        changed.update.decoded == 1 and changed.update.removed == 1 and changed.update.reused == 7
+    )
     new_b = next(c for c in changed.clips if c.path == "b.flac")
     assert new_b.clip_id != ids0["b.flac"] and new_b.duration == pytest.approx(0.9, abs=1e-4)
     assert old_shard not in {os.path.basename(p) for p in changed.shard_paths}
@@ -187,7 +214,9 @@ def test_incremental_add_change_delete(folder: Path, tmp_path: Path) -> None:
     assert "bad/text.wav" not in {s.path for s in deleted.skipped}
     assert set(read_audio(deleted)) == {c.path for c in deleted.clips}
     on_disk = {n for n in os.listdir(deleted.root) if n.endswith(".tfrecord")}
-    assert on_disk == {os.path.basename(p) for p in deleted.shard_paths}   # superseded shards removed
+    assert on_disk == {
+        os.path.basename(p) for p in deleted.shard_paths
+    }  # superseded shards removed
 
 
 def test_reuse_survives_a_missing_shard(folder: Path, tmp_path: Path) -> None:
@@ -201,7 +230,9 @@ def test_reuse_survives_a_missing_shard(folder: Path, tmp_path: Path) -> None:
 
     # a damaged shard that must be rewritten (one of its files was deleted): its other
     # clips cannot be copied, so they are decoded again
-    shard = max({c.shard for c in healed.clips}, key=lambda n: sum(c.shard == n for c in healed.clips))
+    shard = max(
+        {c.shard for c in healed.clips}, key=lambda n: sum(c.shard == n for c in healed.clips)
+    )
     members = [c for c in healed.clips if c.shard == shard]
     assert len(members) >= 2
     path = os.path.join(healed.root, shard)
@@ -215,14 +246,15 @@ def test_reuse_survives_a_missing_shard(folder: Path, tmp_path: Path) -> None:
 
 
 # ------------------------------------------------------------------- atomicity
-def test_crash_mid_update_leaves_the_old_cache(folder: Path, tmp_path: Path,
-                                               monkeypatch: pytest.MonkeyPatch) -> None:
+def test_crash_mid_update_leaves_the_old_cache(
+    folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     first = build(folder, tmp_path)
     audio0 = read_audio(first)
     index0 = Path(first.root, ac.INDEX_NAME).read_bytes()
     fx.write_sine(folder / "new1.wav", 0.3, SR)
     fx.write_sine(folder / "new2.wav", 0.3, SR)
-    (folder / "g.wav").unlink()                       # forces a shard rewrite too
+    (folder / "g.wav").unlink()  # forces a shard rewrite too
 
     real_write = ash.ShardWriter.write
     calls = {"n": 0}
@@ -240,12 +272,16 @@ def test_crash_mid_update_leaves_the_old_cache(folder: Path, tmp_path: Path,
     assert Path(first.root, ac.INDEX_NAME).read_bytes() == index0
     old = ac.AudioCache.load(first.root)
     assert all(os.path.exists(p) for p in old.shard_paths)
-    assert {k: v.tobytes() for k, v in read_audio(old).items()} == {k: v.tobytes() for k, v in audio0.items()}
+    assert {k: v.tobytes() for k, v in read_audio(old).items()} == {
+        k: v.tobytes() for k, v in audio0.items()
+    }
     assert not [n for n in os.listdir(first.root) if n.endswith(".tmp")]
 
     # a hard kill leaves debris behind (tmp files, finished but unreferenced shards)
     monkeypatch.setattr(ab, "remove_quietly", lambda path: None)
-    monkeypatch.setattr(ab, "write_index", lambda root, index: (_ for _ in ()).throw(KeyboardInterrupt))
+    monkeypatch.setattr(
+        ab, "write_index", lambda root, index: (_ for _ in ()).throw(KeyboardInterrupt)
+    )
     with pytest.raises(KeyboardInterrupt):
         build(folder, tmp_path)
     monkeypatch.undo()
@@ -256,7 +292,9 @@ def test_crash_mid_update_leaves_the_old_cache(folder: Path, tmp_path: Path,
     assert final.update.decoded == 2 and {"new1.wav", "new2.wav"} <= {c.path for c in final.clips}
     names = set(os.listdir(final.root))
     assert not [n for n in names if n.endswith(".tmp") or n.startswith(".spool")]
-    assert {n for n in names if n.endswith(".tfrecord")} == {os.path.basename(p) for p in final.shard_paths}
+    assert {n for n in names if n.endswith(".tfrecord")} == {
+        os.path.basename(p) for p in final.shard_paths
+    }
     assert set(read_audio(final)) == {c.path for c in final.clips}
 
 
@@ -290,11 +328,13 @@ def test_a_crashing_decoder_only_loses_its_file(tmp_path: Path) -> None:
     assert results[2].reason == "corrupt" and "crashed" in results[2].detail
 
 
-def test_workers_that_cannot_start_fall_back_to_this_process(folder: Path, tmp_path: Path,
-                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_workers_that_cannot_start_fall_back_to_this_process(
+    folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     def dying_executor(self: ap.DecodePool, n: int) -> ProcessPoolExecutor:
-        return ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn"),
-                                   initializer=os._exit, initargs=(3,))
+        return ProcessPoolExecutor(
+            n, mp_context=multiprocessing.get_context("spawn"), initializer=os._exit, initargs=(3,)
+        )
 
     recovered = []
     real_recover = ap.DecodePool._recover
@@ -331,16 +371,21 @@ def test_folder_errors(tmp_path: Path) -> None:
         build(tmp_path / "empty", tmp_path)
     (tmp_path / "docs").mkdir()
     (tmp_path / "docs" / "a.txt").write_text("x")
-    with pytest.raises(DataError, match=r"no audio files \(.*\.wav.*\) in .*docs; it holds 1 other files"):
+    with pytest.raises(
+        DataError, match=r"no audio files \(.*\.wav.*\) in .*docs; it holds 1 other files"
+    ):
         build(tmp_path / "docs", tmp_path)
     bad = tmp_path / "bad"
     bad.mkdir()
     fx.write_text(bad / "a.wav")
     fx.write_corrupt_wav(bad / "b.wav")
-    with pytest.raises(DataError, match=r"none of the 2 audio files .* could be decoded \(.*corrupt: 1"):
+    with pytest.raises(
+        DataError, match=r"none of the 2 audio files .* could be decoded \(.*corrupt: 1"
+    ):
         build(bad, tmp_path)
     assert not (tmp_path / "cache").exists() or not any(
-        n.endswith(".tfrecord") for _, _, fs in os.walk(tmp_path / "cache") for n in fs)
+        n.endswith(".tfrecord") for _, _, fs in os.walk(tmp_path / "cache") for n in fs
+    )
 
 
 def test_cache_location(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -348,7 +393,9 @@ def test_cache_location(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None
     fx.write_sine(d / "a.wav", 0.1, SR)
     monkeypatch.setenv("CPC_TF_CACHE", str(tmp_path / "envcache"))
     root = ac.cache_root(d, 22050)
-    assert root.startswith(str(tmp_path / "envcache")) and root.endswith(os.path.join("", "sr22050"))
+    assert root.startswith(str(tmp_path / "envcache")) and root.endswith(
+        os.path.join("", "sr22050")
+    )
     assert os.path.basename(os.path.dirname(root)).startswith("My_Audio-")
     cache = ac.open_cache(d, 22050, workers=1, progress=False)
     assert cache.root == root and os.path.exists(os.path.join(root, ac.INDEX_NAME))
@@ -369,8 +416,11 @@ def test_real_data_subset(tmp_path: Path) -> None:
     chosen = sorted(fsdd.glob("*.wav"))[::50][:60]
     for p in chosen:
         os.symlink(p, d / "fsdd" / p.name)
-    oggs = ["456440__inspectorj__bird-whistling-robin-single-13.hq.ogg", "198-209-0000.hq.ogg",
-            "sorohanro_-_solo-trumpet-06.hq.ogg"]
+    oggs = [
+        "456440__inspectorj__bird-whistling-robin-single-13.hq.ogg",
+        "198-209-0000.hq.ogg",
+        "sorohanro_-_solo-trumpet-06.hq.ogg",
+    ]
     for name in oggs:
         os.symlink(recordings / name, d / "music" / name)
     cache = ac.open_cache(d, 22050, cache_dir=tmp_path / "cache", workers=2, progress=False)
@@ -402,7 +452,8 @@ def test_cache_on_a_non_local_file_system(tmp_path: Path) -> None:
     assert updated.update.decoded == 1 and updated.update.removed == 1
     assert sorted(read_audio(updated)) == ["1.wav", "2.wav", "3.wav"]
     assert sorted(tf.io.gfile.listdir(updated.root)) == sorted(
-        [ac.INDEX_NAME] + [p.rsplit("/", 1)[1] for p in updated.shard_paths])
+        [ac.INDEX_NAME] + [p.rsplit("/", 1)[1] for p in updated.shard_paths]
+    )
     with pytest.raises(DataError, match="no valid audio cache"):
         ac.AudioCache.load(base + "/nothing-here")
     with pytest.raises(KeyError):

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import re
 
-from cpc_tf.cli import build_parser
 from helpers import REPO_ROOT
+
+from cpc_tf.cli import build_parser
 
 # flags every command shares (documented once under the block, not per command)
 COMMON = {"--help", "--verbose", "-h"}
@@ -29,15 +30,19 @@ def _readme_flags() -> dict[str, set[str]]:
 def _parser_flags() -> dict[str, set[str]]:
     parser = build_parser()
     sub = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")  # noqa: SLF001
-    return {name: {o for a in p._actions for o in a.option_strings} - COMMON  # noqa: SLF001
-            for name, p in sub.choices.items()}
+    return {
+        name: {o for a in p._actions for o in a.option_strings} - COMMON  # noqa: SLF001
+        for name, p in sub.choices.items()
+    }
 
 
 def test_readme_lists_every_command_and_flag_of_the_cli() -> None:
     readme, cli = _readme_flags(), _parser_flags()
     assert sorted(readme) == sorted(cli)
     for command in cli:
-        assert readme[command] - cli[command] == set(), f"README documents flags {command} does not have"
+        assert readme[command] - cli[command] == set(), (
+            f"README documents flags {command} does not have"
+        )
         assert cli[command] - readme[command] == set(), f"README omits flags of {command}"
 
 

@@ -7,8 +7,15 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cpc_tf.config import (Config, all_keys, dump_config, from_dict, load_config, parse_override,
-                           replace_keys)
+from cpc_tf.config import (
+    Config,
+    all_keys,
+    dump_config,
+    from_dict,
+    load_config,
+    parse_override,
+    replace_keys,
+)
 from cpc_tf.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -24,26 +31,45 @@ def test_defaults_follow_the_seed():
 
 
 def test_overrides_are_typed():
-    cfg = load_config(None, ["train.learning_rate=3e-4", "train.epochs=3", "model.conv1d.strides=[4,4,2,2,2]",
-                             "train.mixed_precision=true", "data.labels=regex:^(\\d)_"])
-    assert cfg.train.learning_rate == pytest.approx(3e-4) and isinstance(cfg.train.learning_rate, float)
+    cfg = load_config(
+        None,
+        [
+            "train.learning_rate=3e-4",
+            "train.epochs=3",
+            "model.conv1d.strides=[4,4,2,2,2]",
+            "train.mixed_precision=true",
+            "data.labels=regex:^(\\d)_",
+        ],
+    )
+    assert cfg.train.learning_rate == pytest.approx(3e-4) and isinstance(
+        cfg.train.learning_rate, float
+    )
     assert cfg.train.epochs == 3
     assert cfg.model.conv1d.strides == [4, 4, 2, 2, 2]
     assert cfg.train.mixed_precision is True
     assert cfg.data.labels == "regex:^(\\d)_"
 
 
-@pytest.mark.parametrize("override, message", [
-    ("model.encodr=conv1d", "unknown config key 'model.encodr' (did you mean 'model.encoder'?)"),
-    ("train.epochs=abc", "train.epochs: expected an integer, got 'abc'"),
-    ("train.epochs=0", "train.epochs: 0 is out of range (must be >= 1)"),
-    ("train.learning_rate=0", "train.learning_rate: 0.0 is out of range (must be > 0.0)"),
-    ("augment.polarity_p=1.5", "augment.polarity_p: 1.5 is out of range (must be <= 1.0)"),
-    ("train.mixed_precision=maybe", "train.mixed_precision: expected true or false, got 'maybe'"),
-    ("model.step_weighting=linaer", "did you mean 'linear'?"),
-    ("train.strategy=mirrorred", "did you mean 'mirrored'?"),
-    ("epochs", "expected key=value"),
-])
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        (
+            "model.encodr=conv1d",
+            "unknown config key 'model.encodr' (did you mean 'model.encoder'?)",
+        ),
+        ("train.epochs=abc", "train.epochs: expected an integer, got 'abc'"),
+        ("train.epochs=0", "train.epochs: 0 is out of range (must be >= 1)"),
+        ("train.learning_rate=0", "train.learning_rate: 0.0 is out of range (must be > 0.0)"),
+        ("augment.polarity_p=1.5", "augment.polarity_p: 1.5 is out of range (must be <= 1.0)"),
+        (
+            "train.mixed_precision=maybe",
+            "train.mixed_precision: expected true or false, got 'maybe'",
+        ),
+        ("model.step_weighting=linaer", "did you mean 'linear'?"),
+        ("train.strategy=mirrorred", "did you mean 'mirrored'?"),
+        ("epochs", "expected key=value"),
+    ],
+)
 def test_override_mistakes_give_one_clear_line(override, message):
     with pytest.raises(ConfigError) as err:
         load_config(None, [override])
@@ -52,7 +78,9 @@ def test_override_mistakes_give_one_clear_line(override, message):
 
 
 def test_cross_field_checks_name_the_settings():
-    with pytest.raises(ConfigError, match="augment.gain_min_db=1.0 is greater than augment.gain_max_db=0.0"):
+    with pytest.raises(
+        ConfigError, match="augment.gain_min_db=1.0 is greater than augment.gain_max_db=0.0"
+    ):
         from_dict({"augment": {"gain_min_db": 1.0}})
     with pytest.raises(ConfigError, match="batch_size must be at least 2"):
         from_dict({"train": {"batch_size": 1}})
@@ -71,7 +99,9 @@ def test_yaml_errors_carry_the_line_number(tmp_path):
         load_config(tmp_path / "missing.yaml")
     nested = tmp_path / "nested.yaml"
     nested.write_text("model:\n  conv1d:\n    fliters: 3\n")
-    with pytest.raises(ConfigError, match=r"'model.conv1d.fliters' \(did you mean 'model.conv1d.filters'"):
+    with pytest.raises(
+        ConfigError, match=r"'model.conv1d.fliters' \(did you mean 'model.conv1d.filters'"
+    ):
         load_config(nested)
     top = tmp_path / "list.yaml"
     top.write_text("- a\n- b\n")
@@ -110,7 +140,9 @@ def test_presets_ship_inside_the_package_byte_for_byte():
         assert shipped[name] == text, f"configs/{name} differs from cpc_tf/presets/{name}"
     path = resolve_config_path("cpc_conv1d_gru")
     assert Path(path).parent == preset_dir() and Path(path).parent.parent.name == "cpc_tf"
-    with pytest.raises(ConfigError, match=r"config file not found: nope \(presets: .*cpc_conv1d_gru"):
+    with pytest.raises(
+        ConfigError, match=r"config file not found: nope \(presets: .*cpc_conv1d_gru"
+    ):
         resolve_config_path("nope")
 
 
@@ -137,8 +169,10 @@ def test_a_yaml_alias_bomb_is_refused_at_once(tmp_path):
     with pytest.raises(ConfigError, match="more than 100,000"):
         load_config(None, ["name=" + _laughs().split(": ", 1)[1].strip()])
     small = tmp_path / "anchors.yaml"  # ordinary anchors still work
-    small.write_text("train: &t {epochs: 3}\neval: {seed: 4}\nmodel: {conv1d: {strides: &s [4, 4, 2, 2, 2], "
-                     "kernels: *s}}\n")
+    small.write_text(
+        "train: &t {epochs: 3}\neval: {seed: 4}\nmodel: {conv1d: {strides: &s [4, 4, 2, 2, 2], "
+        "kernels: *s}}\n"
+    )
     cfg = load_config(small)
     assert cfg.train.epochs == 3 and cfg.model.conv1d.kernels == [4, 4, 2, 2, 2]
 
@@ -155,14 +189,17 @@ def test_self_referencing_and_deeply_nested_yaml_are_one_line(tmp_path):
     assert "\n" not in str(err.value)
 
 
-@pytest.mark.parametrize("override", [
-    "name=[" + ", ".join(["12345678"] * 50_000) + "]",      # a long list where a string goes
-    "model.step_weighting=" + "x" * 100_000,                 # a long string among choices
-    "train.learning_rate=" + "9" * 4000,                     # an integer beyond float range
-    "train.epochs=" + "9" * 10_000,                          # an integer Python refuses to parse
-    "data.labels={" + ", ".join(f"k{i}: [{i}, {i}]" for i in range(20_000)) + "}",
-    "x" * 100_000 + "=1",                                    # a long unknown key
-])
+@pytest.mark.parametrize(
+    "override",
+    [
+        "name=[" + ", ".join(["12345678"] * 50_000) + "]",  # a long list where a string goes
+        "model.step_weighting=" + "x" * 100_000,  # a long string among choices
+        "train.learning_rate=" + "9" * 4000,  # an integer beyond float range
+        "train.epochs=" + "9" * 10_000,  # an integer Python refuses to parse
+        "data.labels={" + ", ".join(f"k{i}: [{i}, {i}]" for i in range(20_000)) + "}",
+        "x" * 100_000 + "=1",  # a long unknown key
+    ],
+)
 def test_echoed_values_are_cut_to_about_200_characters(override):
     with pytest.raises(ConfigError) as err:
         load_config(None, [override])
@@ -172,9 +209,14 @@ def test_echoed_values_are_cut_to_about_200_characters(override):
 
 
 def test_encoder_families_are_asked_of_the_registry():
-    with pytest.raises(ConfigError, match="model.encoder='samplecnn' is a simclr encoder; set model.family=simclr"):
+    with pytest.raises(
+        ConfigError, match="model.encoder='samplecnn' is a simclr encoder; set model.family=simclr"
+    ):
         from_dict({"model": {"encoder": "samplecnn"}})
-    with pytest.raises(ConfigError, match="'conv2d' is not registered \\(did you mean 'conv1d'\\?\\); known: conv1d"):
+    with pytest.raises(
+        ConfigError,
+        match="'conv2d' is not registered \\(did you mean 'conv1d'\\?\\); known: conv1d",
+    ):
         load_config(None, ["model.encoder=conv2d"])
     with pytest.raises(ConfigError, match="model.autoregressor: 'lstm' is not registered"):
         load_config(None, ["model.autoregressor=lstm"])

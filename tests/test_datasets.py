@@ -19,19 +19,18 @@ import numpy as np
 import pytest
 import soundfile as sf
 import tensorflow as tf
+from helpers import TINY_CPC, TINY_SIMCLR, set_flags, tiny_config
 
 from cpc_tf.audio import cache as audio_cache
-from cpc_tf.audio.cache import AudioCache, open_cache, parse_record
 from cpc_tf.audio import datasets
+from cpc_tf.audio.cache import AudioCache, open_cache, parse_record
 from cpc_tf.audio.datasets import simclr_views, split_clips
 from cpc_tf.config import Config, from_dict, replace_keys
 from cpc_tf.errors import ConfigError, DataError
 from cpc_tf.models.registry import model_input_shape
 from cpc_tf.training import make_strategy
 
-from helpers import TINY_CPC, TINY_SIMCLR, set_flags, tiny_config
-
-SEED_RATE = 4410          # the seed's CPC rate: 4 s = 30 windows of 588 samples
+SEED_RATE = 4410  # the seed's CPC rate: 4 s = 30 windows of 588 samples
 SEED_CROP = 30 * 588
 
 
@@ -43,7 +42,9 @@ def cpc_windows(cache: AudioCache, cfg: Config, ids, batch: int, **kw) -> tf.dat
 
 
 def training_dataset(cache: AudioCache, cfg: Config, ids, batch: int, **kw) -> tf.data.Dataset:
-    return datasets.training_dataset(cache, cfg, ids, batch, input_shape=model_input_shape(cfg), **kw)
+    return datasets.training_dataset(
+        cache, cfg, ids, batch, input_shape=model_input_shape(cfg), **kw
+    )
 
 
 def check_data_fits(cfg: Config, cache: AudioCache) -> None:
@@ -69,7 +70,10 @@ def decoded(cache: AudioCache) -> dict[int, np.ndarray]:
     for raw in tf.data.TFRecordDataset(cache.shard_paths):
         r = parse_record(raw)
         pieces.setdefault(int(r["clip_id"]), []).append((int(r["offset"]), r["audio"].numpy()))
-    return {cid: np.concatenate([a for _, a in sorted(p, key=lambda t: t[0])]) for cid, p in pieces.items()}
+    return {
+        cid: np.concatenate([a for _, a in sorted(p, key=lambda t: t[0])])
+        for cid, p in pieces.items()
+    }
 
 
 def fitted(audio: np.ndarray, length: int, policy: str) -> np.ndarray:
@@ -82,7 +86,9 @@ def fitted(audio: np.ndarray, length: int, policy: str) -> np.ndarray:
     return np.concatenate([audio, np.zeros(length - n, audio.dtype)])
 
 
-def locate(crop: np.ndarray, clips: dict[int, np.ndarray], policy: str = "loop") -> tuple[int, int] | None:
+def locate(
+    crop: np.ndarray, clips: dict[int, np.ndarray], policy: str = "loop"
+) -> tuple[int, int] | None:
     """(clip id, start) of the contiguous slice equal to `crop`, or None."""
     crop = np.asarray(crop).reshape(-1)
     length = crop.size
@@ -95,7 +101,7 @@ def locate(crop: np.ndarray, clips: dict[int, np.ndarray], policy: str = "loop")
         for j in range(1, min(8, length)):  # narrow the candidates on a few more samples
             starts = starts[hay[starts + j] == crop[j]]
         for start in starts:
-            if np.array_equal(hay[start: start + length], crop):
+            if np.array_equal(hay[start : start + length], crop):
                 return cid, int(start)
     return None
 
@@ -120,7 +126,9 @@ def noise_cache(tmp_path_factory) -> AudioCache:
     """Eight noise clips of 5-8.5 s at 4410 Hz (longer than a 4 s crop), in 4 shards."""
     root = tmp_path_factory.mktemp("noise")
     for i in range(8):
-        write_noise(root / "audio", f"clip_{i}.wav", int((5.0 + 0.5 * i) * SEED_RATE), SEED_RATE, seed=i)
+        write_noise(
+            root / "audio", f"clip_{i}.wav", int((5.0 + 0.5 * i) * SEED_RATE), SEED_RATE, seed=i
+        )
     return build_cache(root / "audio", SEED_RATE, root / "cache", min_shards=4)
 
 
@@ -227,8 +235,8 @@ def test_simclr_seed_crop_is_59049_and_the_chain_changes_each_view(simclr_cache)
     cfg = tiny_config(TINY_SIMCLR, data={"crop_samples": 59049})  # clips loop up to 59,049
     ids = split_clips(simclr_cache, cfg).train
     plain = with_augment(cfg, enabled=False)
-    (p1, p2), = take(simclr_views(simclr_cache, plain, ids, 2), 1)
-    (a1, a2), = take(simclr_views(simclr_cache, cfg, ids, 2), 1)
+    ((p1, p2),) = take(simclr_views(simclr_cache, plain, ids, 2), 1)
+    ((a1, a2),) = take(simclr_views(simclr_cache, cfg, ids, 2), 1)
     assert p1.shape == a1.shape == a2.shape == (2, 59049)
     assert np.isfinite(a1).all() and np.isfinite(a2).all()
     assert not np.allclose(a1, p1) and not np.allclose(a2, p2), "the chain must change the views"
@@ -255,7 +263,7 @@ def _policy_checks(cache: AudioCache, policy: str) -> int:
         else:  # the whole clip, then zeros
             assert start == 0
             np.testing.assert_array_equal(x[: audio.size], audio)
-            assert not x[audio.size:].any()
+            assert not x[audio.size :].any()
     return short
 
 
@@ -315,7 +323,9 @@ def test_mirrored_strategy_gives_each_replica_its_own_batch(noise_cache, noise_c
     ids = split_clips(noise_cache, cfg).train
 
     def dataset_fn(ctx: tf.distribute.InputContext) -> tf.data.Dataset:
-        return training_dataset(noise_cache, cfg, ids, ctx.get_per_replica_batch_size(8), input_context=ctx)
+        return training_dataset(
+            noise_cache, cfg, ids, ctx.get_per_replica_batch_size(8), input_context=ctx
+        )
 
     batch = next(iter(strategy.distribute_datasets_from_function(dataset_fn)))
     parts = [t.numpy() for t in strategy.experimental_local_results(batch)]
@@ -325,10 +335,13 @@ def test_mirrored_strategy_gives_each_replica_its_own_batch(noise_cache, noise_c
     assert len(set(where)) == 8, "the two replicas must get different examples"
 
 
-def _clips_of_pipeline(cache: AudioCache, cfg: Config, ids: list[int], pipeline: int,
-                       batches: int) -> list[tuple[int, int]]:
+def _clips_of_pipeline(
+    cache: AudioCache, cfg: Config, ids: list[int], pipeline: int, batches: int
+) -> list[tuple[int, int]]:
     clips = decoded(cache)
-    ctx = tf.distribute.InputContext(num_input_pipelines=2, input_pipeline_id=pipeline, num_replicas_in_sync=2)
+    ctx = tf.distribute.InputContext(
+        num_input_pipelines=2, input_pipeline_id=pipeline, num_replicas_in_sync=2
+    )
     ds = training_dataset(cache, cfg, ids, 4, input_context=ctx)
     return [locate(x.reshape(-1), clips) for b in take(ds, batches) for x in b]
 
@@ -346,7 +359,9 @@ def test_two_input_pipelines_read_disjoint_clips(noise_cache):
 def test_one_shard_is_split_by_record_and_a_single_clip_feeds_both(tmp_path):
     for i in range(4):
         write_noise(tmp_path / "audio", f"r{i}.wav", int(1.5 * 4000), 4000, seed=300 + i)
-    cache = build_cache(tmp_path / "audio", 4000, tmp_path / "cache", min_shards=1, shard_seconds=1e6)
+    cache = build_cache(
+        tmp_path / "audio", 4000, tmp_path / "cache", min_shards=1, shard_seconds=1e6
+    )
     assert len(cache.shard_paths) == 1
     cfg = tiny_config(TINY_CPC)
     ids = [c.clip_id for c in cache.clips]
@@ -372,19 +387,41 @@ def test_check_data_fits_refuses_padding_every_crop(short_cache):
 def test_cli_names_the_setting_and_exits_2(short_cache, tmp_path):
     """`cpc_tf train` refuses impossible crops at start-up with one line and exit code 2."""
     audio = Path(short_cache.audio_dir)
-    base = ["train", "--audio-dir", str(audio), "--cache-dir", str(tmp_path / "cache"),
-            "--set", "data.decode_workers=1"]
+    base = [
+        "train",
+        "--audio-dir",
+        str(audio),
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        "--set",
+        "data.decode_workers=1",
+    ]
     cases = {
-        "pad": (set_flags(TINY_CPC) + ["--set", "data.short_clip_policy=pad",
-                                        "--set", "data.sample_rate=4410", "--set", "data.clip_seconds=7"],
-                "data.short_clip_policy=pad"),
+        "pad": (
+            set_flags(TINY_CPC)
+            + [
+                "--set",
+                "data.short_clip_policy=pad",
+                "--set",
+                "data.sample_rate=4410",
+                "--set",
+                "data.clip_seconds=7",
+            ],
+            "data.short_clip_policy=pad",
+        ),
         "T": (set_flags(TINY_CPC) + ["--set", "model.context_steps=0"], "model.context_steps"),
         "k": (set_flags(TINY_CPC) + ["--set", "model.predict_steps=-1"], "model.predict_steps"),
         "window": (["--set", "data.clip_seconds=0.5"], "model.conv1d.kernels"),
     }
-    procs = {name: subprocess.Popen([sys.executable, "-m", "cpc_tf", *base, "--out", str(tmp_path / name), *flags],
-                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for name, (flags, _) in cases.items()}
+    procs = {
+        name: subprocess.Popen(
+            [sys.executable, "-m", "cpc_tf", *base, "--out", str(tmp_path / name), *flags],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for name, (flags, _) in cases.items()
+    }
     for name, proc in procs.items():
         _, err = proc.communicate(timeout=300)
         expected = cases[name][1]

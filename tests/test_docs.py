@@ -16,8 +16,7 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from helpers import REPO_ROOT, synth_labelled_folder, synth_folder
+from helpers import REPO_ROOT, synth_folder, synth_labelled_folder
 
 pytestmark = pytest.mark.docs
 
@@ -49,14 +48,21 @@ def test_every_block_is_a_known_kind():
 def workdir(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("tutorial")
     (root / "configs").symlink_to(REPO_ROOT / "configs")
-    synth_folder(root / "data" / "audio", classes=("strings", "drums"), files=4, seconds=3.0, rate=11025)
+    synth_folder(
+        root / "data" / "audio", classes=("strings", "drums"), files=4, seconds=3.0, rate=11025
+    )
     synth_labelled_folder(root / "data" / "labelled")
     return root
 
 
 def test_tutorial_runs(workdir):
-    env = dict(os.environ, AUDIO=str(workdir / "data" / "audio"), LABELLED=str(workdir / "data" / "labelled"),
-               CPC_TF_CACHE=str(workdir / "cache"), PYTHONUNBUFFERED="1")
+    env = dict(
+        os.environ,
+        AUDIO=str(workdir / "data" / "audio"),
+        LABELLED=str(workdir / "data" / "labelled"),
+        CPC_TF_CACHE=str(workdir / "cache"),
+        PYTHONUNBUFFERED="1",
+    )
     env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
     blocks = parse_blocks(TUTORIAL.read_text())
     ran = 0
@@ -75,13 +81,21 @@ def test_tutorial_runs(workdir):
             assert out.returncode == int(expect.group(1)), shown
             assert "Traceback" not in out.stderr, shown
             nxt = blocks[i + 1] if i + 1 < len(blocks) else ("", "")
-            assert nxt[0] == "text", f"block {i} expects a failure but no text block quotes its message"
+            assert nxt[0] == "text", (
+                f"block {i} expects a failure but no text block quotes its message"
+            )
             assert nxt[1].strip() in out.stderr, shown
         else:
             assert out.returncode == 0, shown
         ran += 1
     assert ran >= 15
     report = (workdir / "report" / "report.md").read_text()
-    for row in ("| **model** |", "| random-init |", "| mfcc |", "model − random-init", "model − mfcc"):
+    for row in (
+        "| **model** |",
+        "| random-init |",
+        "| mfcc |",
+        "model − random-init",
+        "model − mfcc",
+    ):
         assert row in report, row
     assert "the spread" in report

@@ -19,17 +19,33 @@ from cpc_tf.config import EvalConfig
 from cpc_tf.errors import ConfigError, DataError
 from cpc_tf.evaluation import metrics as M
 from cpc_tf.evaluation.embeddings import load_embeddings, save_embeddings, validate_arrays
-from cpc_tf.evaluation.splits import (file_groups, file_labels, holdout_split, kfold_splits, parse_group_by,
-                                      rows_in, separate_test_split)
+from cpc_tf.evaluation.splits import (
+    file_groups,
+    file_labels,
+    holdout_split,
+    kfold_splits,
+    parse_group_by,
+    rows_in,
+    separate_test_split,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 EVAL_DIR = REPO / "cpc_tf" / "evaluation"
 
 
 # ------------------------------------------------------------------ helpers
-def make_arrays(n_files: int = 40, crops: int = 4, n_classes: int = 4, dim: int = 16, sep: float = 6.0,
-                seed: int = 0, names: list[str] | None = None, labels: list[str] | None = None,
-                noise: float = 1.0, run: str = "") -> dict[str, np.ndarray]:
+def make_arrays(
+    n_files: int = 40,
+    crops: int = 4,
+    n_classes: int = 4,
+    dim: int = 16,
+    sep: float = 6.0,
+    seed: int = 0,
+    names: list[str] | None = None,
+    labels: list[str] | None = None,
+    noise: float = 1.0,
+    run: str = "",
+) -> dict[str, np.ndarray]:
     """Embeddings with one Gaussian cluster per class (one label string per file)."""
     rng = np.random.default_rng(seed)
     names = names or [f"class{f % n_classes}/file{f:03d}.wav" for f in range(n_files)]
@@ -45,9 +61,15 @@ def make_arrays(n_files: int = 40, crops: int = 4, n_classes: int = 4, dim: int 
             labs.append(lab)
             starts.append(2.0 * k)
             clip.append(f)
-    return {"embeddings": np.asarray(rows, np.float32), "paths": np.asarray(paths), "labels": np.asarray(labs),
-            "crop_start": np.asarray(starts, np.float32), "clip_index": np.asarray(clip, np.int64),
-            "run": np.array(run), "model": np.array("toy model")}
+    return {
+        "embeddings": np.asarray(rows, np.float32),
+        "paths": np.asarray(paths),
+        "labels": np.asarray(labs),
+        "crop_start": np.asarray(starts, np.float32),
+        "clip_index": np.asarray(clip, np.int64),
+        "run": np.array(run),
+        "model": np.array("toy model"),
+    }
 
 
 def write_npz(path: Path, **kw) -> str:
@@ -101,7 +123,9 @@ def test_tagwise_and_clipwise_auc_by_hand():
     assert roc_c == pytest.approx(0.5)
     assert pr_c == pytest.approx((1 + 0.5 + 1) / 3)
     full = M.multilabel_metrics(y, s)
-    assert full["roc_auc_tag"] == pytest.approx(0.75) and full["pr_auc_clip"] == pytest.approx(5 / 6)
+    assert full["roc_auc_tag"] == pytest.approx(0.75) and full["pr_auc_clip"] == pytest.approx(
+        5 / 6
+    )
 
 
 def test_auc_undefined_everywhere_is_nan():
@@ -134,8 +158,9 @@ def test_file_level_aggregation_averages_crop_probabilities():
 def test_label_encoding_single_and_multi():
     assert M.class_names(["b", "a", "b"], False) == ["a", "b"]
     assert M.class_names(["rock;guitar", "rock"], True) == ["guitar", "rock"]
-    np.testing.assert_array_equal(M.encode_labels(["rock;guitar", "rock"], ["guitar", "rock"], True),
-                                  [[1, 1], [0, 1]])
+    np.testing.assert_array_equal(
+        M.encode_labels(["rock;guitar", "rock"], ["guitar", "rock"], True), [[1, 1], [0, 1]]
+    )
 
 
 # --------------------------------------------------------------- embeddings
@@ -207,7 +232,9 @@ def _check_disjoint(plan, groups=None):
     for s in plan.splits:
         assert not (s.train_files & s.test_files), s.name
         if groups:
-            assert not ({groups[f] for f in s.train_files} & {groups[f] for f in s.test_files}), s.name
+            assert not ({groups[f] for f in s.train_files} & {groups[f] for f in s.test_files}), (
+                s.name
+            )
 
 
 @pytest.mark.parametrize("use_groups", [False, True])
@@ -217,7 +244,10 @@ def test_no_file_or_group_on_both_sides_of_any_split(tmp_path, use_groups):
     emb = validate_arrays(make_arrays(names=names, labels=labels, crops=3))
     lab = file_labels(emb.paths, emb.labels)
     groups = file_groups(lab, parse_group_by(r"regex:^(artist\d+)-"))[0] if use_groups else None
-    plans = [holdout_split(sorted(lab), lab, 0.25, 0, groups), kfold_splits(sorted(lab), lab, 4, 0, groups)]
+    plans = [
+        holdout_split(sorted(lab), lab, 0.25, 0, groups),
+        kfold_splits(sorted(lab), lab, 4, 0, groups),
+    ]
     for plan in plans:
         _check_disjoint(plan, groups)
         for s in plan.splits:
@@ -282,7 +312,10 @@ def test_class_balanced_subsets_keep_every_class():
     lab = {f"c{c}-{i}": f"c{c}" for c in range(4) for i in range(10 * (c + 1))}
     sub = class_balanced_subset(sorted(lab), lab, 0.1, seed=0)
     assert [sum(lab[f] == f"c{c}" for f in sub) for c in range(4)] == [1, 2, 3, 4]
-    assert class_balanced_subset(sorted(lab), lab, 0.01) and len(class_balanced_subset(sorted(lab), lab, 0.01)) == 4
+    assert (
+        class_balanced_subset(sorted(lab), lab, 0.01)
+        and len(class_balanced_subset(sorted(lab), lab, 0.01)) == 4
+    )
     assert class_balanced_subset(sorted(lab), lab, 1.0) == sorted(lab)
     ml = {f"f{i}": ("a;b" if i % 10 == 0 else "a") for i in range(50)} | {"rare": "z"}
     sub = class_balanced_subset(sorted(ml), ml, 0.02, seed=0, multilabel=True)
@@ -305,11 +338,18 @@ def test_plain_array_helpers_split_by_file_and_probe_string_labels():
     emb = validate_arrays(make_arrays(n_files=24, crops=3, n_classes=3))
     tr, te = split_by_file(emb.paths, emb.labels, test_fraction=0.25, seed=0)
     assert len(tr) + len(te) == len(emb) and not set(emb.paths[tr]) & set(emb.paths[te])
-    res = train_probe(emb.embeddings[tr], emb.labels[tr], emb.embeddings[te], emb.labels[te],
-                      fast_cfg(probe_epochs=5, classifier="linear"))
+    res = train_probe(
+        emb.embeddings[tr],
+        emb.labels[tr],
+        emb.embeddings[te],
+        emb.labels[te],
+        fast_cfg(probe_epochs=5, classifier="linear"),
+    )
     assert res.classes == ["class0", "class1", "class2"] and res.accuracy >= 0.9
     assert res.probs.shape == (len(te), 3) and len(res.history["loss"]) == 5
-    res = train_probe(emb.embeddings[tr], emb.labels[tr], emb.embeddings[te], emb.labels[te], fast_cfg())
+    res = train_probe(
+        emb.embeddings[tr], emb.labels[tr], emb.embeddings[te], emb.labels[te], fast_cfg()
+    )
     assert res.classes == ["class0", "class1", "class2"] and res.accuracy >= 0.9
     assert res.probs.shape == (len(te), 3) and res.monitor == "cross-validation"
 
@@ -330,10 +370,18 @@ def test_evaluation_never_imports_models_or_audio():
     for path in EVAL_DIR.glob("*.py"):
         tree = ast.parse(path.read_text())
         for node in ast.walk(tree):
-            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
-                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or ""]
+                if isinstance(node, ast.ImportFrom)
+                else []
+            )
             for name in names:
-                assert not name.startswith(("cpc_tf.models", "cpc_tf.audio", "tensorflow.keras")), (path, name)
+                assert not name.startswith(("cpc_tf.models", "cpc_tf.audio", "tensorflow.keras")), (
+                    path,
+                    name,
+                )
 
 
 # ------------------------------------------------------------------- report
@@ -343,8 +391,12 @@ def test_report_multilabel_end_to_end(tmp_path):
     labels = [["rock", "pop", "jazz", "rock;guitar", "pop;guitar"][f % 5] for f in range(50)]
     emb = write_npz(tmp_path / "ml.npz", n_files=50, labels=labels, crops=3)
     out = tmp_path / "rep"
-    result = evaluate(emb, fast_cfg(early_stopping_patience=2, probe_epochs=6, classifier="linear"), out,
-                      test_fraction=0.3)
+    result = evaluate(
+        emb,
+        fast_cfg(early_stopping_patience=2, probe_epochs=6, classifier="linear"),
+        out,
+        test_fraction=0.3,
+    )
     assert result["task"] == "multi-label" and result["primary_metric"] == "pr_auc_tag"
     crop = result["results"]["model"]["crop"]
     assert set(crop) == {"roc_auc_tag", "pr_auc_tag", "roc_auc_clip", "pr_auc_clip", "macro_f1"}
@@ -352,7 +404,8 @@ def test_report_multilabel_end_to_end(tmp_path):
     assert "confusion_matrix.png" not in result["figures"]
     saved = json.loads((out / "metrics.json").read_text())
     assert saved["results"]["model"]["file"]["pr_auc_tag"]["mean"] == pytest.approx(
-        result["results"]["model"]["file"]["pr_auc_tag"]["mean"])
+        result["results"]["model"]["file"]["pr_auc_tag"]["mean"]
+    )
     for name in ("tsne_classes.png", "tsne_train_test.png", "probe_curves.png"):
         assert_not_blank(out / name)
     assert "roc_auc_clip" in (out / "report.md").read_text()
@@ -363,8 +416,13 @@ def test_report_official_folds_autoencoder_and_unseen_test_classes(tmp_path):
 
     names, labels = esc_names(per_fold=4)
     emb = write_npz(tmp_path / "esc.npz", names=names, labels=labels, crops=2)
-    result = evaluate(emb, fast_cfg(probe_epochs=1, classifier="mlp", mlp_hidden=16), tmp_path / "r1",
-                      folds=5, group_by=r"regex:^(\d)-")
+    result = evaluate(
+        emb,
+        fast_cfg(probe_epochs=1, classifier="mlp", mlp_hidden=16),
+        tmp_path / "r1",
+        folds=5,
+        group_by=r"regex:^(\d)-",
+    )
     splits = result["split"]["splits"]
     assert [s["test_groups"] for s in splits] == [["1"], ["2"], ["3"], ["4"], ["5"]]
     assert all(s["test_files"] == 4 and s["train_files"] == 16 for s in splits)
@@ -372,7 +430,9 @@ def test_report_official_folds_autoencoder_and_unseen_test_classes(tmp_path):
 
     train = write_npz(tmp_path / "tr.npz", n_files=16, n_classes=2, seed=0)
     test_labels = ["class0", "class1", "class7", "class7"]
-    test = write_npz(tmp_path / "te.npz", names=[f"t{i}.wav" for i in range(4)], labels=test_labels, seed=0)
+    test = write_npz(
+        tmp_path / "te.npz", names=[f"t{i}.wav" for i in range(4)], labels=test_labels, seed=0
+    )
     result = evaluate(train, fast_cfg(reduce="autoencoder"), tmp_path / "r2", test_path=test)
     assert result["classes"] == ["class0", "class1", "class7"]
     assert any("never occur in training" in w and "'class7'" in w for w in result["warnings"])
@@ -395,13 +455,34 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     arrays = make_arrays(n_files=4)
     del arrays["labels"]
     np.savez(tmp_path / "bad.npz", **arrays)
-    assert main(["evaluate", "--embeddings", str(tmp_path / "bad.npz"), "--out", str(tmp_path / "r")]) == 1
+    assert (
+        main(["evaluate", "--embeddings", str(tmp_path / "bad.npz"), "--out", str(tmp_path / "r")])
+        == 1
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "missing array(s) 'labels'" in err[0]
     good = write_npz(tmp_path / "good.npz", n_files=8)
-    assert main(["evaluate", "--embeddings", good, "--label-fractions", "0.1,x", "--out", str(tmp_path / "r")]) == 2
-    assert main(["evaluate", "--embeddings", good, "--group-by", "^x", "--out", str(tmp_path / "r")]) == 2
-    assert main(["evaluate", "--embeddings", good, "--folds", "1", "--out", str(tmp_path / "r")]) == 2
+    assert (
+        main(
+            [
+                "evaluate",
+                "--embeddings",
+                good,
+                "--label-fractions",
+                "0.1,x",
+                "--out",
+                str(tmp_path / "r"),
+            ]
+        )
+        == 2
+    )
+    assert (
+        main(["evaluate", "--embeddings", good, "--group-by", "^x", "--out", str(tmp_path / "r")])
+        == 2
+    )
+    assert (
+        main(["evaluate", "--embeddings", good, "--folds", "1", "--out", str(tmp_path / "r")]) == 2
+    )
     assert not (tmp_path / "r").exists()
     (tmp_path / "file").write_text("x")
     capsys.readouterr()
@@ -419,11 +500,34 @@ def test_cli_end_to_end_with_baseline_and_label_fractions(tmp_path):
     out = tmp_path / "report"
     env = dict(os.environ, PYTHONPATH=str(REPO), TF_CPP_MIN_LOG_LEVEL="3")
     proc = subprocess.run(
-        [sys.executable, "-m", "cpc_tf", "evaluate", "--embeddings", model, "--baseline", baseline,
-         "--test-fraction", "0.25", "--label-fractions", "0.1,1", "--out", str(out),
-         "--set", "eval.probe_epochs=5", "--set", "eval.probe_learning_rate=0.02",
-         "--set", "eval.tsne_max_points=40"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+        [
+            sys.executable,
+            "-m",
+            "cpc_tf",
+            "evaluate",
+            "--embeddings",
+            model,
+            "--baseline",
+            baseline,
+            "--test-fraction",
+            "0.25",
+            "--label-fractions",
+            "0.1,1",
+            "--out",
+            str(out),
+            "--set",
+            "eval.probe_epochs=5",
+            "--set",
+            "eval.probe_learning_rate=0.02",
+            "--set",
+            "eval.tsne_max_points=40",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "report.md" in proc.stdout and "Traceback" not in proc.stderr
     result = json.loads((out / "metrics.json").read_text())
@@ -435,13 +539,27 @@ def test_cli_end_to_end_with_baseline_and_label_fractions(tmp_path):
     assert result["data_efficiency"]["model"]["0.1"]["train_files"] == 4  # one file per class
     cm = np.asarray(result["confusion_matrix"]["model"]["matrix"])
     assert cm.sum() == pytest.approx(1.0)
-    np.testing.assert_allclose(cm.sum(axis=1), [0.25] * 4)  # the class frequencies of the test crops
+    np.testing.assert_allclose(
+        cm.sum(axis=1), [0.25] * 4
+    )  # the class frequencies of the test crops
     report = (out / "report.md").read_text()
-    for text in ("| accuracy | crop |", "baseline", "## Data efficiency", "![confusion_matrix.png]",
-                 "name: toy_run", "| holdout | 36 | 144 | 12 | 48 |"):
+    for text in (
+        "| accuracy | crop |",
+        "baseline",
+        "## Data efficiency",
+        "![confusion_matrix.png]",
+        "name: toy_run",
+        "| holdout | 36 | 144 | 12 | 48 |",
+    ):
         assert text in report
-    for name in ("confusion_matrix.png", "confusion_matrix_baseline.png", "tsne_classes.png",
-                 "tsne_train_test.png", "pretrain_loss.png", "data_efficiency.png"):
+    for name in (
+        "confusion_matrix.png",
+        "confusion_matrix_baseline.png",
+        "tsne_classes.png",
+        "tsne_train_test.png",
+        "pretrain_loss.png",
+        "data_efficiency.png",
+    ):
         assert_not_blank(out / name)
         assert name in result["figures"]
     # the default probe is a logistic regression: no epochs, so no curves to draw

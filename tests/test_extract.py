@@ -18,19 +18,31 @@ import pytest
 import soundfile as sf
 import tensorflow as tf
 import yaml
-
-from cpc_tf.audio.cache import open_cache, parse_record
-from cpc_tf.config import resolve_config_path
-from cpc_tf.config import Config, load_config
-from cpc_tf.errors import ConfigError
-from cpc_tf.extract import ExtractOptions, crop_dataset, extract, extract_embeddings, model_input_length
 from helpers import TINY_CPC, TINY_SIMCLR, run_cli, set_flags, tiny_config
 
+from cpc_tf.audio.cache import open_cache, parse_record
+from cpc_tf.config import Config, load_config, resolve_config_path
+from cpc_tf.errors import ConfigError
+from cpc_tf.extract import (
+    ExtractOptions,
+    crop_dataset,
+    extract,
+    extract_embeddings,
+    model_input_length,
+)
+
 CONTRACT_KEYS = {"embeddings", "paths", "labels", "crop_start", "clip_index", "run", "model"}
-EXTRA_KEYS = {"config", "skipped_paths", "skipped_reasons", "audio_dir", "label_source", "crop_start_unit"}
-RATE = 8000                 # rate of the files on disk
+EXTRA_KEYS = {
+    "config",
+    "skipped_paths",
+    "skipped_reasons",
+    "audio_dir",
+    "label_source",
+    "crop_start_unit",
+}
+RATE = 8000  # rate of the files on disk
 MODEL_RATE = TINY_CPC["data"]["sample_rate"]
-TINY_SECONDS = 0.1          # the short clip: far below the 1.2 s tiny crop and the 4 s seed crop
+TINY_SECONDS = 0.1  # the short clip: far below the 1.2 s tiny crop and the 4 s seed crop
 # class -> files as (digit, speaker, seconds); lengths are chosen so sliding mode has
 # one, two and three chunks of the 1.2 s tiny crop
 LAYOUT = {
@@ -56,15 +68,20 @@ def make_folder(root: Path) -> Path:
         for i, (digit, speaker, seconds) in enumerate(files):
             sf.write(root / cls / f"{digit}_{speaker}_{i}.wav", _tone(cls, seconds, rng), RATE)
     sf.write(root / "low" / "7_cat_9.wav", _tone("low", TINY_SECONDS, rng), RATE)
-    (root / "high" / "8_cat_9.wav").write_bytes(b"RIFF\x24\x00\x00\x00WAVEfmt " + bytes(40))  # corrupt
+    (root / "high" / "8_cat_9.wav").write_bytes(
+        b"RIFF\x24\x00\x00\x00WAVEfmt " + bytes(40)
+    )  # corrupt
     (root / "labels.csv").write_text("path,label\nlow/1_ann_0.wav,a;b\nhigh/4_ann_0.wav,c\n")
     return root
 
 
 def _durations(audio_dir: Path) -> dict[str, float]:
     """Duration in seconds of every decodable file, by relative path."""
-    return {str(p.relative_to(audio_dir)).replace(os.sep, "/"): sf.info(str(p)).duration
-            for p in audio_dir.rglob("*.wav") if p.name != "8_cat_9.wav"}
+    return {
+        str(p.relative_to(audio_dir)).replace(os.sep, "/"): sf.info(str(p)).duration
+        for p in audio_dir.rglob("*.wav")
+        if p.name != "8_cat_9.wav"
+    }
 
 
 def _cfg(**sections: dict[str, Any]) -> Config:
@@ -94,8 +111,12 @@ def _cached_audio(cache: Any) -> dict[str, np.ndarray]:
     """Each clip's decoded audio as the cache stores it (float32 at the model rate)."""
     parts: dict[str, list[tuple[int, np.ndarray]]] = {}
     for rec in tf.data.TFRecordDataset(cache.shard_paths).map(parse_record):
-        parts.setdefault(rec["path"].numpy().decode(), []).append((int(rec["offset"]), rec["audio"].numpy()))
-    return {p: np.concatenate([a for _, a in sorted(v, key=lambda x: x[0])]) for p, v in parts.items()}
+        parts.setdefault(rec["path"].numpy().decode(), []).append(
+            (int(rec["offset"]), rec["audio"].numpy())
+        )
+    return {
+        p: np.concatenate([a for _, a in sorted(v, key=lambda x: x[0])]) for p, v in parts.items()
+    }
 
 
 # ------------------------------------------------------------------ fixtures
@@ -109,12 +130,36 @@ def trained(folder: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str,
     """A tiny CPC trained by the CLI, and its embeddings (3 crops per file, frame level)."""
     work = tmp_path_factory.mktemp("trained")
     run, cache = work / "run", work / "cache"
-    out = run_cli("train", "--audio-dir", str(folder), "--out", str(run), "--cache-dir", str(cache),
-                  *set_flags(TINY_CPC), "--set", "data.decode_workers=1")
+    out = run_cli(
+        "train",
+        "--audio-dir",
+        str(folder),
+        "--out",
+        str(run),
+        "--cache-dir",
+        str(cache),
+        *set_flags(TINY_CPC),
+        "--set",
+        "data.decode_workers=1",
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     npz = work / "trained.npz"
-    res = run_cli("extract", "--run", str(run), "--audio-dir", str(folder), "--out", str(npz),
-                  "--crops-per-file", "3", "--labels", "folder", "--frame-level", "--cache-dir", str(cache))
+    res = run_cli(
+        "extract",
+        "--run",
+        str(run),
+        "--audio-dir",
+        str(folder),
+        "--out",
+        str(npz),
+        "--crops-per-file",
+        "3",
+        "--labels",
+        "folder",
+        "--frame-level",
+        "--cache-dir",
+        str(cache),
+    )
     assert res.returncode == 0, res.stderr[-2000:]
     return {"run": run, "cache": cache, "npz": npz, "log": res.stdout, "work": work}
 
@@ -179,8 +224,16 @@ def test_frame_level_is_refused_for_simclr():
 
 
 def test_bad_input_is_one_line(trained, folder, tmp_path):
-    res = run_cli("extract", "--random-init", "--config", "cpc_conv1d_gru", "--audio-dir",
-                  str(tmp_path / "missing"), "--out", str(tmp_path / "x.npz"))
+    res = run_cli(
+        "extract",
+        "--random-init",
+        "--config",
+        "cpc_conv1d_gru",
+        "--audio-dir",
+        str(tmp_path / "missing"),
+        "--out",
+        str(tmp_path / "x.npz"),
+    )
     assert res.returncode == 1 and "Traceback" not in res.stderr
     assert len(res.stderr.strip().splitlines()) == 1, res.stderr
 
@@ -190,7 +243,9 @@ def test_bad_input_is_one_line(trained, folder, tmp_path):
 
     def fails(*argv: str) -> CpcTfError:
         with pytest.raises(CpcTfError) as info:
-            extract_command(build_parser().parse_args(["extract", *argv, "--out", str(tmp_path / "x.npz")]))
+            extract_command(
+                build_parser().parse_args(["extract", *argv, "--out", str(tmp_path / "x.npz")])
+            )
         return info.value
 
     err = fails("--random-init", "--audio-dir", str(tmp_path))
@@ -205,13 +260,26 @@ def test_regex_and_csv_labels(folder, tmp_path):
     cfg = _cfg()
     model = _model(cfg)
     opts = dict(cache_dir=str(tmp_path / "cache"), progress=False)
-    digits = extract(cfg, model, ExtractOptions(str(folder), str(tmp_path / "r.npz"), labels=r"regex:^(\d)_", **opts))
-    assert all(lab == os.path.basename(p)[0] for p, lab in zip(digits["paths"].tolist(), digits["labels"].tolist()))
-    tagged = extract(cfg, model, ExtractOptions(str(folder), str(tmp_path / "c.npz"), labels="csv:labels.csv", **opts))
+    digits = extract(
+        cfg,
+        model,
+        ExtractOptions(str(folder), str(tmp_path / "r.npz"), labels=r"regex:^(\d)_", **opts),
+    )
+    assert all(
+        lab == os.path.basename(p)[0]
+        for p, lab in zip(digits["paths"].tolist(), digits["labels"].tolist())
+    )
+    tagged = extract(
+        cfg,
+        model,
+        ExtractOptions(str(folder), str(tmp_path / "c.npz"), labels="csv:labels.csv", **opts),
+    )
     by_path = dict(zip(tagged["paths"].tolist(), tagged["labels"].tolist()))
     assert by_path["low/1_ann_0.wav"] == "a;b" and by_path["high/4_ann_0.wav"] == "c"
     assert by_path["low/2_bob_1.wav"] == ""  # not listed: unlabelled, still extracted
-    np.testing.assert_array_equal(digits["embeddings"], tagged["embeddings"])  # labels change nothing else
+    np.testing.assert_array_equal(
+        digits["embeddings"], tagged["embeddings"]
+    )  # labels change nothing else
 
 
 # ------------------------------------------------------------------ crops
@@ -225,8 +293,11 @@ def test_crops_per_file_and_seed(folder, tmp_path):
     assert (counts == 5).all()
     np.testing.assert_array_equal(a["crop_start"], b["crop_start"])
     np.testing.assert_allclose(a["embeddings"], b["embeddings"], rtol=1e-5, atol=1e-6)
-    other = extract(_cfg(eval={"crops_per_file": 5, "seed": 1}), model,
-                    ExtractOptions(str(folder), str(tmp_path / "c.npz"), **opts))
+    other = extract(
+        _cfg(eval={"crops_per_file": 5, "seed": 1}),
+        model,
+        ExtractOptions(str(folder), str(tmp_path / "c.npz"), **opts),
+    )
     long = a["crop_start"] > 0  # files long enough for the draw to matter
     assert not np.array_equal(a["crop_start"][long], other["crop_start"][long])
 
@@ -236,7 +307,9 @@ def test_crops_per_file_and_seed(folder, tmp_path):
     (subset / "low" / "1_ann_0.wav").unlink()
     c = extract(cfg, model, ExtractOptions(str(subset), str(tmp_path / "d.npz"), **opts))
     for p in set(c["paths"].tolist()):
-        np.testing.assert_array_equal(c["crop_start"][c["paths"] == p], a["crop_start"][a["paths"] == p])
+        np.testing.assert_array_equal(
+            c["crop_start"][c["paths"] == p], a["crop_start"][a["paths"] == p]
+        )
 
 
 def test_sliding_chunks_cover_each_file(folder, tmp_path):
@@ -261,8 +334,13 @@ def test_sliding_chunks_cover_each_file(folder, tmp_path):
         np.testing.assert_array_equal(joined[:n], wave)
         assert len(joined) - n < length
 
-    payload = extract(cfg, _model(cfg), ExtractOptions(str(folder), str(tmp_path / "s.npz"),
-                                                       cache_dir=str(tmp_path / "cache"), progress=False))
+    payload = extract(
+        cfg,
+        _model(cfg),
+        ExtractOptions(
+            str(folder), str(tmp_path / "s.npz"), cache_dir=str(tmp_path / "cache"), progress=False
+        ),
+    )
     assert len(payload["embeddings"]) == total
     assert sorted(set(payload["paths"].tolist())) == sorted(audio)
 
@@ -270,13 +348,17 @@ def test_sliding_chunks_cover_each_file(folder, tmp_path):
 @pytest.mark.parametrize("policy", ["loop", "pad"])
 def test_short_clip_with_the_seed_crop_is_kept(folder, tmp_path, policy):
     """A 0.1 s file under the seed default's 4 s crop: looped or padded, never dropped."""
-    cfg = load_config(resolve_config_path("cpc_conv1d_gru"), [f"data.short_clip_policy={policy}",
-                                                               "eval.crops_per_file=10"])
+    cfg = load_config(
+        resolve_config_path("cpc_conv1d_gru"),
+        [f"data.short_clip_policy={policy}", "eval.crops_per_file=10"],
+    )
     assert cfg.name == "cpc_conv1d_gru" and model_input_length(cfg) == 30 * 588
     only = tmp_path / "short"
     only.mkdir()
     shutil.copy(folder / "low" / "7_cat_9.wav", only / "7_cat_9.wav")
-    cache = open_cache(only, cfg.data.sample_rate, cache_dir=tmp_path / "cache", workers=1, progress=False)
+    cache = open_cache(
+        only, cfg.data.sample_rate, cache_dir=tmp_path / "cache", workers=1, progress=False
+    )
     wave = _cached_audio(cache)["7_cat_9.wav"]
     ds, total = crop_dataset(cache, cfg, batch_size=64)
     crops, _, starts = next(iter(ds))
@@ -285,14 +367,22 @@ def test_short_clip_with_the_seed_crop_is_kept(folder, tmp_path, policy):
     for x, s in zip(crops.numpy(), starts.numpy()):
         assert 0 <= s < n
         if policy == "loop":
-            np.testing.assert_array_equal(x, np.tile(wave, 30 * 588 // n + 2)[s: s + 30 * 588])
+            np.testing.assert_array_equal(x, np.tile(wave, 30 * 588 // n + 2)[s : s + 30 * 588])
         else:
             assert s == 0
             np.testing.assert_array_equal(x[:n], wave)
             assert not x[n:].any()
     if policy == "loop":  # and through the seed-default model: 10 rows, none dropped
-        payload = extract(cfg, _model(cfg), ExtractOptions(str(only), str(tmp_path / "e.npz"),
-                                                           cache_dir=str(tmp_path / "cache"), progress=False))
+        payload = extract(
+            cfg,
+            _model(cfg),
+            ExtractOptions(
+                str(only),
+                str(tmp_path / "e.npz"),
+                cache_dir=str(tmp_path / "cache"),
+                progress=False,
+            ),
+        )
         assert payload["embeddings"].shape == (10, 512) and np.isfinite(payload["embeddings"]).all()
         assert payload["paths"].tolist() == ["7_cat_9.wav"] * 10
 
@@ -325,11 +415,16 @@ def test_crop_pipeline_streams_from_the_shards(folder, tmp_path):
     assert spec[0].shape.as_list() == [None, model_input_length(cfg)]
     graph = tf.compat.v1.GraphDef()
     graph.ParseFromString(ds._as_serialized_graph().numpy())
-    ops = {node.op for node in graph.node} | {node.op for f in graph.library.function for node in f.node_def}
+    ops = {node.op for node in graph.node} | {
+        node.op for f in graph.library.function for node in f.node_def
+    }
     assert any(op.startswith("TFRecordDataset") for op in ops), sorted(ops)
-    const_bytes = [len(node.attr["value"].tensor.tensor_content) + 4 * len(node.attr["value"].tensor.float_val)
-                   for f in [graph.node] + [fn.node_def for fn in graph.library.function]
-                   for node in f if node.op == "Const"]
+    const_bytes = [
+        len(node.attr["value"].tensor.tensor_content) + 4 * len(node.attr["value"].tensor.float_val)
+        for f in [graph.node] + [fn.node_def for fn in graph.library.function]
+        for node in f
+        if node.op == "Const"
+    ]
     audio_bytes = 4 * sum(c.num_samples for c in cache.clips)
     assert max(const_bytes) < audio_bytes / 20  # clip ids and lengths only, never samples
     sizes = [int(b[0].shape[0]) for b in ds]
@@ -342,17 +437,41 @@ def test_train_extract_evaluate_end_to_end(trained, folder):
     baseline = work / "baseline.npz"
     cfg_path = work / "tiny.yaml"
     cfg_path.write_text(yaml.safe_dump(TINY_CPC))
-    res = run_cli("extract", "--random-init", "--config", str(cfg_path), "--audio-dir", str(folder),
-                  "--out", str(baseline), "--crops-per-file", "2", "--cache-dir", str(trained["cache"]))
+    res = run_cli(
+        "extract",
+        "--random-init",
+        "--config",
+        str(cfg_path),
+        "--audio-dir",
+        str(folder),
+        "--out",
+        str(baseline),
+        "--crops-per-file",
+        "2",
+        "--cache-dir",
+        str(trained["cache"]),
+    )
     assert res.returncode == 0, res.stderr[-2000:]
     random, model = _load(baseline), _load(trained["npz"])
     assert random["run"].item() == "random-init" and "frames" not in random
     assert random["embeddings"].shape == (2 * len(_durations(folder)), TINY_CPC["model"]["c_dim"])
     assert set(random["paths"].tolist()) == set(model["paths"].tolist())
     report = work / "report"
-    res = run_cli("evaluate", "--embeddings", str(trained["npz"]), "--baseline", str(baseline),
-                  "--seeds", "2", "--test-fraction", "0.25", "--out", str(report),
-                  "--set", "eval.tsne_max_points=50")
+    res = run_cli(
+        "evaluate",
+        "--embeddings",
+        str(trained["npz"]),
+        "--baseline",
+        str(baseline),
+        "--seeds",
+        "2",
+        "--test-fraction",
+        "0.25",
+        "--out",
+        str(report),
+        "--set",
+        "eval.tsne_max_points=50",
+    )
     assert res.returncode == 0, res.stderr[-2000:]
     metrics = json.loads((report / "metrics.json").read_text())
     assert set(metrics["classes"]) == {"low", "high"}
@@ -366,15 +485,38 @@ def test_train_extract_evaluate_end_to_end(trained, folder):
 def test_mfcc_features_skip_and_count_bad_files(folder, tmp_path):
     """`extract --features mfcc`: one row per decodable file, the corrupt one skipped and counted."""
     out = tmp_path / "mfcc.npz"
-    res = run_cli("extract", "--features", "mfcc", "--audio-dir", str(folder), "--out", str(out),
-                  "--labels", "folder", "--cache-dir", str(tmp_path / "cache"))
+    res = run_cli(
+        "extract",
+        "--features",
+        "mfcc",
+        "--audio-dir",
+        str(folder),
+        "--out",
+        str(out),
+        "--labels",
+        "folder",
+        "--cache-dir",
+        str(tmp_path / "cache"),
+    )
     assert res.returncode == 0 and "Traceback" not in res.stderr, res.stderr[-2000:]
     d = _load(out)
     good = [p for p in _durations(folder)]
     assert sorted(d["paths"].tolist()) == sorted(good) and "high/8_cat_9.wav" not in good
-    assert d["embeddings"].shape == (len(good), 40)          # mean and std of 20 MFCCs
+    assert d["embeddings"].shape == (len(good), 40)  # mean and std of 20 MFCCs
     assert np.isfinite(d["embeddings"]).all() and str(d["run"]) == "features:mfcc"
-    assert d["skipped_paths"].tolist() == ["high/8_cat_9.wav"] and d["skipped_reasons"].tolist() == ["corrupt"]
+    assert d["skipped_paths"].tolist() == ["high/8_cat_9.wav"] and d[
+        "skipped_reasons"
+    ].tolist() == ["corrupt"]
     assert "skipped, corrupt (1): high/8_cat_9.wav" in res.stdout
-    bad = run_cli("extract", "--features", "chroma", "--audio-dir", str(folder), "--out", str(tmp_path / "c.npz"))
-    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and "mfcc" in bad.stderr
+    bad = run_cli(
+        "extract",
+        "--features",
+        "chroma",
+        "--audio-dir",
+        str(folder),
+        "--out",
+        str(tmp_path / "c.npz"),
+    )
+    assert (
+        bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and "mfcc" in bad.stderr
+    )

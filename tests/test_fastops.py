@@ -17,7 +17,9 @@ keras = pytest.importorskip("keras")
 from cpc_tf.models.fastops import FusedBatchNormalization, MatmulConv1D  # noqa: E402
 
 
-def _output_and_grads(layer: keras.layers.Layer, x: tf.Tensor, **call_kw: object) -> list[tf.Tensor]:
+def _output_and_grads(
+    layer: keras.layers.Layer, x: tf.Tensor, **call_kw: object
+) -> list[tf.Tensor]:
     """The layer's output and the gradients of a non-trivial loss w.r.t. input and weights."""
     with tf.GradientTape() as tape:
         tape.watch(x)
@@ -26,7 +28,9 @@ def _output_and_grads(layer: keras.layers.Layer, x: tf.Tensor, **call_kw: object
     return [y] + tape.gradient(loss, [x] + layer.trainable_weights)
 
 
-def _forward_and_grads(layer: keras.layers.Layer, x: tf.Tensor, **call_kw: object) -> list[np.ndarray]:
+def _forward_and_grads(
+    layer: keras.layers.Layer, x: tf.Tensor, **call_kw: object
+) -> list[np.ndarray]:
     return [np.asarray(t, dtype=np.float32) for t in _output_and_grads(layer, x, **call_kw)]
 
 
@@ -45,7 +49,15 @@ def _pair(stock: keras.layers.Layer, fast: keras.layers.Layer, shape: tuple[int,
 # (length, in-channels, filters, kernel, stride, padding, batch): the path each case takes
 WIDE = 128  # in × out channels ≥ 128 × 128 selects the matmul kernel gradient
 CONV_CASES = [
-    (116, 32, WIDE, 8, 4, "valid", 3),  # folded to 4·32 channels, width-2 conv, matmul gradient (seed 004)
+    (
+        116,
+        32,
+        WIDE,
+        8,
+        4,
+        "valid",
+        3,
+    ),  # folded to 4·32 channels, width-2 conv, matmul gradient (seed 004)
     (116, 8, 5, 8, 4, "valid", 3),  # folded, narrow: stock gradient of the folded conv
     (13, 64, WIDE, 4, 2, "valid", 3),  # folded, matmul gradient, the unread last step dropped
     (5, 4, 5, 4, 2, "valid", 3),  # folded to a single output step: one matmul
@@ -67,9 +79,12 @@ CONV_CASES = [
 
 
 @pytest.mark.parametrize("length,cin,filters,kernel,stride,padding,batch", CONV_CASES)
-def test_matmul_conv1d_matches_keras_conv1d(length: int, cin: int, filters: int, kernel: int, stride: int,
-                                            padding: str, batch: int) -> None:
-    x = tf.constant(np.random.default_rng(length * 31 + kernel).normal(size=(batch, length, cin)), tf.float32)
+def test_matmul_conv1d_matches_keras_conv1d(
+    length: int, cin: int, filters: int, kernel: int, stride: int, padding: str, batch: int
+) -> None:
+    x = tf.constant(
+        np.random.default_rng(length * 31 + kernel).normal(size=(batch, length, cin)), tf.float32
+    )
     stock = keras.layers.Conv1D(filters, kernel, strides=stride, padding=padding)
     fast = MatmulConv1D(filters, kernel, strides=stride, padding=padding)
     _pair(stock, fast, x.shape)
@@ -112,7 +127,9 @@ def test_matmul_conv1d_keeps_the_stock_variables_and_config() -> None:
     stock = keras.layers.Conv1D(7, 8, strides=4, name="conv")
     fast = MatmulConv1D(7, 8, strides=4, name="conv")
     _pair(stock, fast, (None, 116, 3))
-    assert [(v.path, tuple(v.shape)) for v in fast.weights] == [(v.path, tuple(v.shape)) for v in stock.weights]
+    assert [(v.path, tuple(v.shape)) for v in fast.weights] == [
+        (v.path, tuple(v.shape)) for v in stock.weights
+    ]
     clone = MatmulConv1D.from_config(fast.get_config())
     assert isinstance(clone, MatmulConv1D) and clone.get_config() == fast.get_config()
 
@@ -129,27 +146,44 @@ def test_matmul_conv1d_under_bfloat16_policy() -> None:
         grads = tape.gradient(loss, fast.trainable_weights)
         assert y.dtype == tf.bfloat16
         assert [g.dtype for g in grads] == [tf.float32, tf.float32]
-        np.testing.assert_allclose(np.asarray(tf.cast(y, tf.float32)), np.asarray(stock(x)), rtol=0.05, atol=0.05)
+        np.testing.assert_allclose(
+            np.asarray(tf.cast(y, tf.float32)), np.asarray(stock(x)), rtol=0.05, atol=0.05
+        )
 
 
-@pytest.mark.parametrize("shape", [(6, 8), (4, 9, 8), (3, 5, 4, 8),  # fused kernel
-                                   (6, 7), (4, 9, 7)])  # channels not a multiple of 4: two-pass
+@pytest.mark.parametrize(
+    "shape",
+    [
+        (6, 8),
+        (4, 9, 8),
+        (3, 5, 4, 8),  # fused kernel
+        (6, 7),
+        (4, 9, 7),
+    ],
+)  # channels not a multiple of 4: two-pass
 def test_fused_batch_norm_matches_keras_in_training(shape: tuple[int, ...]) -> None:
     x = tf.constant(np.random.default_rng(len(shape)).normal(2.0, 3.0, size=shape), tf.float32)
     stock = keras.layers.BatchNormalization(momentum=0.8)
     fast = FusedBatchNormalization(momentum=0.8)
     _pair(stock, fast, x.shape)
     for _ in range(2):  # two updates of the moving statistics
-        want, got = _forward_and_grads(stock, x, training=True), _forward_and_grads(fast, x, training=True)
+        want, got = (
+            _forward_and_grads(stock, x, training=True),
+            _forward_and_grads(fast, x, training=True),
+        )
     for w, g in zip(want, got):
         np.testing.assert_allclose(g, w, rtol=1e-4, atol=2e-5)
-    for w, g in zip(stock.get_weights(), fast.get_weights()):  # gamma, beta, moving mean, moving variance
+    for w, g in zip(
+        stock.get_weights(), fast.get_weights()
+    ):  # gamma, beta, moving mean, moving variance
         np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-6)
     # The moving variance holds the biased batch variance (Keras' convention, not Bessel-corrected).
     batch_var = np.var(np.asarray(x).reshape(-1, shape[-1]), axis=0)
     np.testing.assert_allclose(fast.moving_variance.numpy(), 0.64 + 0.36 * batch_var, rtol=1e-4)
     inference = fast(x, training=False)
-    np.testing.assert_allclose(np.asarray(inference), np.asarray(stock(x, training=False)), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        np.asarray(inference), np.asarray(stock(x, training=False)), rtol=1e-5, atol=1e-5
+    )
 
 
 def test_fused_batch_norm_under_bfloat16_keeps_float32_statistics() -> None:
@@ -158,7 +192,9 @@ def test_fused_batch_norm_under_bfloat16_keeps_float32_statistics() -> None:
     y = layer(x, training=True)
     assert y.dtype == tf.bfloat16
     assert layer.moving_mean.dtype == "float32"
-    np.testing.assert_allclose(np.asarray(tf.reduce_mean(tf.cast(y, tf.float32), axis=(0, 1))), 0.0, atol=0.02)
+    np.testing.assert_allclose(
+        np.asarray(tf.reduce_mean(tf.cast(y, tf.float32), axis=(0, 1))), 0.0, atol=0.02
+    )
 
 
 def _two_replica_bn(x: np.ndarray) -> tuple[FusedBatchNormalization, np.ndarray]:
@@ -166,20 +202,27 @@ def _two_replica_bn(x: np.ndarray) -> tuple[FusedBatchNormalization, np.ndarray]
     devices = tf.config.list_logical_devices("CPU")
     if len(devices) < 2:
         pytest.skip("needs the two logical CPUs of tests/conftest.py")
-    strategy = tf.distribute.MirroredStrategy([d.name for d in devices[:2]],
-                                              cross_device_ops=tf.distribute.ReductionToOneDevice())
+    strategy = tf.distribute.MirroredStrategy(
+        [d.name for d in devices[:2]], cross_device_ops=tf.distribute.ReductionToOneDevice()
+    )
     with strategy.scope():
         layer = FusedBatchNormalization(synchronized=True, momentum=0.0)
         layer.build((None,) + x.shape[1:])
-    dist = strategy.experimental_distribute_dataset(tf.data.Dataset.from_tensor_slices(x).batch(len(x)))
+    dist = strategy.experimental_distribute_dataset(
+        tf.data.Dataset.from_tensor_slices(x).batch(len(x))
+    )
     out = strategy.run(tf.function(lambda b: layer(b, training=True)), args=(next(iter(dist)),))
     return layer, np.concatenate([np.asarray(t) for t in strategy.experimental_local_results(out)])
 
 
 def test_fused_batch_norm_synchronized_across_two_replicas_uses_global_statistics() -> None:
-    x = np.concatenate([np.zeros((2, 3, 2)), np.full((2, 3, 2), 4.0)]).astype(np.float32)  # replica means 0 and 4
+    x = np.concatenate([np.zeros((2, 3, 2)), np.full((2, 3, 2), 4.0)]).astype(
+        np.float32
+    )  # replica means 0 and 4
     layer, y = _two_replica_bn(x)
-    np.testing.assert_allclose(layer.moving_mean.numpy(), [2.0, 2.0], atol=1e-5)  # global mean, not 0 or 4
+    np.testing.assert_allclose(
+        layer.moving_mean.numpy(), [2.0, 2.0], atol=1e-5
+    )  # global mean, not 0 or 4
     np.testing.assert_allclose(layer.moving_variance.numpy(), [4.0, 4.0], atol=1e-4)
     np.testing.assert_allclose(y, (x - 2.0) / np.sqrt(4.0 + 1e-3), atol=1e-5)
 
@@ -196,11 +239,16 @@ def test_synchronized_statistics_are_as_accurate_as_one_replica() -> None:
 
 
 @pytest.mark.parametrize("channels,fused", [(8, True), (128, True), (7, False), (11, False)])
-def test_fused_kernel_is_used_for_channel_counts_it_handles_well(channels: int, fused: bool) -> None:
+def test_fused_kernel_is_used_for_channel_counts_it_handles_well(
+    channels: int, fused: bool
+) -> None:
     layer = FusedBatchNormalization()
     layer.build((None, 10, channels))
-    graph = tf.function(lambda t: layer(t, training=True)).get_concrete_function(
-        tf.TensorSpec([None, 10, channels], tf.float32)).graph
+    graph = (
+        tf.function(lambda t: layer(t, training=True))
+        .get_concrete_function(tf.TensorSpec([None, 10, channels], tf.float32))
+        .graph
+    )
     ops = {op.type for op in graph.get_operations()}
     assert ("FusedBatchNormV3" in ops) == fused, sorted(ops)
 
@@ -217,8 +265,9 @@ def test_fast_layers_compile_with_xla() -> None:
             tape.watch(t)
             y = same(bn(conv(t), training=True))
             loss = tf.reduce_sum(tf.sin(y))
-        return [loss] + tape.gradient(loss, [t] + conv.trainable_weights + same.trainable_weights
-                                      + bn.trainable_weights)
+        return [loss] + tape.gradient(
+            loss, [t] + conv.trainable_weights + same.trainable_weights + bn.trainable_weights
+        )
 
     step(x)  # build the layers outside the compiled function
     want = [np.asarray(v) for v in tf.function(step)(x)]

@@ -57,7 +57,7 @@ def _find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
         stack.append(node)
         for nxt in sorted(graph.get(node, ())):
             if state.get(nxt) == 1:
-                return stack[stack.index(nxt):] + [nxt]
+                return stack[stack.index(nxt) :] + [nxt]
             if nxt not in state and (cycle := walk(nxt)):
                 return cycle
         stack.pop()
@@ -83,8 +83,10 @@ def test_the_cycle_check_sees_imports_and_cycles(tmp_path: Path) -> None:
     a, b, c = tmp_path / "a.py", tmp_path / "b.py", tmp_path / "c.py"
     a.write_text("import cpc_tf.b\n")
     b.write_text("try:\n    from cpc_tf import c\nexcept ImportError:\n    pass\n")
-    c.write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import cpc_tf.a\n"
-                 "def f():\n    import cpc_tf.a\n")
+    c.write_text(
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import cpc_tf.a\n"
+        "def f():\n    import cpc_tf.a\n"
+    )
     graph = {n: _top_level_imports(f, n, modules) for n, f in zip(sorted(modules), (a, b, c))}
     assert graph == {"cpc_tf.a": {"cpc_tf.b"}, "cpc_tf.b": {"cpc_tf.c"}, "cpc_tf.c": set()}
     assert _find_cycle(graph) is None
@@ -95,8 +97,10 @@ def test_the_cycle_check_sees_imports_and_cycles(tmp_path: Path) -> None:
 def test_modules_stay_small() -> None:
     # about 400 lines per module (house rule); the argparse table and the registry's declarations are long
     # by nature, so the ceiling has a margin rather than exceptions by name.
-    sizes = {str(f.relative_to(REPO_ROOT)): len(f.read_text(encoding="utf-8").splitlines())
-             for f in PACKAGE.rglob("*.py")}
+    sizes = {
+        str(f.relative_to(REPO_ROOT)): len(f.read_text(encoding="utf-8").splitlines())
+        for f in PACKAGE.rglob("*.py")
+    }
     too_big = {f: n for f, n in sizes.items() if n > 500}
     assert not too_big, too_big
 
@@ -104,8 +108,11 @@ def test_modules_stay_small() -> None:
 def test_citations_are_self_contained() -> None:
     # users have the papers, not the project's internal notes: cite author, year and section
     banned = ("seed 00", "SPEC §", "SPEC.md", "ARCHITECTURE.md")
-    hits = [f"{f.relative_to(REPO_ROOT)}:{i}: {line.strip()}"
-            for f in sorted(PACKAGE.rglob("*")) if f.suffix in (".py", ".yaml")
-            for i, line in enumerate(f.read_text(encoding="utf-8").splitlines(), 1)
-            if any(b in line for b in banned)]
+    hits = [
+        f"{f.relative_to(REPO_ROOT)}:{i}: {line.strip()}"
+        for f in sorted(PACKAGE.rglob("*"))
+        if f.suffix in (".py", ".yaml")
+        for i, line in enumerate(f.read_text(encoding="utf-8").splitlines(), 1)
+        if any(b in line for b in banned)
+    ]
     assert not hits, "\n".join(hits[:20])

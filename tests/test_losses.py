@@ -83,8 +83,11 @@ def test_nt_xent_hand_computed_two_pairs():
     expected = _np_nt_xent(z1, z2, tau)
     assert float(loss) == pytest.approx(expected, rel=1e-5)
     # the first query's term, checked by hand, is part of that mean
-    z = np.concatenate([z1, z2]); z /= np.linalg.norm(z, axis=1, keepdims=True)
-    assert q0 == pytest.approx(_np_xent((z @ z.T / tau - np.eye(4) * 1e9)[:1], np.array([2]))[0], rel=1e-6)
+    z = np.concatenate([z1, z2])
+    z /= np.linalg.norm(z, axis=1, keepdims=True)
+    assert q0 == pytest.approx(
+        _np_xent((z @ z.T / tau - np.eye(4) * 1e9)[:1], np.array([2]))[0], rel=1e-6
+    )
     assert 0.0 <= float(acc) <= 1.0
 
 
@@ -104,8 +107,9 @@ def _two_replica_strategy() -> tf.distribute.Strategy:
     cpus = tf.config.list_logical_devices("CPU")
     if len(cpus) < 2:
         pytest.skip("needs two logical CPU devices (configured in conftest before TF starts)")
-    return tf.distribute.MirroredStrategy([cpus[0].name, cpus[1].name],
-                                          cross_device_ops=tf.distribute.ReductionToOneDevice())
+    return tf.distribute.MirroredStrategy(
+        [cpus[0].name, cpus[1].name], cross_device_ops=tf.distribute.ReductionToOneDevice()
+    )
 
 
 def _per_replica_mean(strategy, fn, *tensors):
@@ -118,9 +122,9 @@ def _per_replica_mean(strategy, fn, *tensors):
         out = []
         for t in tensors:
             if t.shape.rank > 2:
-                out.append(t[:, rid * half:(rid + 1) * half])
+                out.append(t[:, rid * half : (rid + 1) * half])
             else:
-                out.append(t[rid * half:(rid + 1) * half])
+                out.append(t[rid * half : (rid + 1) * half])
         return tuple(out)
 
     values = strategy.experimental_distribute_values_from_function(value_fn)
@@ -139,11 +143,15 @@ def test_info_nce_two_replicas_equals_single_device():
     p = tf.constant(rng.normal(size=(3, 8, 16)).astype(np.float32))
     t = tf.constant(rng.normal(size=(3, 8, 16)).astype(np.float32))
     single_loss, single_acc = info_nce(p, t)
-    loss, acc = _per_replica_mean(strategy, lambda a, b: tuple(tf.reduce_mean(v) for v in info_nce(a, b)), p, t)
+    loss, acc = _per_replica_mean(
+        strategy, lambda a, b: tuple(tf.reduce_mean(v) for v in info_nce(a, b)), p, t
+    )
     assert float(loss) == pytest.approx(float(tf.reduce_mean(single_loss)), rel=1e-5)
     assert float(acc) == pytest.approx(float(tf.reduce_mean(single_acc)), abs=1e-6)
     # and without gathering, each replica would only see half the negatives: the loss differs
-    local, _ = _per_replica_mean(strategy, lambda a, b: tuple(tf.reduce_mean(v) for v in info_nce(a, b, gather=False)), p, t)
+    local, _ = _per_replica_mean(
+        strategy, lambda a, b: tuple(tf.reduce_mean(v) for v in info_nce(a, b, gather=False)), p, t
+    )
     assert abs(float(local) - float(tf.reduce_mean(single_loss))) > 1e-3
 
 
@@ -175,7 +183,7 @@ def test_gathered_gradient_matches_single_device():
 
     def value_fn(ctx):
         r = ctx.replica_id_in_sync_group
-        return tf.constant(a[r * 4:(r + 1) * 4]), tf.constant(b[r * 4:(r + 1) * 4])
+        return tf.constant(a[r * 4 : (r + 1) * 4]), tf.constant(b[r * 4 : (r + 1) * 4])
 
     values = strategy.experimental_distribute_values_from_function(value_fn)
 
@@ -186,6 +194,7 @@ def test_gathered_gradient_matches_single_device():
                 loss, _ = nt_xent(x @ wd, y @ wd, 0.5)
                 loss = loss / 2.0  # 1/replicas, as the engine does
             return tape.gradient(loss, wd)
+
         return strategy.reduce("SUM", strategy.run(fn, args=v), axis=None)
 
     np.testing.assert_allclose(grads(values).numpy(), g_single, rtol=1e-4, atol=1e-6)

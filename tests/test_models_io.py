@@ -6,7 +6,6 @@ Small variants keep these fast; the exact full-size counts are in test_models_pa
 from __future__ import annotations
 
 import re
-
 from typing import Any
 
 import numpy as np
@@ -16,7 +15,8 @@ keras = pytest.importorskip("keras")
 
 # Keras' own .keras writer converts TF variables with np.array(x), which NumPy 2 flags.
 pytestmark = pytest.mark.filterwarnings(
-    "ignore:__array__ implementation doesn't accept a copy keyword:DeprecationWarning")
+    "ignore:__array__ implementation doesn't accept a copy keyword:DeprecationWarning"
+)
 
 from cpc_tf.config import Config, from_dict  # noqa: E402
 from cpc_tf.errors import ConfigError  # noqa: E402
@@ -46,24 +46,60 @@ from cpc_tf.models.tunet import TUNe, tune_plan  # noqa: E402
 # Small configs, one per component (name -> overrides).
 SMALL = {
     "conv1d": {"model": {"z_dim": 8, "conv1d": {"filters": 8, "hidden_units": 8}}},
-    "mel2d": {"data": {"sample_rate": 22050},
-              "model": {"encoder": "mel2d", "z_dim": 8,
-                        "mel2d": {"filters": [4, 8], "frames": 16, "n_mels": 12, "hidden_units": 8}}},
-    "frame": {"data": {"crop_samples": 2000},
-              "model": {"encoder": "frame", "c_dim": 8, "predict_steps": 2, "frame": {"filters": 8}}},
-    "samplecnn": {"data": {"crop_samples": 250, "sample_rate": 22050},
-                  "model": {"family": "simclr", "encoder": "samplecnn",
-                            "samplecnn": {"channels": [8, 8, 16], "stem_filters": 8, "out_filters": 16}}},
-    "tune": {"data": {"crop_samples": 100, "sample_rate": 22050},
-             "model": {"family": "simclr", "encoder": "tune",
-                       "tune": {"n_con": 2, "n_exp": 2, "n_tail": 3, "filters": 4, "rep_dim": 16}}},
-    "tune_plus": {"data": {"crop_samples": 100, "sample_rate": 22050},
-                  "model": {"family": "simclr", "encoder": "tune",
-                            "tune": {"n_con": 2, "n_exp": 1, "n_tail": 3, "filters": 4, "rep_dim": 16,
-                                     "plus": True}}},
-    "transformer": {"model": {"autoregressor": "transformer", "z_dim": 8, "c_dim": 16, "context_steps": 5,
-                              "predict_steps": 2, "conv1d": {"filters": 8, "hidden_units": 8},
-                              "transformer": {"dff": 6, "dense_units": 6}}},
+    "mel2d": {
+        "data": {"sample_rate": 22050},
+        "model": {
+            "encoder": "mel2d",
+            "z_dim": 8,
+            "mel2d": {"filters": [4, 8], "frames": 16, "n_mels": 12, "hidden_units": 8},
+        },
+    },
+    "frame": {
+        "data": {"crop_samples": 2000},
+        "model": {"encoder": "frame", "c_dim": 8, "predict_steps": 2, "frame": {"filters": 8}},
+    },
+    "samplecnn": {
+        "data": {"crop_samples": 250, "sample_rate": 22050},
+        "model": {
+            "family": "simclr",
+            "encoder": "samplecnn",
+            "samplecnn": {"channels": [8, 8, 16], "stem_filters": 8, "out_filters": 16},
+        },
+    },
+    "tune": {
+        "data": {"crop_samples": 100, "sample_rate": 22050},
+        "model": {
+            "family": "simclr",
+            "encoder": "tune",
+            "tune": {"n_con": 2, "n_exp": 2, "n_tail": 3, "filters": 4, "rep_dim": 16},
+        },
+    },
+    "tune_plus": {
+        "data": {"crop_samples": 100, "sample_rate": 22050},
+        "model": {
+            "family": "simclr",
+            "encoder": "tune",
+            "tune": {
+                "n_con": 2,
+                "n_exp": 1,
+                "n_tail": 3,
+                "filters": 4,
+                "rep_dim": 16,
+                "plus": True,
+            },
+        },
+    },
+    "transformer": {
+        "model": {
+            "autoregressor": "transformer",
+            "z_dim": 8,
+            "c_dim": 16,
+            "context_steps": 5,
+            "predict_steps": 2,
+            "conv1d": {"filters": 8, "hidden_units": 8},
+            "transformer": {"dff": 6, "dense_units": 6},
+        }
+    },
 }
 
 
@@ -102,8 +138,13 @@ def test_encoder_shapes_and_save_load(name: str, tmp_path: Any) -> None:
     expected = {
         "conv1d": (2, 8),
         "mel2d": (2, 8),
-        "frame": (2, frame_encoder_length(2000, cfg.model.frame.strides, cfg.model.frame.kernels,
-                                          cfg.model.frame.paddings), 8),
+        "frame": (
+            2,
+            frame_encoder_length(
+                2000, cfg.model.frame.strides, cfg.model.frame.kernels, cfg.model.frame.paddings
+            ),
+            8,
+        ),
         "samplecnn": (2, samplecnn_output_steps(250, 3) * 16),
         "tune": (2, 16),
         "tune_plus": (2, 16),
@@ -173,40 +214,86 @@ def _config_roundtrip(layer: keras.layers.Layer) -> None:
     assert registered == f"cpc_tf>{type(layer).__name__}"
 
 
-@pytest.mark.parametrize("layer", [
-    lambda: ConvBlock(8, 3, strides=2, padding="valid", explicit_padding=1, batch_norm=False,
-                      activation="leaky_relu", kernel_initializer="he_uniform"),
-    lambda: SinusoidalPositionalEncoding(12),
-    lambda: PadToMatch(),
-    lambda: Conv1DEncoder(z_dim=16, strides=[3, 2], kernels=[5, 3], filters=4, hidden_units=6, dropout=0.2,
-                          synchronized_bn=True),
-    lambda: Mel2DEncoder(z_dim=16, filters=[2, 3], kernel=5, stride=3, hidden_units=7, dropout=0.3),
-    lambda: FrameEncoder(strides=[2, 2], kernels=[4, 2], filters=5, paddings=[1, 0], batch_norm=True),
-    lambda: SampleCNN(channels=[4, 8], stem_filters=3, out_filters=9, synchronized_bn=True),
-    lambda: TUNe(n_con=3, n_exp=2, n_tail=5, filters=5, rep_dim=40, plus=True, synchronized_bn=True),
-    lambda: GRUAutoregressor(units=7, reset_after=False, return_sequences=True),
-    lambda: TransformerEncoderLayer(d_model=12, num_heads=3, dff=9, dropout=0.2),
-    lambda: TransformerAutoregressor(d_model=12, output_dim=5, max_positions=9, num_layers=1, num_heads=3,
-                                     dff=4, dense_units=6, dropout=0.0),
-    lambda: Predictors(steps=4, units=3, use_bias=True),
-    lambda: ProjectionHead(dims=[7, 5, 3]),
-])
+@pytest.mark.parametrize(
+    "layer",
+    [
+        lambda: ConvBlock(
+            8,
+            3,
+            strides=2,
+            padding="valid",
+            explicit_padding=1,
+            batch_norm=False,
+            activation="leaky_relu",
+            kernel_initializer="he_uniform",
+        ),
+        lambda: SinusoidalPositionalEncoding(12),
+        lambda: PadToMatch(),
+        lambda: Conv1DEncoder(
+            z_dim=16,
+            strides=[3, 2],
+            kernels=[5, 3],
+            filters=4,
+            hidden_units=6,
+            dropout=0.2,
+            synchronized_bn=True,
+        ),
+        lambda: Mel2DEncoder(
+            z_dim=16, filters=[2, 3], kernel=5, stride=3, hidden_units=7, dropout=0.3
+        ),
+        lambda: FrameEncoder(
+            strides=[2, 2], kernels=[4, 2], filters=5, paddings=[1, 0], batch_norm=True
+        ),
+        lambda: SampleCNN(channels=[4, 8], stem_filters=3, out_filters=9, synchronized_bn=True),
+        lambda: TUNe(
+            n_con=3, n_exp=2, n_tail=5, filters=5, rep_dim=40, plus=True, synchronized_bn=True
+        ),
+        lambda: GRUAutoregressor(units=7, reset_after=False, return_sequences=True),
+        lambda: TransformerEncoderLayer(d_model=12, num_heads=3, dff=9, dropout=0.2),
+        lambda: TransformerAutoregressor(
+            d_model=12,
+            output_dim=5,
+            max_positions=9,
+            num_layers=1,
+            num_heads=3,
+            dff=4,
+            dense_units=6,
+            dropout=0.0,
+        ),
+        lambda: Predictors(steps=4, units=3, use_bias=True),
+        lambda: ProjectionHead(dims=[7, 5, 3]),
+    ],
+)
 def test_get_config_roundtrip(layer: Any) -> None:
     _config_roundtrip(layer())
 
 
 def test_builders_read_the_config() -> None:
-    cfg = from_dict({"model": {"synchronized_bn": False, "conv1d": {"filters": 4, "hidden_units": 5,
-                                                                     "dropout": 0.25}}})
+    cfg = from_dict(
+        {
+            "model": {
+                "synchronized_bn": False,
+                "conv1d": {"filters": 4, "hidden_units": 5, "dropout": 0.25},
+            }
+        }
+    )
     enc = registry.build_encoder(cfg)
     layer = enc.get_layer("conv1d_encoder")
     assert (layer.filters, layer.hidden_units, layer.dropout) == (4, 5, 0.25)
     bns = [lyr for lyr in enc._flatten_layers() if isinstance(lyr, keras.layers.BatchNormalization)]
     assert len(bns) == 5 and not any(bn.synchronized for bn in bns)
-    cfg = from_dict({"model": {"synchronized_bn": True}, "data": {"crop_samples": 100, "sample_rate": 22050},
-                     **{k: v for k, v in SMALL["tune"].items() if k != "data"}})
-    bns = [lyr for lyr in registry.build_encoder(cfg)._flatten_layers()
-           if isinstance(lyr, keras.layers.BatchNormalization)]
+    cfg = from_dict(
+        {
+            "model": {"synchronized_bn": True},
+            "data": {"crop_samples": 100, "sample_rate": 22050},
+            **{k: v for k, v in SMALL["tune"].items() if k != "data"},
+        }
+    )
+    bns = [
+        lyr
+        for lyr in registry.build_encoder(cfg)._flatten_layers()
+        if isinstance(lyr, keras.layers.BatchNormalization)
+    ]
     assert bns and all(bn.synchronized for bn in bns)
 
 
@@ -218,8 +305,15 @@ def test_layers_follow_a_mixed_precision_policy() -> None:
     assert enc.blocks[0].conv.kernel.dtype == "float32"  # variables stay float32
     tune = TUNe(2, 2, 3, 4, 16, plus=True, dtype="mixed_bfloat16")
     assert tune(_batch((2, 100))).dtype == "bfloat16"
-    ar = TransformerAutoregressor(d_model=8, output_dim=4, max_positions=6, num_heads=2, dff=4,
-                                  dense_units=4, dtype="mixed_float16")
+    ar = TransformerAutoregressor(
+        d_model=8,
+        output_dim=4,
+        max_positions=6,
+        num_heads=2,
+        dff=4,
+        dense_units=4,
+        dtype="mixed_float16",
+    )
     assert ar(_batch((2, 5, 8))).dtype == "float16"
 
 
@@ -232,10 +326,10 @@ def test_tune_without_expansive_path_is_a_samplecnn_like_chain() -> None:
     chain = ops_[:-1]
     assert chain[0::2] == [f"block {w}" for w in (4, 8, 16, 32, 64, 64, 64)][: len(chain[0::2])]
     assert all(op == "pool" for op in chain[1::2])
-    tune.build((None, 3 ** 6))
+    tune.build((None, 3**6))
     kinds = {type(lyr) for lyr in tune._flatten_layers(include_self=False)}
     assert keras.layers.Conv1DTranspose not in kinds and keras.layers.Concatenate not in kinds
-    assert tune(_batch((2, 3 ** 6))).shape == (2, 64)
+    assert tune(_batch((2, 3**6))).shape == (2, 64)
 
 
 def test_tune_plus_concatenates_expansive_outputs_3_to_2() -> None:
@@ -294,36 +388,88 @@ def test_register_encoder_adds_one_name() -> None:
         registry._ENCODER_FAMILIES.pop(name, None)
 
 
-@pytest.mark.parametrize("family, encoder, message", [
-    ("simclr", "conv1d", "model.encoder='conv1d' is a cpc encoder; set model.family=cpc or choose one of "
-                         "melconv, samplecnn, tune"),
-    ("cpc", "samplecnn", "model.encoder='samplecnn' is a simclr encoder; set model.family=simclr"),
-])
+@pytest.mark.parametrize(
+    "family, encoder, message",
+    [
+        (
+            "simclr",
+            "conv1d",
+            "model.encoder='conv1d' is a cpc encoder; set model.family=cpc or choose one of "
+            "melconv, samplecnn, tune",
+        ),
+        (
+            "cpc",
+            "samplecnn",
+            "model.encoder='samplecnn' is a simclr encoder; set model.family=simclr",
+        ),
+    ],
+)
 def test_the_family_declared_where_an_encoder_registers_is_checked_by_validation(
-        family: str, encoder: str, message: str) -> None:
+    family: str, encoder: str, message: str
+) -> None:
     with pytest.raises(ConfigError, match=re.escape(message)):
         from_dict({"model": {"family": family, "encoder": encoder}, "data": {"sample_rate": 22050}})
 
 
 # ------------------------------------------------------------------ check_fits
-@pytest.mark.parametrize("overrides, setting, builder", [
-    ({"data": {"clip_seconds": 0.5}}, "model.conv1d.kernels", "encoder"),
-    ({"data": {"crop_samples": 3000, "sample_rate": 22050},
-      "model": {"family": "simclr", "encoder": "samplecnn"}}, "data.crop_samples", "encoder"),
-    ({"data": {"crop_samples": 50, "sample_rate": 22050},
-      "model": {"family": "simclr", "encoder": "tune"}}, "model.tune.n_tail", "encoder"),
-    ({"data": {"sample_rate": 22050},
-      "model": {"family": "simclr", "encoder": "tune", "tune": {"n_tail": 0}}},
-     "model.tune.n_tail", "encoder"),
-    ({"data": {"crop_samples": 4000}, "model": {"encoder": "frame", "predict_steps": 20}},
-     "model.predict_steps", "encoder"),
-    ({"model": {"encoder": "frame", "frame": {"paddings": [1, 1]}}}, "model.frame.paddings", "encoder"),
-    ({"data": {"clip_seconds": 0.1}, "model": {"encoder": "mel2d"}}, "model.mel2d.frames", "encoder"),
-    ({"model": {"encoder": "frame", "autoregressor": "transformer"}}, "model.autoregressor", "autoregressor"),
-    ({"model": {"autoregressor": "transformer", "transformer": {"heads": 3}}}, "model.transformer.heads",
-     "autoregressor"),
-])
-def test_check_fits_names_the_setting(overrides: dict[str, Any], setting: str, builder: str) -> None:
+@pytest.mark.parametrize(
+    "overrides, setting, builder",
+    [
+        ({"data": {"clip_seconds": 0.5}}, "model.conv1d.kernels", "encoder"),
+        (
+            {
+                "data": {"crop_samples": 3000, "sample_rate": 22050},
+                "model": {"family": "simclr", "encoder": "samplecnn"},
+            },
+            "data.crop_samples",
+            "encoder",
+        ),
+        (
+            {
+                "data": {"crop_samples": 50, "sample_rate": 22050},
+                "model": {"family": "simclr", "encoder": "tune"},
+            },
+            "model.tune.n_tail",
+            "encoder",
+        ),
+        (
+            {
+                "data": {"sample_rate": 22050},
+                "model": {"family": "simclr", "encoder": "tune", "tune": {"n_tail": 0}},
+            },
+            "model.tune.n_tail",
+            "encoder",
+        ),
+        (
+            {"data": {"crop_samples": 4000}, "model": {"encoder": "frame", "predict_steps": 20}},
+            "model.predict_steps",
+            "encoder",
+        ),
+        (
+            {"model": {"encoder": "frame", "frame": {"paddings": [1, 1]}}},
+            "model.frame.paddings",
+            "encoder",
+        ),
+        (
+            {"data": {"clip_seconds": 0.1}, "model": {"encoder": "mel2d"}},
+            "model.mel2d.frames",
+            "encoder",
+        ),
+        (
+            {"model": {"encoder": "frame", "autoregressor": "transformer"}},
+            "model.autoregressor",
+            "autoregressor",
+        ),
+        (
+            {"model": {"autoregressor": "transformer", "transformer": {"heads": 3}}},
+            "model.transformer.heads",
+            "autoregressor",
+        ),
+    ],
+)
+def test_check_fits_names_the_setting(
+    overrides: dict[str, Any], setting: str, builder: str
+) -> None:
     cfg = from_dict(overrides)
     pattern = setting.replace(".", r"\.")
     with pytest.raises(ConfigError, match=pattern):
@@ -337,5 +483,11 @@ def test_check_fits_accepts_the_defaults() -> None:
     registry.check_fits(Config())
     registry.check_fits(from_dict({"model": {"autoregressor": "transformer"}}))
     registry.check_fits(from_dict({"model": {"encoder": "mel2d"}, "data": {"sample_rate": 22050}}))
-    registry.check_fits(from_dict({"model": {"family": "simclr", "encoder": "tune"},
-                                   "data": {"crop_samples": 59049, "sample_rate": 22050}}))
+    registry.check_fits(
+        from_dict(
+            {
+                "model": {"family": "simclr", "encoder": "tune"},
+                "data": {"crop_samples": 59049, "sample_rate": 22050},
+            }
+        )
+    )

@@ -18,7 +18,9 @@ SIMCLR_DATA = {"crop_samples": 59049, "sample_rate": 22050}
 
 
 def _simclr(encoder: str, **model: object) -> Config:
-    return from_dict({"model": {"family": "simclr", "encoder": encoder, **model}, "data": SIMCLR_DATA})
+    return from_dict(
+        {"model": {"family": "simclr", "encoder": encoder, **model}, "data": SIMCLR_DATA}
+    )
 
 
 def test_conv1d_encoder_count_seed004_table1() -> None:
@@ -102,8 +104,17 @@ TUNE_PRESETS = {
 @pytest.mark.parametrize("preset", sorted(TUNE_PRESETS))
 def test_tune_presets_within_5_percent_seed003_table1(preset: str) -> None:
     (n_con, n_exp, n_tail, filters, plus), paper, exact = TUNE_PRESETS[preset]
-    cfg = _simclr("tune", tune={"n_con": n_con, "n_exp": n_exp, "n_tail": n_tail, "filters": filters,
-                                "plus": plus, "rep_dim": 512})
+    cfg = _simclr(
+        "tune",
+        tune={
+            "n_con": n_con,
+            "n_exp": n_exp,
+            "n_tail": n_tail,
+            "filters": filters,
+            "plus": plus,
+            "rep_dim": 512,
+        },
+    )
     enc = registry.build_encoder(cfg)
     assert enc.output_shape == (None, 512)
     trainable, _ = registry.count_params(enc)
@@ -117,8 +128,9 @@ def test_simclr_encoders_give_h_of_512() -> None:
 
 
 def test_frame_encoder_output_and_count_seed000_sec35() -> None:
-    cfg = from_dict({"model": {"encoder": "frame", "c_dim": 256, "predict_steps": 20},
-                     "data": SIMCLR_DATA})
+    cfg = from_dict(
+        {"model": {"encoder": "frame", "c_dim": 256, "predict_steps": 20}, "data": SIMCLR_DATA}
+    )
     f = cfg.model.frame
     frames = frame_encoder_length(59049, f.strides, f.kernels, f.paddings)
     assert frames == 124  # total hop 5*3*2^5 = 480
@@ -126,8 +138,12 @@ def test_frame_encoder_output_and_count_seed000_sec35() -> None:
     assert enc.output_shape == (None, frames, 512)
     assert registry.encoder_output_shape(cfg) == (frames, 512)
     # 7 convs, 512 filters, ReLU only (CLMR's code): no BN statistics.
-    expected = ((10 * 512 + 512) + (6 * 512 * 512 + 512) + 3 * (4 * 512 * 512 + 512)
-                + 2 * (2 * 512 * 512 + 512))
+    expected = (
+        (10 * 512 + 512)
+        + (6 * 512 * 512 + 512)
+        + 3 * (4 * 512 * 512 + 512)
+        + 2 * (2 * 512 * 512 + 512)
+    )
     assert registry.count_params(enc) == (expected, expected)
     ar = registry.build_autoregressor(cfg)  # GRU 256 returning the whole context sequence
     assert ar.output_shape == (None, None, 256)

@@ -34,7 +34,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from helpers import TINY_CPC, TINY_SIMCLR, set_flags, synth_folder, tiny_config
 
 pytestmark = pytest.mark.multiworker
@@ -47,14 +46,27 @@ PROBE_BATCH = 8  # the fixed global batch of the one-step check: 4 examples per 
 def _env(tmp: Path, **extra: str) -> dict[str, str]:
     """The environment of every process started here: CPU only, quiet, bounded, own TMPDIR."""
     tmp.mkdir(parents=True, exist_ok=True)
-    return dict(os.environ, CPC_TF_COLLECTIVE_TIMEOUT=str(COLLECTIVE_TIMEOUT_S), TF_CPP_MIN_LOG_LEVEL="3",
-                CUDA_VISIBLE_DEVICES="", TMPDIR=str(tmp), **extra)
+    return dict(
+        os.environ,
+        CPC_TF_COLLECTIVE_TIMEOUT=str(COLLECTIVE_TIMEOUT_S),
+        TF_CPP_MIN_LOG_LEVEL="3",
+        CUDA_VISIBLE_DEVICES="",
+        TMPDIR=str(tmp),
+        **extra,
+    )
 
 
-def _launch(*args: str, env: dict[str, str], timeout: int = RUN_TIMEOUT_S) -> subprocess.CompletedProcess:
+def _launch(
+    *args: str, env: dict[str, str], timeout: int = RUN_TIMEOUT_S
+) -> subprocess.CompletedProcess:
     """`cpc_tf train --workers 2 ARGS`; the workers die with the launcher if it times out."""
-    return subprocess.run([sys.executable, "-m", "cpc_tf", "train", "--workers", "2", *args], env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "cpc_tf", "train", "--workers", "2", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def _history(run: Path) -> list[dict[str, str]]:
@@ -71,14 +83,22 @@ def _h5_arrays(source: str | Path | bytes) -> dict[str, np.ndarray]:
 
     arrays: dict[str, np.ndarray] = {}
     with h5py.File(io.BytesIO(source) if isinstance(source, bytes) else source, "r") as fh:
-        fh.visititems(lambda name, obj: arrays.__setitem__(name, obj[()]) if isinstance(obj, h5py.Dataset) else None)
+        fh.visititems(
+            lambda name, obj: (
+                arrays.__setitem__(name, obj[()]) if isinstance(obj, h5py.Dataset) else None
+            )
+        )
     return arrays
 
 
 def _max_abs_diff(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> float:
     assert sorted(a) == sorted(b), "the two files hold different variables"
-    return max(float(np.max(np.abs(np.asarray(a[k], np.float64) - np.asarray(b[k], np.float64))))
-               if np.size(a[k]) else 0.0 for k in a)
+    return max(
+        float(np.max(np.abs(np.asarray(a[k], np.float64) - np.asarray(b[k], np.float64))))
+        if np.size(a[k])
+        else 0.0
+        for k in a
+    )
 
 
 @pytest.fixture(scope="module")
@@ -98,8 +118,17 @@ def test_two_workers_end_with_identical_weights(family, audio_dir, cache_dir, tm
     # CPC also validates (2 of the 8 files), so Trainer.evaluate runs on both workers too.
     extra = ["--set", "data.validation_fraction=0.25"] if family == "cpc" else []
     run, weights, tmp = tmp_path / "run", tmp_path / "weights", tmp_path / "tmp"
-    out = _launch("--audio-dir", str(audio_dir), "--out", str(run), "--cache-dir", str(cache_dir),
-                  *set_flags(base), *extra, env=_env(tmp, CPC_TF_WORKER_WEIGHTS_DIR=str(weights)))
+    out = _launch(
+        "--audio-dir",
+        str(audio_dir),
+        "--out",
+        str(run),
+        "--cache-dir",
+        str(cache_dir),
+        *set_flags(base),
+        *extra,
+        env=_env(tmp, CPC_TF_WORKER_WEIGHTS_DIR=str(weights)),
+    )
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
     assert "2 replica(s), global batch 4" in out.stdout
     rows = _history(run)
@@ -109,7 +138,10 @@ def test_two_workers_end_with_identical_weights(family, audio_dir, cache_dir, tm
         assert all(np.isfinite(float(r["val_loss"])) for r in rows)
     assert json.loads((run / "run.json").read_text())["replicas"] == 2
     # Bit-identical on both workers, and what the chief saved is what they hold.
-    chief, other = _h5_arrays(weights / "worker_0.weights.h5"), _h5_arrays(weights / "worker_1.weights.h5")
+    chief, other = (
+        _h5_arrays(weights / "worker_0.weights.h5"),
+        _h5_arrays(weights / "worker_1.weights.h5"),
+    )
     assert any(k.startswith("optimizer/") for k in chief)  # Adam's moments are compared too
     assert _max_abs_diff(chief, other) == 0.0
     with zipfile.ZipFile(run / "model.keras") as zf:
@@ -126,10 +158,18 @@ def _probe_configs(seed: int) -> dict:
     Plain SGD: Adam would turn float noise in gradients that are mathematically zero
     (conv biases feeding BatchNorm) into full-size steps of random sign.
     """
-    train = {"optimizer": "sgd", "beta_1": 0.0, "learning_rate": 0.05, "batch_size": PROBE_BATCH, "seed": seed}
+    train = {
+        "optimizer": "sgd",
+        "beta_1": 0.0,
+        "learning_rate": 0.05,
+        "batch_size": PROBE_BATCH,
+        "seed": seed,
+    }
     model = {"synchronized_bn": True}
-    return {"cpc": tiny_config(TINY_CPC, train=train, model=model),
-            "simclr": tiny_config(TINY_SIMCLR, train=train, model=model, augment={"enabled": False})}
+    return {
+        "cpc": tiny_config(TINY_CPC, train=train, model=model),
+        "simclr": tiny_config(TINY_SIMCLR, train=train, model=model, augment={"enabled": False}),
+    }
 
 
 def _probe_batch(family: str):
@@ -138,8 +178,10 @@ def _probe_batch(family: str):
     if family == "cpc":
         return rng.normal(size=(PROBE_BATCH, 6, 800)).astype("float32")
     clip = rng.normal(size=(PROBE_BATCH, 2187)).astype("float32")
-    return (clip + 0.3 * rng.normal(size=clip.shape).astype("float32"),
-            clip + 0.3 * rng.normal(size=clip.shape).astype("float32"))
+    return (
+        clip + 0.3 * rng.normal(size=clip.shape).astype("float32"),
+        clip + 0.3 * rng.normal(size=clip.shape).astype("float32"),
+    )
 
 
 def _fixed_batch_fn(batch):
@@ -153,7 +195,11 @@ def _fixed_batch_fn(batch):
     def dataset_fn(ctx, epoch, training):
         per = ctx.get_per_replica_batch_size(PROBE_BATCH)
         lo = ctx.input_pipeline_id * per
-        local = tuple(a[lo: lo + per] for a in batch) if isinstance(batch, tuple) else batch[lo: lo + per]
+        local = (
+            tuple(a[lo : lo + per] for a in batch)
+            if isinstance(batch, tuple)
+            else batch[lo : lo + per]
+        )
         return tf.data.Dataset.from_tensors(local).repeat()
 
     return dataset_fn
@@ -184,7 +230,10 @@ def _probe_worker(out: str) -> None:
     index = int(json.loads(os.environ["TF_CONFIG"])["task"]["index"])
     # Worker 1 deliberately uses another seed: only the chief's broadcast can make it agree.
     for family, cfg in _probe_configs(seed=0 if index == 0 else 1234).items():
-        np.savez(os.path.join(out, f"{family}_{index}.npz"), **_two_steps(cfg, strategy, _probe_batch(family)))
+        np.savez(
+            os.path.join(out, f"{family}_{index}.npz"),
+            **_two_steps(cfg, strategy, _probe_batch(family)),
+        )
 
 
 def _run_probe(out: Path, tmp: Path) -> None:
@@ -195,9 +244,15 @@ def _run_probe(out: Path, tmp: Path) -> None:
     procs = []
     try:
         for i in range(2):
-            procs.append(subprocess.Popen([sys.executable, __file__, "probe", str(out)],
-                                          env=dict(env, TF_CONFIG=tf_config(ports, i)),
-                                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+            procs.append(
+                subprocess.Popen(
+                    [sys.executable, __file__, "probe", str(out)],
+                    env=dict(env, TF_CONFIG=tf_config(ports, i)),
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.STDOUT,
+                    text=True,
+                )
+            )
         logs = [p.communicate(timeout=RUN_TIMEOUT_S)[0] for p in procs]
     finally:
         for p in procs:
@@ -251,17 +306,26 @@ def test_one_step_on_two_workers_equals_one_process(family, probe):
     for i in range(n):
         np.testing.assert_array_equal(w0[f"final_{i}"], w1[f"final_{i}"])
         movement = float(np.max(np.abs(single[f"final_{i}"] - single[f"init_{i}"])))
-        np.testing.assert_allclose(w0[f"final_{i}"], single[f"final_{i}"], rtol=0, atol=0.05 * movement + 2e-6)
+        np.testing.assert_allclose(
+            w0[f"final_{i}"], single[f"final_{i}"], rtol=0, atol=0.05 * movement + 2e-6
+        )
         moved = max(moved, movement)
     assert moved > 1e-2  # the updates are far above the tolerance: the check has teeth
 
     # And it could fail: each worker's half alone (local negatives, local BatchNorm
     # statistics) gives a clearly different loss.
     model = compile_model(cfg)
-    halves = [tuple(a[h * 4:(h + 1) * 4] for a in batch) if isinstance(batch, tuple) else batch[h * 4:(h + 1) * 4]
-              for h in range(2)]
+    halves = [
+        tuple(a[h * 4 : (h + 1) * 4] for a in batch)
+        if isinstance(batch, tuple)
+        else batch[h * 4 : (h + 1) * 4]
+        for h in range(2)
+    ]
     local_only = np.mean([float(model.contrastive_loss(h, training=True)[0]) for h in halves])
-    assert abs(local_only - float(single["step0_loss"])) > 0.05, (local_only, float(single["step0_loss"]))
+    assert abs(local_only - float(single["step0_loss"])) > 0.05, (
+        local_only,
+        float(single["step0_loss"]),
+    )
 
 
 # ------------------------------------------------------------------ kill -9, then --resume
@@ -271,7 +335,7 @@ def _worker_pids(launcher: int) -> dict[int, int]:
     children = Path(f"/proc/{launcher}/task/{launcher}/children").read_text().split()
     for pid in map(int, children):
         env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
-        config = next(e for e in env if e.startswith(b"TF_CONFIG="))[len(b"TF_CONFIG="):]
+        config = next(e for e in env if e.startswith(b"TF_CONFIG="))[len(b"TF_CONFIG=") :]
         pids[json.loads(config)["task"]["index"]] = pid
     return pids
 
@@ -279,22 +343,50 @@ def _worker_pids(launcher: int) -> dict[int, int]:
 def _backup_epoch(run: Path) -> int:
     """Epochs the chief's backup records as complete (0 before the first)."""
     try:
-        return int(json.loads((run / "checkpoints" / "backup" / "training_metadata.json").read_text())["epoch"])
+        return int(
+            json.loads((run / "checkpoints" / "backup" / "training_metadata.json").read_text())[
+                "epoch"
+            ]
+        )
     except (OSError, ValueError, KeyError):
         return 0
 
 
-def _train_and_kill(victim: int, audio_dir: Path, cache_dir: Path, run: Path, env: dict[str, str],
-                    err_path: Path) -> None:
+def _train_and_kill(
+    victim: int, audio_dir: Path, cache_dir: Path, run: Path, env: dict[str, str], err_path: Path
+) -> None:
     """Start a 3-epoch run on 2 workers, SIGKILL worker `victim` early in epoch 2, check the stop."""
     # 20 steps per epoch: epoch 2 lasts seconds, so the kill lands inside it.
     # Every checkpoint kept, so the resumed run can be seen not to rewrite epoch 1's.
-    flags = set_flags(TINY_CPC) + ["--set", "train.epochs=3", "--set", "train.steps_per_epoch=20",
-                                   "--set", "train.keep_checkpoints=0"]
+    flags = set_flags(TINY_CPC) + [
+        "--set",
+        "train.epochs=3",
+        "--set",
+        "train.steps_per_epoch=20",
+        "--set",
+        "train.keep_checkpoints=0",
+    ]
     with open(err_path, "w") as err_file:
-        launcher = subprocess.Popen([sys.executable, "-m", "cpc_tf", "train", "--workers", "2", "--audio-dir",
-                                     str(audio_dir), "--out", str(run), "--cache-dir", str(cache_dir), *flags],
-                                    env=env, stdout=subprocess.DEVNULL, stderr=err_file)
+        launcher = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "cpc_tf",
+                "train",
+                "--workers",
+                "2",
+                "--audio-dir",
+                str(audio_dir),
+                "--out",
+                str(run),
+                "--cache-dir",
+                str(cache_dir),
+                *flags,
+            ],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=err_file,
+        )
         try:
             deadline = time.monotonic() + RUN_TIMEOUT_S
             # Epoch 1 is complete once its history row and its backup are both on disk.
@@ -316,23 +408,33 @@ def _train_and_kill(victim: int, audio_dir: Path, cache_dir: Path, run: Path, en
     assert f"worker {victim} was killed by signal 9; stopped the others" in err
     assert stopped_after < 20  # SIGTERM, a short grace, then SIGKILL (TensorFlow swallows SIGTERM)
     assert not any(Path(f"/proc/{pid}").exists() for pid in pids.values())
-    assert [int(r["epoch"]) for r in _history(run)] == [0] and _backup_epoch(run) == 1  # died in epoch 2
+    assert [int(r["epoch"]) for r in _history(run)] == [0] and _backup_epoch(
+        run
+    ) == 1  # died in epoch 2
     # Only the logs of the failed session are kept: no worker scratch folder survives.
     tmp = Path(env["TMPDIR"])
     assert not list(tmp.rglob("cpc_tf_worker_*"))
     assert all(p.suffix == ".log" for p in tmp.rglob("*") if p.is_file())
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="finds the worker processes in /proc")
+@pytest.mark.skipif(
+    not sys.platform.startswith("linux"), reason="finds the worker processes in /proc"
+)
 def test_kill_9_of_worker_1_stops_the_chief(audio_dir, cache_dir, tmp_path):
     """The chief, blocked in a collective and deaf to SIGTERM, is stopped all the same."""
-    _train_and_kill(1, audio_dir, cache_dir, tmp_path / "run", _env(tmp_path / "tmp"), tmp_path / "launcher.err")
+    _train_and_kill(
+        1, audio_dir, cache_dir, tmp_path / "run", _env(tmp_path / "tmp"), tmp_path / "launcher.err"
+    )
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="finds the worker processes in /proc")
+@pytest.mark.skipif(
+    not sys.platform.startswith("linux"), reason="finds the worker processes in /proc"
+)
 def test_kill_9_of_the_chief_then_resume_keeps_every_epoch_once(audio_dir, cache_dir, tmp_path):
     run, default_cache = tmp_path / "run", tmp_path / "default_cache"
-    env = _env(tmp_path / "tmp", CPC_TF_CACHE=str(default_cache))  # where a cache without --cache-dir would go
+    env = _env(
+        tmp_path / "tmp", CPC_TF_CACHE=str(default_cache)
+    )  # where a cache without --cache-dir would go
     _train_and_kill(0, audio_dir, cache_dir, run, env, tmp_path / "launcher.err")
     first = _history(run)
     checkpoint = run / "checkpoints" / "epoch_001.weights.h5"
@@ -358,4 +460,6 @@ if __name__ == "__main__":
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
         _probe_worker(sys.argv[2])
     else:
-        sys.exit("usage: python tests/test_multiworker.py probe OUT_DIR (one worker of the one-step check)")
+        sys.exit(
+            "usage: python tests/test_multiworker.py probe OUT_DIR (one worker of the one-step check)"
+        )

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import nbformat
 import pytest
-from nbclient import NotebookClient
-
 from helpers import REPO_ROOT
+from nbclient import NotebookClient
 
 NOTEBOOK = REPO_ROOT / "notebooks" / "quickstart.ipynb"
 
@@ -21,11 +20,17 @@ def test_notebook_is_stored_without_outputs():
 @pytest.mark.docs
 def test_quickstart_notebook_executes(tmp_path):
     nb = nbformat.read(NOTEBOOK, as_version=4)
-    client = NotebookClient(nb, timeout=600, kernel_name="python3",
-                            resources={"metadata": {"path": str(tmp_path)}})
+    client = NotebookClient(
+        nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+    )
     client.execute()
-    images = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs
-              if o.get("output_type") == "display_data" and "image/png" in o.get("data", {})]
+    images = [
+        o
+        for c in nb.cells
+        if c.cell_type == "code"
+        for o in c.outputs
+        if o.get("output_type") == "display_data" and "image/png" in o.get("data", {})
+    ]
     assert len(images) == 2  # the confusion matrix and the t-SNE map, shown inline
     last_result = [o for o in nb.cells[6].outputs if o.get("output_type") == "execute_result"]
     assert "model" in last_result[0]["data"]["text/plain"]

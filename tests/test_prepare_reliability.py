@@ -7,18 +7,17 @@ from __future__ import annotations
 import errno
 import json
 import os
-import resource
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import audio_fixtures as fx
 import numpy as np
 import pytest
 import soundfile as sf
 
-import audio_fixtures as fx
 from cpc_tf.audio import cache as ac
 from cpc_tf.audio import decode as adec
 from cpc_tf.audio import files as af
@@ -32,8 +31,17 @@ SR = 16000
 
 
 def prepare_args(folder: Path, tmp_path: Path, workers: int = 1) -> list[str]:
-    return ["prepare", "--audio-dir", str(folder), "--sample-rate", str(SR),
-            "--cache-dir", str(tmp_path / "cache"), "--workers", str(workers)]
+    return [
+        "prepare",
+        "--audio-dir",
+        str(folder),
+        "--sample-rate",
+        str(SR),
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        "--workers",
+        str(workers),
+    ]
 
 
 @pytest.fixture
@@ -67,14 +75,24 @@ def _spool_full(self: object, pcm: np.ndarray) -> None:
 _real_iter_resampled = af.iter_resampled
 
 
-@pytest.mark.parametrize(("target", "name", "fake", "words"), [
-    (ash.ShardWriter, "write", _full_disk, "No space left on device"),
-    (aw, "iter_resampled", _oom_on_new, "out of memory while decoding new.wav"),
-    (aw._PcmSink, "write", _spool_full, "No space left on device while decoding"),
-])
-def test_a_machine_fault_aborts_and_keeps_the_cache(folder: Path, tmp_path: Path, target: object, name: str,
-                                                    fake: object, words: str, monkeypatch: pytest.MonkeyPatch,
-                                                    capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(
+    ("target", "name", "fake", "words"),
+    [
+        (ash.ShardWriter, "write", _full_disk, "No space left on device"),
+        (aw, "iter_resampled", _oom_on_new, "out of memory while decoding new.wav"),
+        (aw._PcmSink, "write", _spool_full, "No space left on device while decoding"),
+    ],
+)
+def test_a_machine_fault_aborts_and_keeps_the_cache(
+    folder: Path,
+    tmp_path: Path,
+    target: object,
+    name: str,
+    fake: object,
+    words: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     args = prepare_args(folder, tmp_path)
     assert main(args) == 0
     before = index_bytes(tmp_path, folder)
@@ -86,26 +104,33 @@ def test_a_machine_fault_aborts_and_keeps_the_cache(folder: Path, tmp_path: Path
     out, err = capsys.readouterr()
     assert err.count("\n") == 1 and err.startswith("cpc_tf: error: cannot build the cache in ")
     assert words in err and "Traceback" not in err and "nothing was recorded" in err
-    assert index_bytes(tmp_path, folder) == before            # the previous cache is intact
+    assert index_bytes(tmp_path, folder) == before  # the previous cache is intact
     root = ac.cache_root(folder, SR, tmp_path / "cache")
     assert not [n for n in os.listdir(root) if n.endswith(".tmp") or n.startswith(".spool")]
-    assert main(args) == 0                                     # the file is retried, not skipped
+    assert main(args) == 0  # the file is retried, not skipped
     assert "decoded 1 file, reused 3" in capsys.readouterr().out
     assert "new.wav" in {c.path for c in ac.AudioCache.load(root).clips}
 
 
-def test_skips_recorded_for_machine_faults_are_retried(folder: Path, tmp_path: Path,
-                                                       monkeypatch: pytest.MonkeyPatch,
-                                                       capsys: pytest.CaptureFixture[str]) -> None:
+def test_skips_recorded_for_machine_faults_are_retried(
+    folder: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     """Earlier versions recorded a full disk as 'corrupt'; such entries are decoded again."""
     args = prepare_args(folder, tmp_path)
     real = aw._decode_one_for_cache
 
     def old_behaviour(path: str, rel: str, *a: object) -> af.CacheDecodeResult:
         if rel == "1.wav":
-            return af.CacheDecodeResult(rel, reason="corrupt", detail="OSError: [Errno 28] No space left on device")
+            return af.CacheDecodeResult(
+                rel, reason="corrupt", detail="OSError: [Errno 28] No space left on device"
+            )
         if rel == "2.wav":
-            return af.CacheDecodeResult(rel, reason="corrupt", detail="ran out of memory decoding it")
+            return af.CacheDecodeResult(
+                rel, reason="corrupt", detail="ran out of memory decoding it"
+            )
         return real(path, rel, *a)  # type: ignore[arg-type]
 
     with monkeypatch.context() as m:
@@ -114,11 +139,15 @@ def test_skips_recorded_for_machine_faults_are_retried(folder: Path, tmp_path: P
     assert "skipped, corrupt (3)" in capsys.readouterr().out
     assert main(args) == 0
     out = capsys.readouterr().out
-    assert "decoded 2 files, reused 1" in out and "skipped, corrupt (1): broken.wav" in out  # a bad file stays
+    assert (
+        "decoded 2 files, reused 1" in out and "skipped, corrupt (1): broken.wav" in out
+    )  # a bad file stays
 
 
 # ------------------------------------------------------------------- header rates and memory
-def test_absurd_header_rates_are_skipped(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_absurd_header_rates_are_skipped(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     d = tmp_path / "audio"
     fx.write_wav_claiming_rate(d / "one_hz.wav", 1, frames=20000)
     fx.write_wav_claiming_rate(d / "huge.wav", 4294967295)
@@ -139,11 +168,11 @@ def test_resampling_runs_in_bounded_blocks(tmp_path: Path, monkeypatch: pytest.M
     path = fx.write_sine(tmp_path / "a.wav", 6.0, 8000)
     with af.AudioReader(path) as reader:
         whole = list(af.iter_resampled(reader, 96000))
-    assert max(len(b) for b in whole) > 500_000    # 65,536 source frames per block, x12
+    assert max(len(b) for b in whole) > 500_000  # 65,536 source frames per block, x12
     monkeypatch.setattr(adec, "MAX_OUT_BLOCK", 50_000)  # read by iter_resampled
     with af.AudioReader(path) as reader:
         blocks = list(af.iter_resampled(reader, 96000))
-    assert max(len(b) for b in blocks) <= 2 * 50_000 and len(blocks) > 8   # soxr adds its own burst
+    assert max(len(b) for b in blocks) <= 2 * 50_000 and len(blocks) > 8  # soxr adds its own burst
     bounded = np.concatenate(blocks)
     assert len(bounded) == sum(len(b) for b in whole) == af.resampled_length(48000, 8000, 96000)
     np.testing.assert_allclose(bounded, np.concatenate(whole), atol=1e-4)
@@ -154,11 +183,19 @@ def test_a_one_hz_header_keeps_prepare_small(tmp_path: Path) -> None:
     d = tmp_path / "audio"
     fx.write_wav_claiming_rate(d / "one_hz.wav", 1, frames=20000)
     fx.write_wav_claiming_rate(d / "ok.wav", af.MIN_SOURCE_RATE, frames=20000)
-    code = ("import resource, sys; from cpc_tf.cli import main; rc = main(sys.argv[1:]); "
-            "print('maxrss_kb', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss); sys.exit(rc)")
+    code = (
+        "import resource, sys; from cpc_tf.cli import main; rc = main(sys.argv[1:]); "
+        "print('maxrss_kb', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss); sys.exit(rc)"
+    )
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    done = subprocess.run([sys.executable, "-c", code, *prepare_args(d, tmp_path)], capture_output=True,
-                          text=True, env=env, cwd=ROOT, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-c", code, *prepare_args(d, tmp_path)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr
     assert "skipped 1 (bad sample rate: 1)" in done.stdout
     rss_kb = int(done.stdout.split("maxrss_kb")[1].split()[0])
@@ -193,14 +230,25 @@ def test_kill_9_leaves_no_process_and_no_debris(tmp_path: Path) -> None:
     for i in range(24):
         fx.write_sine(d / f"{i:02d}.wav", 0.2, 22050, freq=200 + 30 * i)
     # prepare with a decoder slowed down to 0.3 s per file, so that it can be caught mid-way
-    code = ("import sys, audio_fixtures; from cpc_tf.audio import files; "
-            "files.decode_for_cache = audio_fixtures.slow_decode; "
-            "from cpc_tf.cli import main; sys.exit(main(sys.argv[1:]))")
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), str(ROOT / "tests"),
-                                                       os.environ.get("PYTHONPATH", "")]))
+    code = (
+        "import sys, audio_fixtures; from cpc_tf.audio import files; "
+        "files.decode_for_cache = audio_fixtures.slow_decode; "
+        "from cpc_tf.cli import main; sys.exit(main(sys.argv[1:]))"
+    )
+    env = dict(
+        os.environ,
+        PYTHONPATH=os.pathsep.join(
+            [str(ROOT), str(ROOT / "tests"), os.environ.get("PYTHONPATH", "")]
+        ),
+    )
     args = prepare_args(d, tmp_path, workers=3) + ["--set", "data.min_shards=4"]
-    proc = subprocess.Popen([sys.executable, "-c", code, *args], env=env, cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, *args],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     root = Path(ac.cache_root(d, SR, tmp_path / "cache"))
     try:
         deadline = time.monotonic() + 120
@@ -208,7 +256,9 @@ def test_kill_9_leaves_no_process_and_no_debris(tmp_path: Path) -> None:
         while time.monotonic() < deadline and proc.poll() is None:
             kids = _children(proc.pid)
             shards = list(root.glob("shard-*")) if root.is_dir() else []
-            if len(kids) >= 2 and shards:  # workers (and the resource tracker) up, shards being written
+            if (
+                len(kids) >= 2 and shards
+            ):  # workers (and the resource tracker) up, shards being written
                 break
             time.sleep(0.05)
         assert proc.poll() is None, "prepare finished before it could be killed"
@@ -229,16 +279,25 @@ def test_kill_9_leaves_no_process_and_no_debris(tmp_path: Path) -> None:
     assert not [n for n in os.listdir(root) if n.endswith(".tmp") or n.startswith(".spool")]
     resumed = ac.AudioCache.load(str(root))
     clean = ac.open_cache(d, SR, cache_dir=tmp_path / "clean", workers=1, progress=False)
-    assert [(c.path, c.num_samples) for c in resumed.clips] == [(c.path, c.num_samples) for c in clean.clips]
+    assert [(c.path, c.num_samples) for c in resumed.clips] == [
+        (c.path, c.num_samples) for c in clean.clips
+    ]
     assert {p.rsplit("/", 1)[1] for p in resumed.shard_paths} == {
-        n for n in os.listdir(root) if n.endswith(".tfrecord")}
+        n for n in os.listdir(root) if n.endswith(".tfrecord")
+    }
 
 
-def test_orphaned_spools_of_remote_caches_are_removed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_orphaned_spools_of_remote_caches_are_removed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from cpc_tf.audio import index
 
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
-                          text=True, check=True)
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     stale = tmp_path / f"cpc_tf_spool_{int(dead.stdout)}_abc123"
     live = tmp_path / f"cpc_tf_spool_{os.getppid()}_abc123"
     other = tmp_path / "cpc_tf_spool_notmine"
@@ -256,17 +315,24 @@ def test_printable_escapes_control_characters() -> None:
     assert printable("x\udcffy\u202e\r\t") == "x\\xffy\\u202e\\r\\t"
 
 
-def test_prepare_output_is_escaped_and_counts_warnings(tmp_path: Path,
-                                                       capsys: pytest.CaptureFixture[str]) -> None:
+def test_prepare_output_is_escaped_and_counts_warnings(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     d = tmp_path / "audio"
     fx.write_sine(d / "fine.wav", 0.3, SR)
     fx.write_text(d / "evil\ncache: forged line.wav")
-    sf.write(str(d / "\x1b[31mloud.wav"), fx.sine(0.3, SR, amp=1.6), SR, subtype="PCM_16")   # clipped
-    sf.write(str(d / "one.wav"), np.full(1, 0.3, np.float32), SR, subtype="PCM_16")   # a single sample
-    fx.write_sine(d / "blip.wav", 0.005, SR)                                         # 5 ms
+    sf.write(
+        str(d / "\x1b[31mloud.wav"), fx.sine(0.3, SR, amp=1.6), SR, subtype="PCM_16"
+    )  # clipped
+    sf.write(
+        str(d / "one.wav"), np.full(1, 0.3, np.float32), SR, subtype="PCM_16"
+    )  # a single sample
+    fx.write_sine(d / "blip.wav", 0.005, SR)  # 5 ms
     assert main(prepare_args(d, tmp_path)) == 0
     out = capsys.readouterr().out
-    assert "\x1b" not in out and not any(line.startswith("cache: forged") for line in out.splitlines())
+    assert "\x1b" not in out and not any(
+        line.startswith("cache: forged") for line in out.splitlines()
+    )
     assert "skipped, not audio (1): evil\\ncache: forged line.wav" in out
     assert "warnings: clipped at full scale: 1, a single sample: 1, near-empty (< 10 ms): 1" in out
     assert "  warning, clipped at full scale (1): \\x1b[31mloud.wav" in out

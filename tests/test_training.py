@@ -15,13 +15,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import yaml
+from helpers import TINY_CPC, run_cli, set_flags, synth_folder, tiny_config
 
 import cpc_tf.models  # noqa: F401  (registers the saved classes)
 from cpc_tf.callbacks import AtomicBackupAndRestore, AtomicModelCheckpoint
 from cpc_tf.models.factory import build_model
 from cpc_tf.training import Trainer, make_optimizer, truncate_history
-
-from helpers import TINY_CPC, run_cli, set_flags, synth_folder, tiny_config
 
 
 def _history(path) -> list[dict]:
@@ -36,18 +35,32 @@ def audio_dir(tmp_path_factory):
 
 def test_train_writes_the_run_folder(audio_dir, tmp_path):
     run = tmp_path / "run"
-    out = run_cli("train", "--audio-dir", str(audio_dir), "--out", str(run), "--cache-dir", str(tmp_path / "cache"),
-                  *set_flags(TINY_CPC))
+    out = run_cli(
+        "train",
+        "--audio-dir",
+        str(audio_dir),
+        "--out",
+        str(run),
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        *set_flags(TINY_CPC),
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     assert "Traceback" not in out.stderr
     # stdout is a pipe: one progress line per epoch, no bar redrawn with control characters
     assert "\x08" not in out.stdout and "\r" not in out.stdout and "\x1b" not in out.stdout
     assert len(re.findall(r"^3/3 - .*loss: ", out.stdout, flags=re.M)) == 2, out.stdout
-    assert re.search(r"trained 2 epoch\(s\); run folder: .* \(\d+(\.\d)? [kM]B\)$", out.stdout.strip())
+    assert re.search(
+        r"trained 2 epoch\(s\); run folder: .* \(\d+(\.\d)? [kM]B\)$", out.stdout.strip()
+    )
     cfg = yaml.safe_load((run / "config.yaml").read_text())
     assert cfg["model"]["c_dim"] == 16 and cfg["train"]["epochs"] == 2  # full resolved config
     assert (run / "model.keras").is_file() and (run / "encoder.keras").is_file()
-    assert sorted(os.listdir(run / "checkpoints")) == ["backup", "epoch_001.weights.h5", "epoch_002.weights.h5"]
+    assert sorted(os.listdir(run / "checkpoints")) == [
+        "backup",
+        "epoch_001.weights.h5",
+        "epoch_002.weights.h5",
+    ]
     rows = _history(run / "history.csv")
     assert [int(r["epoch"]) for r in rows] == [0, 1]
     assert {"loss", "cpc_acc", "cpc_acc_k1", "cpc_acc_k2"} <= set(rows[0])
@@ -68,18 +81,39 @@ def test_train_writes_the_run_folder(audio_dir, tmp_path):
 
 def test_bad_run_folders_give_one_line(tmp_path, audio_dir):
     out = run_cli("train", "--out", str(tmp_path), "--resume")
-    assert out.returncode == 2 and "not a cpc_tf run folder" in out.stderr and "Traceback" not in out.stderr
+    assert (
+        out.returncode == 2
+        and "not a cpc_tf run folder" in out.stderr
+        and "Traceback" not in out.stderr
+    )
     locked = tmp_path / "locked"
     locked.write_text("a file, not a folder")
-    out = run_cli("train", "--audio-dir", str(audio_dir), "--out", str(locked / "run"), *set_flags(TINY_CPC))
-    assert out.returncode == 1 and "cannot write the run folder" in out.stderr and "Traceback" not in out.stderr
+    out = run_cli(
+        "train", "--audio-dir", str(audio_dir), "--out", str(locked / "run"), *set_flags(TINY_CPC)
+    )
+    assert (
+        out.returncode == 1
+        and "cannot write the run folder" in out.stderr
+        and "Traceback" not in out.stderr
+    )
 
 
 def test_kill_9_then_resume_loses_and_repeats_no_epoch(audio_dir, tmp_path):
     run = tmp_path / "run"
     flags = set_flags(TINY_CPC) + ["--set", "train.epochs=5", "--set", "train.steps_per_epoch=6"]
-    cmd = [sys.executable, "-m", "cpc_tf", "train", "--audio-dir", str(audio_dir), "--out", str(run),
-           "--cache-dir", str(tmp_path / "cache"), *flags]
+    cmd = [
+        sys.executable,
+        "-m",
+        "cpc_tf",
+        "train",
+        "--audio-dir",
+        str(audio_dir),
+        "--out",
+        str(run),
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        *flags,
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     history = run / "history.csv"
     deadline = time.time() + 300
@@ -127,15 +161,22 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
     bad = np.full_like(good, np.nan)
 
     def dataset_fn(ctx, epoch, training):  # epoch 1 (two steps) is good, then NaN forever
-        return tf.data.Dataset.from_tensors(good).repeat(2).concatenate(
-            tf.data.Dataset.from_tensors(bad).repeat())
+        return (
+            tf.data.Dataset.from_tensors(good)
+            .repeat(2)
+            .concatenate(tf.data.Dataset.from_tensors(bad).repeat())
+        )
 
     backup = AtomicBackupAndRestore(str(tmp_path / "backup"))
-    ckpt = AtomicModelCheckpoint(str(tmp_path / "epoch_{epoch:03d}.weights.h5"), save_weights_only=True)
+    ckpt = AtomicModelCheckpoint(
+        str(tmp_path / "epoch_{epoch:03d}.weights.h5"), save_weights_only=True
+    )
     trainer = Trainer(model, tf.distribute.get_strategy(), dataset_fn)
     result = trainer.fit(3, 2, [backup, ckpt, keras.callbacks.TerminateOnNaN()], verbose=0)
     assert result.stopped_on_nan and result.epochs_completed == 1
-    assert (tmp_path / "epoch_001.weights.h5").exists() and not (tmp_path / "epoch_002.weights.h5").exists()
+    assert (tmp_path / "epoch_001.weights.h5").exists() and not (
+        tmp_path / "epoch_002.weights.h5"
+    ).exists()
     assert backup.completed_epochs() == 1
     # the kept checkpoint holds finite weights
     fresh = build_model(cfg)
@@ -147,14 +188,15 @@ def test_one_step_on_two_replicas_equals_one_device():
     cpus = tf.config.list_logical_devices("CPU")
     if len(cpus) < 2:
         pytest.skip("needs two logical CPU devices")
-    mirrored = tf.distribute.MirroredStrategy([c.name for c in cpus[:2]],
-                                              cross_device_ops=tf.distribute.ReductionToOneDevice())
+    mirrored = tf.distribute.MirroredStrategy(
+        [c.name for c in cpus[:2]], cross_device_ops=tf.distribute.ReductionToOneDevice()
+    )
     batch = np.random.default_rng(1).normal(size=(8, 6, 800)).astype("float32")
 
     def dataset_fn(ctx, epoch, training):
         per = ctx.get_per_replica_batch_size(8)
         lo = ctx.input_pipeline_id * per
-        return tf.data.Dataset.from_tensors(batch[lo: lo + 8]).unbatch().batch(per).repeat()
+        return tf.data.Dataset.from_tensors(batch[lo : lo + 8]).unbatch().batch(per).repeat()
 
     # Plain SGD: Adam would turn the float noise in the gradients of the conv biases that
     # feed BatchNorm (mathematically zero) into full-size steps of random sign.
@@ -187,7 +229,9 @@ def test_contrastive_accuracy_climbs_on_predictable_sequences():
             yield x.reshape(4, 6, 800)
 
     def dataset_fn(ctx, epoch, training):
-        return tf.data.Dataset.from_generator(batches, output_signature=tf.TensorSpec([4, 6, 800], tf.float32))
+        return tf.data.Dataset.from_generator(
+            batches, output_signature=tf.TensorSpec([4, 6, 800], tf.float32)
+        )
 
     trainer = Trainer(model, tf.distribute.get_strategy(), dataset_fn)
     it = iter(trainer._dist(0, True))
@@ -198,7 +242,9 @@ def test_contrastive_accuracy_climbs_on_predictable_sequences():
 
 def test_a_start_that_fails_on_the_data_leaves_no_run(tmp_path):
     run = tmp_path / "run"
-    out = run_cli("train", "--audio-dir", str(tmp_path / "missing"), "--out", str(run), *set_flags(TINY_CPC))
+    out = run_cli(
+        "train", "--audio-dir", str(tmp_path / "missing"), "--out", str(run), *set_flags(TINY_CPC)
+    )
     assert out.returncode == 1 and "Traceback" not in out.stderr
     assert not (run / "config.yaml").exists()  # so the retry is a fresh start, not a --resume
 
@@ -213,17 +259,33 @@ def test_export_savedmodel_serves_the_representation(tmp_path):
     path = tmp_path / "saved_model"
     export_savedmodel(model, str(path))
     export_savedmodel(model, str(path))  # replacing an earlier export
-    assert sorted(p for p in os.listdir(tmp_path) if p.startswith(".")) == []  # no temp or old folder left
+    assert (
+        sorted(p for p in os.listdir(tmp_path) if p.startswith(".")) == []
+    )  # no temp or old folder left
     loaded = tf.saved_model.load(str(path))  # keep a reference: it owns the variables
     served = loaded.serve(tf.constant(x))
-    np.testing.assert_allclose(served.numpy(), model(x, training=False).numpy(), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        served.numpy(), model(x, training=False).numpy(), rtol=1e-5, atol=1e-5
+    )
     assert served.shape == (2, 512)
 
 
 def test_train_can_export_a_savedmodel(audio_dir, tmp_path):
     run = tmp_path / "run"
-    out = run_cli("train", "--audio-dir", str(audio_dir), "--out", str(run), "--cache-dir", str(tmp_path / "cache"),
-                  *set_flags(TINY_CPC), "--set", "train.epochs=1", "--set", "train.export_savedmodel=true")
+    out = run_cli(
+        "train",
+        "--audio-dir",
+        str(audio_dir),
+        "--out",
+        str(run),
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        *set_flags(TINY_CPC),
+        "--set",
+        "train.epochs=1",
+        "--set",
+        "train.export_savedmodel=true",
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     x = np.random.default_rng(0).normal(size=(3, 6, 800)).astype("float32")
     loaded = tf.saved_model.load(str(run / "saved_model"))
@@ -258,9 +320,18 @@ def test_a_failed_export_is_one_error_and_keeps_the_trained_model(audio_dir, tmp
     monkeypatch.setattr(command, "export_savedmodel", disk_full)
     cfg = tiny_config(TINY_CPC, train={"epochs": 1, "export_savedmodel": True})
     run = tmp_path / "run"
-    with pytest.raises(TrainingError, match="model.keras is saved, but exporting the SavedModel .* No space left"):
-        training.train(cfg, training.TrainOptions(run_dir=str(run), audio_dir=str(audio_dir),
-                                                  cache_dir=str(tmp_path / "cache"), verbose=0))
+    with pytest.raises(
+        TrainingError, match="model.keras is saved, but exporting the SavedModel .* No space left"
+    ):
+        training.train(
+            cfg,
+            training.TrainOptions(
+                run_dir=str(run),
+                audio_dir=str(audio_dir),
+                cache_dir=str(tmp_path / "cache"),
+                verbose=0,
+            ),
+        )
     assert (run / "model.keras").is_file() and (run / "encoder.keras").is_file()
     assert json.loads((run / "run.json").read_text())["status"] == "finished"
 
@@ -271,20 +342,31 @@ def test_negative_queue_on_two_replicas_equals_one_device():
     cpus = tf.config.list_logical_devices("CPU")
     if len(cpus) < 2:
         pytest.skip("needs two logical CPU devices")
-    mirrored = tf.distribute.MirroredStrategy([c.name for c in cpus[:2]],
-                                              cross_device_ops=tf.distribute.ReductionToOneDevice())
+    mirrored = tf.distribute.MirroredStrategy(
+        [c.name for c in cpus[:2]], cross_device_ops=tf.distribute.ReductionToOneDevice()
+    )
     rng = np.random.default_rng(2)
     batches = [rng.normal(size=(8, 6, 800)).astype("float32") for _ in range(2)]
 
     def dataset_fn(ctx, epoch, training):
         per = ctx.get_per_replica_batch_size(8)
         lo = ctx.input_pipeline_id * per
-        return tf.data.Dataset.from_tensor_slices(np.stack([b[lo: lo + 8] for b in batches])).unbatch() \
-            .batch(per).repeat()
+        return (
+            tf.data.Dataset.from_tensor_slices(np.stack([b[lo : lo + 8] for b in batches]))
+            .unbatch()
+            .batch(per)
+            .repeat()
+        )
 
-    sections = {"train": {"optimizer": "sgd", "beta_1": 0.0, "learning_rate": 1e-8},
-                "model": {"prediction": "all", "negatives": "batch", "queue_size": 100,
-                          "conv1d": {"filters": 16, "hidden_units": 32, "dropout": 0.0, "norm": "layer"}}}
+    sections = {
+        "train": {"optimizer": "sgd", "beta_1": 0.0, "learning_rate": 1e-8},
+        "model": {
+            "prediction": "all",
+            "negatives": "batch",
+            "queue_size": 100,
+            "conv1d": {"filters": 16, "hidden_units": 32, "dropout": 0.0, "norm": "layer"},
+        },
+    }
     _, single = _tiny_model(**sections)
     _, multi = _tiny_model(mirrored, **sections)
     t1 = Trainer(single, tf.distribute.get_strategy(), dataset_fn)
@@ -293,8 +375,12 @@ def test_negative_queue_on_two_replicas_equals_one_device():
     for step in range(2):
         out1, out2 = t1.train_fn(next(it1)), t2.train_fn(next(it2))
         assert float(out2["loss"]) == pytest.approx(float(out1["loss"]), rel=1e-5), step
-    assert int(single.queue.count.numpy()) == int(multi.queue.count.numpy()) == 96  # 2 steps × 8 clips × 6
-    np.testing.assert_allclose(multi.queue.codes.numpy(), single.queue.codes.numpy(), rtol=1e-4, atol=1e-5)
+    assert (
+        int(single.queue.count.numpy()) == int(multi.queue.count.numpy()) == 96
+    )  # 2 steps × 8 clips × 6
+    np.testing.assert_allclose(
+        multi.queue.codes.numpy(), single.queue.codes.numpy(), rtol=1e-4, atol=1e-5
+    )
 
 
 def test_negative_queue_survives_resume(audio_dir, tmp_path):
@@ -302,64 +388,110 @@ def test_negative_queue_survives_resume(audio_dir, tmp_path):
     from cpc_tf.config import replace_keys
     from cpc_tf.training import TrainOptions, load_run_model, train
 
-    cfg = tiny_config(TINY_CPC, train={"epochs": 1, "steps_per_epoch": 3},
-                      model={"prediction": "all", "negatives": "batch", "queue_size": 30})
-    options = TrainOptions(run_dir=str(tmp_path / "run"), audio_dir=str(audio_dir),
-                           cache_dir=str(tmp_path / "cache"), verbose=0)
+    cfg = tiny_config(
+        TINY_CPC,
+        train={"epochs": 1, "steps_per_epoch": 3},
+        model={"prediction": "all", "negatives": "batch", "queue_size": 30},
+    )
+    options = TrainOptions(
+        run_dir=str(tmp_path / "run"),
+        audio_dir=str(audio_dir),
+        cache_dir=str(tmp_path / "cache"),
+        verbose=0,
+    )
     train(cfg, options)
     first = load_run_model(options.run_dir)
     saved = first.queue.codes.numpy()
-    assert int(first.queue.count.numpy()) == 30 and np.abs(saved).sum() > 0   # 72 codes pushed, 30 kept
+    assert (
+        int(first.queue.count.numpy()) == 30 and np.abs(saved).sum() > 0
+    )  # 72 codes pushed, 30 kept
 
     seen = {}
 
     class AtEpochStart(keras.callbacks.Callback):
         def on_epoch_begin(self, epoch, logs=None):
-            seen.setdefault(epoch, (int(self.model.queue.count.numpy()), self.model.queue.codes.numpy()))
+            seen.setdefault(
+                epoch, (int(self.model.queue.count.numpy()), self.model.queue.codes.numpy())
+            )
 
-    train(replace_keys(cfg, {"train.epochs": 2}),
-          TrainOptions(run_dir=options.run_dir, audio_dir=str(audio_dir), cache_dir=str(tmp_path / "cache"),
-                       resume=True, verbose=0), extra_callbacks=[AtEpochStart()])
-    assert list(seen) == [1]                                   # only the second epoch ran
+    train(
+        replace_keys(cfg, {"train.epochs": 2}),
+        TrainOptions(
+            run_dir=options.run_dir,
+            audio_dir=str(audio_dir),
+            cache_dir=str(tmp_path / "cache"),
+            resume=True,
+            verbose=0,
+        ),
+        extra_callbacks=[AtEpochStart()],
+    )
+    assert list(seen) == [1]  # only the second epoch ran
     count, codes = seen[1]
     assert count == 30
     np.testing.assert_array_equal(codes, saved)
-    assert not np.allclose(load_run_model(options.run_dir).queue.codes.numpy(), saved)   # and it moved on
+    assert not np.allclose(
+        load_run_model(options.run_dir).queue.codes.numpy(), saved
+    )  # and it moved on
 
 
 def test_a_queue_as_large_as_the_data_is_refused(audio_dir, tmp_path):
-    out = run_cli("train", "--audio-dir", str(audio_dir), "--out", str(tmp_path / "run"), *set_flags(TINY_CPC),
-                  "--set", "model.prediction=all", "--set", "model.negatives=batch", "--set", "model.queue_size=5000")
+    out = run_cli(
+        "train",
+        "--audio-dir",
+        str(audio_dir),
+        "--out",
+        str(tmp_path / "run"),
+        *set_flags(TINY_CPC),
+        "--set",
+        "model.prediction=all",
+        "--set",
+        "model.negatives=batch",
+        "--set",
+        "model.queue_size=5000",
+    )
     assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1, out.stderr[-2000:]
     assert "model.queue_size=5000 is not smaller than the" in out.stderr
 
 
 def test_supervised_trains_the_encoder_with_labels_and_refuses_bad_labels(audio_dir, tmp_path):
     run = tmp_path / "sup"
-    out = run_cli("train", "--audio-dir", str(audio_dir), "--out", str(run), "--cache-dir", str(tmp_path / "cache"),
-                  "--supervised", "--labels", "folder", *set_flags(TINY_CPC))
+    out = run_cli(
+        "train",
+        "--audio-dir",
+        str(audio_dir),
+        "--out",
+        str(run),
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        "--supervised",
+        "--labels",
+        "folder",
+        *set_flags(TINY_CPC),
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     rows = _history(run / "history.csv")
     assert {"loss", "accuracy"} <= set(rows[0]), rows[0]
     model = keras.saving.load_model(run / "model.keras")
     x = np.random.default_rng(0).normal(size=(3, 6, 800)).astype("float32")
-    assert model(x).shape == (3, 16)                              # call: the representation, as extract sees it
+    assert model(x).shape == (3, 16)  # call: the representation, as extract sees it
     assert model.logits(x).shape == (3, 2) and model.classes == ["drums", "strings"]
     # no labels in a flat folder; one class only: one line each, exit 2, no run started
     flat = tmp_path / "flat"
     flat.mkdir()
     for p in sorted(audio_dir.rglob("*.wav"))[:3]:
         (flat / p.name).write_bytes(p.read_bytes())
-    for args, needle in ((["--audio-dir", str(flat)], "two classes"),
-                         (["--audio-dir", str(audio_dir), "--labels", r"regex:_(\d)"], "two classes"),
-                         (["--audio-dir", str(audio_dir), "--labels", "folder"], None)):
+    for args, needle in (
+        (["--audio-dir", str(flat)], "two classes"),
+        (["--audio-dir", str(audio_dir), "--labels", r"regex:_(\d)"], "two classes"),
+        (["--audio-dir", str(audio_dir), "--labels", "folder"], None),
+    ):
         target = tmp_path / f"bad{len(args)}_{needle is None}"
         argv = ["train", *args, "--out", str(target), *set_flags(TINY_CPC)]
-        if needle is None:   # --labels without --supervised
+        if needle is None:  # --labels without --supervised
             res = run_cli(*argv)
             needle = "for --supervised runs"
         else:
             res = run_cli(*argv[:1], "--supervised", *argv[1:])
         assert res.returncode == 2, res.stderr[-2000:]
         assert len(res.stderr.strip().splitlines()) == 1 and needle in res.stderr, res.stderr
-        assert not (target / "config.yaml").exists()   # a retry is a fresh start, not a --resume
+        assert not (target / "config.yaml").exists()  # a retry is a fresh start, not a --resume

@@ -16,12 +16,11 @@ import keras
 import numpy as np
 import pytest
 import yaml
+from helpers import TINY_CPC, run_cli, set_flags, synth_folder, tiny_config
 
 from cpc_tf.errors import DiskSpaceError
 from cpc_tf.fileio import TEMP_PREFIX
 from cpc_tf.training import TrainOptions, history_rows, train
-
-from helpers import TINY_CPC, run_cli, set_flags, synth_folder, tiny_config
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +34,9 @@ def cache_dir(tmp_path_factory):
 
 
 def _options(run, audio_dir, cache_dir, **kw) -> TrainOptions:
-    return TrainOptions(run_dir=str(run), audio_dir=str(audio_dir), cache_dir=str(cache_dir), verbose=0, **kw)
+    return TrainOptions(
+        run_dir=str(run), audio_dir=str(audio_dir), cache_dir=str(cache_dir), verbose=0, **kw
+    )
 
 
 def _state(run) -> dict:
@@ -49,25 +50,35 @@ def _temps(root) -> list[str]:
 def test_train_refuses_a_users_folder_unless_forced(audio_dir, cache_dir, tmp_path):
     mine = tmp_path / "mine"
     mine.mkdir()
-    files = {"model.keras": "my model", "history.csv": "my,history\n", "run.json": '{"mine": 1}',
-             ".tmp-draft": "my draft"}
+    files = {
+        "model.keras": "my model",
+        "history.csv": "my,history\n",
+        "run.json": '{"mine": 1}',
+        ".tmp-draft": "my draft",
+    }
     for name, text in files.items():
         (mine / name).write_text(text)
     out = run_cli("train", "--audio-dir", str(audio_dir), "--out", str(mine), *set_flags(TINY_CPC))
     assert out.returncode == 2, out.stderr[-2000:]
     assert len(out.stderr.strip().splitlines()) == 1 and "not a cpc_tf run folder" in out.stderr
     assert "--force" in out.stderr
-    assert {p.name: p.read_text() for p in mine.iterdir()} == files  # nothing touched, nothing added
+    assert {
+        p.name: p.read_text() for p in mine.iterdir()
+    } == files  # nothing touched, nothing added
     resume = run_cli("train", "--out", str(mine), "--resume")
     assert resume.returncode == 2 and "not a cpc_tf run folder" in resume.stderr
     assert (mine / ".tmp-draft").read_text() == "my draft"
     # --force writes into it anyway (and the folder becomes a run)
-    train(tiny_config(TINY_CPC, train={"epochs": 1}), _options(mine, audio_dir, cache_dir, force=True))
+    train(
+        tiny_config(TINY_CPC, train={"epochs": 1}), _options(mine, audio_dir, cache_dir, force=True)
+    )
     assert _state(mine)["status"] == "finished" and _state(mine)["cpc_tf_run"] == 1
     assert (mine / ".tmp-draft").read_text() == "my draft"
 
 
-def test_a_disk_too_full_for_a_checkpoint_fails_cleanly(audio_dir, cache_dir, tmp_path, monkeypatch):
+def test_a_disk_too_full_for_a_checkpoint_fails_cleanly(
+    audio_dir, cache_dir, tmp_path, monkeypatch
+):
     run = tmp_path / "run"
     real = shutil.disk_usage
 
@@ -84,12 +95,18 @@ def test_a_disk_too_full_for_a_checkpoint_fails_cleanly(audio_dir, cache_dir, tm
     assert "\n" not in message and "not enough disk space" in message and "1.0 MB free" in message
     assert "0 completed epoch(s) are kept" in message and "--resume" in message
     state = _state(run)
-    assert state["status"] == "failed" and state["epochs_completed"] == 0 and "disk space" in state["reason"]
+    assert (
+        state["status"] == "failed"
+        and state["epochs_completed"] == 0
+        and "disk space" in state["reason"]
+    )
     assert not (run / "checkpoints").exists() or not any((run / "checkpoints").glob("epoch_*"))
     assert _temps(run) == []
 
 
-def test_enospc_during_a_checkpoint_write_fails_cleanly(audio_dir, cache_dir, tmp_path, monkeypatch):
+def test_enospc_during_a_checkpoint_write_fails_cleanly(
+    audio_dir, cache_dir, tmp_path, monkeypatch
+):
     run = tmp_path / "run"
     real_save = keras.Model.save_weights
     calls = []
@@ -106,12 +123,18 @@ def test_enospc_during_a_checkpoint_write_fails_cleanly(audio_dir, cache_dir, tm
     with pytest.raises(DiskSpaceError, match=r"the disk is full .*1 completed epoch\(s\) are kept"):
         train(tiny_config(TINY_CPC), _options(run, audio_dir, cache_dir))
     state = _state(run)
-    assert state["status"] == "failed" and state["epochs_completed"] == 1 and "disk is full" in state["reason"]
+    assert (
+        state["status"] == "failed"
+        and state["epochs_completed"] == 1
+        and "disk is full" in state["reason"]
+    )
     assert sorted(os.listdir(run / "checkpoints")) == ["backup", "epoch_001.weights.h5"]
     assert _temps(run) == []  # the half-written file went with its temporary name
 
 
-def test_keep_checkpoints_keeps_the_last_and_the_best_and_resume_still_works(audio_dir, cache_dir, tmp_path):
+def test_keep_checkpoints_keeps_the_last_and_the_best_and_resume_still_works(
+    audio_dir, cache_dir, tmp_path
+):
     run = tmp_path / "run"
     cfg = tiny_config(TINY_CPC, train={"epochs": 4, "keep_checkpoints": 2})
     train(cfg, _options(run, audio_dir, cache_dir))
@@ -119,20 +142,26 @@ def test_keep_checkpoints_keeps_the_last_and_the_best_and_resume_still_works(aud
     best = 1 + losses.index(min(losses))
     kept = {f"epoch_{n:03d}.weights.h5" for n in (3, 4, best)}
     assert set(os.listdir(run / "checkpoints")) == kept | {"backup"}
-    train(tiny_config(TINY_CPC, train={"epochs": 5, "keep_checkpoints": 2}),
-          _options(run, audio_dir, cache_dir, resume=True))
+    train(
+        tiny_config(TINY_CPC, train={"epochs": 5, "keep_checkpoints": 2}),
+        _options(run, audio_dir, cache_dir, resume=True),
+    )
     losses = [r["loss"] for r in history_rows(str(run))]
     assert len(losses) == 5 and _state(run)["epochs_completed"] == 5
     best = 1 + losses.index(min(losses))
-    assert set(os.listdir(run / "checkpoints")) == {f"epoch_{n:03d}.weights.h5" for n in (4, 5, best)} | {"backup"}
+    assert set(os.listdir(run / "checkpoints")) == {
+        f"epoch_{n:03d}.weights.h5" for n in (4, 5, best)
+    } | {"backup"}
 
 
 def test_log_every_steps_writes_per_step_scalars(audio_dir, cache_dir, tmp_path):
     import tensorflow as tf
 
     run = tmp_path / "run"
-    train(tiny_config(TINY_CPC, train={"epochs": 2, "steps_per_epoch": 3, "log_every_steps": 2}),
-          _options(run, audio_dir, cache_dir))
+    train(
+        tiny_config(TINY_CPC, train={"epochs": 2, "steps_per_epoch": 3, "log_every_steps": 2}),
+        _options(run, audio_dir, cache_dir),
+    )
     steps = {}
     for path in (run / "tensorboard" / "train").glob("events*"):
         for event in tf.compat.v1.train.summary_iterator(str(path)):
@@ -161,8 +190,19 @@ def _wait_for_epochs(proc, run, epochs, timeout=300):
 def test_ctrl_c_then_an_edited_config_then_resume(audio_dir, cache_dir, tmp_path):
     run = tmp_path / "run"
     flags = set_flags(TINY_CPC) + ["--set", "train.epochs=5", "--set", "train.steps_per_epoch=6"]
-    cmd = [sys.executable, "-m", "cpc_tf", "train", "--audio-dir", str(audio_dir), "--out", str(run),
-           "--cache-dir", str(cache_dir), *flags]
+    cmd = [
+        sys.executable,
+        "-m",
+        "cpc_tf",
+        "train",
+        "--audio-dir",
+        str(audio_dir),
+        "--out",
+        str(run),
+        "--cache-dir",
+        str(cache_dir),
+        *flags,
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         _wait_for_epochs(proc, run, 1)
@@ -176,8 +216,9 @@ def test_ctrl_c_then_an_edited_config_then_resume(audio_dir, cache_dir, tmp_path
     done = state["epochs_completed"]
     assert state["status"] == "interrupted" and 1 <= done < 5
     assert len(history_rows(str(run))) >= done
-    assert stderr.strip().splitlines()[-1] == (f"cpc_tf: interrupted after epoch {done}; resume with: "
-                                               f"cpc_tf train --out {run} --resume")
+    assert stderr.strip().splitlines()[-1] == (
+        f"cpc_tf: interrupted after epoch {done}; resume with: cpc_tf train --out {run} --resume"
+    )
     assert "Traceback" not in stderr
 
     # an edited model is refused in one line, and the run stays interrupted
@@ -186,7 +227,9 @@ def test_ctrl_c_then_an_edited_config_then_resume(audio_dir, cache_dir, tmp_path
     edited["model"]["c_dim"] = 32
     (run / "config.yaml").write_text(yaml.safe_dump(edited))
     refused = run_cli("train", "--out", str(run), "--resume", "--cache-dir", str(cache_dir))
-    assert refused.returncode == 2 and len(refused.stderr.strip().splitlines()) == 1, refused.stderr[-2000:]
+    assert refused.returncode == 2 and len(refused.stderr.strip().splitlines()) == 1, (
+        refused.stderr[-2000:]
+    )
     assert "model.c_dim: 16 -> 32" in refused.stderr
     assert _state(run)["status"] == "interrupted"
 
@@ -229,11 +272,25 @@ def test_tune_refuses_a_users_folder(tmp_path, capsys):
     mine = tmp_path / "mine"
     mine.mkdir()
     (mine / "results.md").write_text("my results")
-    code = main(["tune", "--audio-dir", str(tmp_path), "--config", "no_such_sweep.yaml", "--out", str(mine)])
+    code = main(
+        ["tune", "--audio-dir", str(tmp_path), "--config", "no_such_sweep.yaml", "--out", str(mine)]
+    )
     err = capsys.readouterr().err
-    assert code == 2 and len(err.strip().splitlines()) == 1 and "not a cpc_tf sweep folder" in err, err
+    assert (
+        code == 2 and len(err.strip().splitlines()) == 1 and "not a cpc_tf sweep folder" in err
+    ), err
     assert os.listdir(mine) == ["results.md"] and (mine / "results.md").read_text() == "my results"
     # with --force the folder is accepted (here the missing sweep file is the next, different error)
-    code = main(["tune", "--audio-dir", str(tmp_path), "--config", "no_such_sweep.yaml", "--out", str(mine),
-                 "--force"])
+    code = main(
+        [
+            "tune",
+            "--audio-dir",
+            str(tmp_path),
+            "--config",
+            "no_such_sweep.yaml",
+            "--out",
+            str(mine),
+            "--force",
+        ]
+    )
     assert code != 0 and "not a cpc_tf sweep folder" not in capsys.readouterr().err

@@ -21,10 +21,10 @@ from typing import Any
 
 import pytest
 import yaml
+from helpers import TINY_CPC, run_cli, synth_folder
 
 from cpc_tf.cli import main
 from cpc_tf.config import load_config
-from helpers import TINY_CPC, run_cli, synth_folder
 
 # Two tiny epochs per trial; the validation objective needs held-out files.
 BASE: dict[str, Any] = copy.deepcopy(TINY_CPC)
@@ -46,17 +46,35 @@ def audio(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
     return str(folder), str(root / "cache")
 
 
-def write_sweep(path: Path, space: dict | None = None, base: dict | None = None, **sweep: Any) -> str:
+def write_sweep(
+    path: Path, space: dict | None = None, base: dict | None = None, **sweep: Any
+) -> str:
     """A sweep file: the tiny CPC base plus a `sweep:` section."""
     data = copy.deepcopy(base or BASE)
-    data["sweep"] = {"tuner": "random", "max_trials": 3, "space": SPACE if space is None else space, **sweep}
+    data["sweep"] = {
+        "tuner": "random",
+        "max_trials": 3,
+        "space": SPACE if space is None else space,
+        **sweep,
+    }
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return str(path)
 
 
 def tune_args(audio: tuple[str, str], sweep: str, out: Path, *extra: str) -> list[str]:
     folder, cache = audio
-    return ["tune", "--audio-dir", folder, "--config", sweep, "--out", str(out), "--cache-dir", cache, *extra]
+    return [
+        "tune",
+        "--audio-dir",
+        folder,
+        "--config",
+        sweep,
+        "--out",
+        str(out),
+        "--cache-dir",
+        cache,
+        *extra,
+    ]
 
 
 def read_rows(out: Path) -> list[dict[str, str]]:
@@ -66,8 +84,11 @@ def read_rows(out: Path) -> list[dict[str, str]]:
 
 def snapshot(folder: Path) -> dict[str, tuple[int, int]]:
     """(mtime_ns, size) of every file under `folder`."""
-    return {str(p.relative_to(folder)): (p.stat().st_mtime_ns, p.stat().st_size)
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): (p.stat().st_mtime_ns, p.stat().st_size)
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def test_sweep_of_three_trials_writes_results_and_best_config(audio, tmp_path, capsys):
@@ -81,8 +102,15 @@ def test_sweep_of_three_trials_writes_results_and_best_config(audio, tmp_path, c
 
     rows = read_rows(out)
     assert [r["trial"] for r in rows] == ["0", "1", "2"]
-    assert list(rows[0]) == ["trial", "status", "train.learning_rate", "model.c_dim", "val_cpc_acc",
-                             "seconds", "error"]
+    assert list(rows[0]) == [
+        "trial",
+        "status",
+        "train.learning_rate",
+        "model.c_dim",
+        "val_cpc_acc",
+        "seconds",
+        "error",
+    ]
     for r in rows:
         assert r["status"] == "COMPLETED"
         assert 1e-4 <= float(r["train.learning_rate"]) <= 1e-2
@@ -98,7 +126,9 @@ def test_sweep_of_three_trials_writes_results_and_best_config(audio, tmp_path, c
     best_row = next(r for r in rows if r["trial"] == best_id)
     assert best.train.learning_rate == pytest.approx(float(best_row["train.learning_rate"]))
     assert best.model.c_dim == int(best_row["model.c_dim"])
-    assert best.model.z_dim == BASE["model"]["z_dim"] and best.train.epochs == BASE["train"]["epochs"]
+    assert (
+        best.model.z_dim == BASE["model"]["z_dim"] and best.train.epochs == BASE["train"]["epochs"]
+    )
     assert main(["summary", "--config", str(best_path)]) == 0
     assert "total" in capsys.readouterr().out.lower()
 
@@ -107,8 +137,11 @@ def test_killed_sweep_continues_without_repeating_finished_trials(audio, tmp_pat
     sweep = write_sweep(tmp_path / "sweep.yaml")
     out = tmp_path / "tune"
     args = tune_args(audio, sweep, out)
-    proc = subprocess.Popen([sys.executable, "-m", "cpc_tf", *args], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cpc_tf", *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     finished: list[str] = []
     try:
         deadline = time.time() + 150
@@ -140,19 +173,28 @@ def test_killed_sweep_continues_without_repeating_finished_trials(audio, tmp_pat
     assert len(read_rows(out)) == 3
 
 
-@pytest.mark.parametrize("space, sweep_fields, message", [
-    ({"train.learnin_rate": {"float": [1e-4, 1e-2]}}, {}, "did you mean 'train.learning_rate'"),
-    ({"train.learning_rate": {"float": [1e-3, 1e-3]}}, {}, "empty or inverted range"),
-    ({"model.c_dim": {"int": [24, 8]}}, {}, "empty or inverted range"),
-    ({"model.conv1d.dropout": {"float": [0.0, 0.3], "log": True}}, {}, "log range needs low > 0"),
-    (SPACE, {"tuner": "grid"}, "'grid' is not one of random, bayesian, hyperband"),
-    ({"model.c_dim": {"float": [8, 24]}}, {}, "integer setting"),
-    (SPACE, {"objective": "val_acc"}, "not a metric of this model"),
-    ({}, {}, "sweep.space must map config keys"),
-    ({"model.c_dim": {"int": [8, 24], "step": 0.5}}, {}, "int step must be a whole number"),
-    ({"train.learning_rate": {"float": [0.0, 1e-3]}}, {}, "out of range"),
-])
-def test_bad_sweep_is_one_line_exit_2_before_any_trial(audio, tmp_path, capsys, space, sweep_fields, message):
+@pytest.mark.parametrize(
+    "space, sweep_fields, message",
+    [
+        ({"train.learnin_rate": {"float": [1e-4, 1e-2]}}, {}, "did you mean 'train.learning_rate'"),
+        ({"train.learning_rate": {"float": [1e-3, 1e-3]}}, {}, "empty or inverted range"),
+        ({"model.c_dim": {"int": [24, 8]}}, {}, "empty or inverted range"),
+        (
+            {"model.conv1d.dropout": {"float": [0.0, 0.3], "log": True}},
+            {},
+            "log range needs low > 0",
+        ),
+        (SPACE, {"tuner": "grid"}, "'grid' is not one of random, bayesian, hyperband"),
+        ({"model.c_dim": {"float": [8, 24]}}, {}, "integer setting"),
+        (SPACE, {"objective": "val_acc"}, "not a metric of this model"),
+        ({}, {}, "sweep.space must map config keys"),
+        ({"model.c_dim": {"int": [8, 24], "step": 0.5}}, {}, "int step must be a whole number"),
+        ({"train.learning_rate": {"float": [0.0, 1e-3]}}, {}, "out of range"),
+    ],
+)
+def test_bad_sweep_is_one_line_exit_2_before_any_trial(
+    audio, tmp_path, capsys, space, sweep_fields, message
+):
     sweep = write_sweep(tmp_path / "sweep.yaml", space=space, **sweep_fields)
     out = tmp_path / "tune"
     assert main(tune_args(audio, sweep, out)) == 2
@@ -162,8 +204,9 @@ def test_bad_sweep_is_one_line_exit_2_before_any_trial(audio, tmp_path, capsys, 
 
 
 def test_bad_sweep_from_the_command_line(audio, tmp_path):
-    sweep = write_sweep(tmp_path / "sweep.yaml", space={"train.learning_rate": {"float": [0.0, 1e-3],
-                                                                                "log": True}})
+    sweep = write_sweep(
+        tmp_path / "sweep.yaml", space={"train.learning_rate": {"float": [0.0, 1e-3], "log": True}}
+    )
     out = tmp_path / "tune"
     proc = run_cli(*tune_args(audio, sweep, out), timeout=120)
     assert proc.returncode == 2
@@ -175,16 +218,23 @@ def test_bad_sweep_from_the_command_line(audio, tmp_path):
 def test_diverging_trial_is_failed_and_the_sweep_goes_on(audio, tmp_path, capsys):
     # Four trials exhaust the four combinations, whatever order the seeded draws take: two diverge and two
     # complete, and the earliest failure is never the last trial, so a trial after a failure must have run.
-    space = {"train.learning_rate": {"choice": [1.0e-3, 1.0e30]}, "model.c_dim": {"int": [8, 16], "step": 8}}
+    space = {
+        "train.learning_rate": {"choice": [1.0e-3, 1.0e30]},
+        "model.c_dim": {"int": [8, 16], "step": 8},
+    }
     out = tmp_path / "tune"
-    assert main(tune_args(audio, write_sweep(tmp_path / "sweep.yaml", space=space, max_trials=4), out)) == 0
+    assert (
+        main(tune_args(audio, write_sweep(tmp_path / "sweep.yaml", space=space, max_trials=4), out))
+        == 0
+    )
     rows = read_rows(out)
     assert len(rows) == 4
     failed = [r for r in rows if r["status"] == "FAILED"]
     completed = [r for r in rows if r["status"] == "COMPLETED"]
     assert len(failed) == 2 and len(completed) == 2
     assert {(float(r["train.learning_rate"]), int(r["model.c_dim"])) for r in rows} == {
-        (lr, c) for lr in (1e-3, 1e30) for c in (8, 16)}
+        (lr, c) for lr in (1e-3, 1e30) for c in (8, 16)
+    }
     assert min(int(r["trial"]) for r in failed) < max(int(r["trial"]) for r in rows)  # it went on
     for r in failed:
         assert float(r["train.learning_rate"]) == 1e30 and r["val_cpc_acc"] == ""
@@ -196,7 +246,9 @@ def test_diverging_trial_is_failed_and_the_sweep_goes_on(audio, tmp_path, capsys
 
     # A sweep none of whose trials completes says so in one line and exits 1.
     out2 = tmp_path / "tune_all_failed"
-    sweep2 = write_sweep(tmp_path / "sweep2.yaml", space={"train.learning_rate": {"choice": [1.0e30]}})
+    sweep2 = write_sweep(
+        tmp_path / "sweep2.yaml", space={"train.learning_rate": {"choice": [1.0e30]}}
+    )
     assert main(tune_args(audio, sweep2, out2)) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("cpc_tf: error: no trial of the sweep completed"), err
@@ -205,8 +257,11 @@ def test_diverging_trial_is_failed_and_the_sweep_goes_on(audio, tmp_path, capsys
 
 def test_labels_objective_is_the_probe_accuracy(audio, tmp_path):
     out = tmp_path / "tune"
-    sweep = write_sweep(tmp_path / "sweep.yaml", space={"train.learning_rate": {"choice": [1.0e-3, 3.0e-3]}},
-                        max_trials=2)
+    sweep = write_sweep(
+        tmp_path / "sweep.yaml",
+        space={"train.learning_rate": {"choice": [1.0e-3, 3.0e-3]}},
+        max_trials=2,
+    )
     assert main(tune_args(audio, sweep, out, "--labels", "folder")) == 0
     rows = read_rows(out)
     assert len(rows) == 2 and "probe_acc" in rows[0] and "val_cpc_acc" not in rows[0]
@@ -236,9 +291,11 @@ def test_sweep_file_forms(tmp_path):
 
     from cpc_tf.tuning import load_sweep
 
-    space = {"train.learning_rate": {"float": ["1e-5", "1e-3"], "log": True},
-             "model.c_dim": {"int": [8, 32], "log": True, "step": 2},
-             "model.projection_dims": {"choice": [[16, 8], [32, 8]]}}
+    space = {
+        "train.learning_rate": {"float": ["1e-5", "1e-3"], "log": True},
+        "model.c_dim": {"int": [8, 32], "log": True, "step": 2},
+        "model.projection_dims": {"choice": [[16, 8], [32, 8]]},
+    }
     sweep = load_sweep(write_sweep(tmp_path / "s.yaml", space=space))
     lr, c_dim, dims = sweep.space
     assert (lr.low, lr.high, lr.log) == (1e-5, 1e-3, True)

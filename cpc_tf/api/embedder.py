@@ -39,7 +39,9 @@ class Embedder:
         batch_size: Chunks per model call (default ``eval.batch_size`` of the config).
     """
 
-    def __init__(self, model: Any, config: Config, source: str = "", batch_size: int | None = None) -> None:
+    def __init__(
+        self, model: Any, config: Config, source: str = "", batch_size: int | None = None
+    ) -> None:
         self.config = config
         self.source = source
         self.batch_size = int(batch_size or config.eval.batch_size)
@@ -50,8 +52,10 @@ class Embedder:
 
     def __repr__(self) -> str:
         cfg = self.config
-        return (f"Embedder({cfg.name!r}: {cfg.model.family}/{cfg.model.encoder}, {self.sample_rate} Hz, "
-                f"chunks of {self.chunk_seconds:.3g} s{', from ' + self.source if self.source else ''})")
+        return (
+            f"Embedder({cfg.name!r}: {cfg.model.family}/{cfg.model.encoder}, {self.sample_rate} Hz, "
+            f"chunks of {self.chunk_seconds:.3g} s{', from ' + self.source if self.source else ''})"
+        )
 
     # ------------------------------------------------------------------ facts
     @property
@@ -82,7 +86,8 @@ class Embedder:
     @property
     def frame_kinds(self) -> tuple[str, ...]:
         """Frame kinds of :meth:`embed_frames`: ``("c", "z")`` for CPC with a GRU, ``("z",)``
-        for CPC with the Transformer (it gives only c_T), ``("map",)`` for SimCLR encoders."""
+        for CPC with the Transformer (it gives only c_T), ``("map",)`` for SimCLR encoders.
+        """
         return self._runner.frame_kinds
 
     @property
@@ -105,7 +110,11 @@ class Embedder:
         """Output shape of one chunk (probed once with a silent chunk)."""
         if what not in self._shapes:
             probe = np.zeros((1, self.chunk_samples), np.float32)
-            out = self._runner.embed(probe) if what == "embedding" else self._runner.frames(probe, what)
+            out = (
+                self._runner.embed(probe)
+                if what == "embedding"
+                else self._runner.frames(probe, what)
+            )
             self._shapes[what] = tuple(int(v) for v in out.shape[1:])
         return self._shapes[what]
 
@@ -116,10 +125,15 @@ class Embedder:
         if kind is None:
             return self.default_frame_kind
         if kind not in self.frame_kinds:
-            why = (" (the Transformer autoregressor gives only c_T, no context per frame)"
-                   if kind == "c" and self._runner.is_cpc else "")
-            raise InputError(f"kind={kind!r} is not available for this {self.config.model.family} model{why}; "
-                             f"available: {', '.join(repr(k) for k in self.frame_kinds) or 'none'}")
+            why = (
+                " (the Transformer autoregressor gives only c_T, no context per frame)"
+                if kind == "c" and self._runner.is_cpc
+                else ""
+            )
+            raise InputError(
+                f"kind={kind!r} is not available for this {self.config.model.family} model{why}; "
+                f"available: {', '.join(repr(k) for k in self.frame_kinds) or 'none'}"
+            )
         return kind
 
     # ------------------------------------------------------------------ clip level
@@ -170,8 +184,13 @@ class Embedder:
         return self.embed(decoded.samples, self.sample_rate)
 
     # ------------------------------------------------------------------ frame level
-    def embed_frames(self, audio: Any, sample_rate: int, hop_seconds: float | None = None,
-                     kind: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def embed_frames(
+        self,
+        audio: Any,
+        sample_rate: int,
+        hop_seconds: float | None = None,
+        kind: str | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Frame embeddings with the time of each frame's centre.
 
         Frames are the model's own: for CPC the context c_t (``kind="c"``, GRU only) or
@@ -203,22 +222,31 @@ class Embedder:
         steps, dim = self._shape(kind)
         hop = self._native_hop(kind)
         offsets = self._phase_offsets(hop, hop_seconds)
-        filled = (fill_short(sounds, self.chunk_samples + offsets[-1], self.config.data.short_clip_policy)
-                  if total < self.chunk_samples else sounds)  # every shifted run sees the loop too
-        starts = np.concatenate([chunk_plan(max(total, filled.shape[1] - offsets[-1]), self.chunk_samples,
-                                            offset=o)[0] for o in offsets])
-        frame_start = starts[:, None] + np.arange(steps)[None, :] * hop        # [chunks, steps]
+        filled = (
+            fill_short(sounds, self.chunk_samples + offsets[-1], self.config.data.short_clip_policy)
+            if total < self.chunk_samples
+            else sounds
+        )  # every shifted run sees the loop too
+        starts = np.concatenate(
+            [
+                chunk_plan(max(total, filled.shape[1] - offsets[-1]), self.chunk_samples, offset=o)[
+                    0
+                ]
+                for o in offsets
+            ]
+        )
+        frame_start = starts[:, None] + np.arange(steps)[None, :] * hop  # [chunks, steps]
         keep = (frame_start < total).ravel()  # the first frame always starts at 0
         centre = (frame_start + hop / 2.0).ravel()
         chosen = np.flatnonzero(keep)[np.argsort(centre[keep], kind="stable")]
-        position = np.full(keep.size, -1, np.int64)   # flat frame index -> output column
+        position = np.full(keep.size, -1, np.int64)  # flat frame index -> output column
         position[chosen] = np.arange(len(chosen))
         out = np.zeros((n, len(chosen), dim), np.float32)
         rows, chunk_ids = np.repeat(np.arange(n), len(starts)), np.tile(np.arange(len(starts)), n)
         for b in range(0, len(rows), self.batch_size):
-            r, c = rows[b: b + self.batch_size], chunk_ids[b: b + self.batch_size]
+            r, c = rows[b : b + self.batch_size], chunk_ids[b : b + self.batch_size]
             frames = self._runner.frames(cut_chunks(filled, r, starts[c], self.chunk_samples), kind)
-            cols = position.reshape(len(starts), steps)[c]                     # [b, steps]
+            cols = position.reshape(len(starts), steps)[c]  # [b, steps]
             hit = cols >= 0
             out[np.repeat(r, steps).reshape(-1, steps)[hit], cols[hit]] = frames[hit]
         times = np.broadcast_to(centre[chosen] / self.sample_rate, (n, len(chosen)))
@@ -241,11 +269,22 @@ class Embedder:
         return sorted({round(p * hop / runs) for p in range(runs)})
 
     # ------------------------------------------------------------------ plumbing
-    def _run(self, sounds: np.ndarray, rows: np.ndarray, starts: np.ndarray, what: str) -> np.ndarray:
+    def _run(
+        self, sounds: np.ndarray, rows: np.ndarray, starts: np.ndarray, what: str
+    ) -> np.ndarray:
         """The model on every (sound, chunk start) pair, `batch_size` chunks at a time."""
-        parts = [self._runner.run(cut_chunks(sounds, rows[b: b + self.batch_size], starts[b: b + self.batch_size],
-                                             self.chunk_samples), what)[what]
-                 for b in range(0, len(rows), self.batch_size)]
+        parts = [
+            self._runner.run(
+                cut_chunks(
+                    sounds,
+                    rows[b : b + self.batch_size],
+                    starts[b : b + self.batch_size],
+                    self.chunk_samples,
+                ),
+                what,
+            )[what]
+            for b in range(0, len(rows), self.batch_size)
+        ]
         return np.concatenate(parts, axis=0)
 
 

@@ -32,7 +32,7 @@ MAX_FLOAT_PEAK = 4.0
 #: A 2-D array with this many columns or fewer (and more rows) looks like ``[samples, channels]``.
 MAX_CHANNELS = 8
 
-_INT_SCALES = {np.dtype(np.int8): 2.0 ** 7, np.dtype(np.int16): 2.0 ** 15, np.dtype(np.int32): 2.0 ** 31}
+_INT_SCALES = {np.dtype(np.int8): 2.0**7, np.dtype(np.int16): 2.0**15, np.dtype(np.int32): 2.0**31}
 
 
 def to_numpy(audio: Any) -> np.ndarray:
@@ -46,8 +46,10 @@ def to_numpy(audio: Any) -> np.ndarray:
     except ValueError as exc:  # ragged nested lists
         raise InputError(f"audio is not a rectangular array ({exc})") from None
     if arr.dtype == object:
-        raise InputError("audio is not a numeric array (ragged lists or objects); give a 1-D "
-                         "array of samples or a 2-D [n_sounds, n_samples] array")
+        raise InputError(
+            "audio is not a numeric array (ragged lists or objects); give a 1-D "
+            "array of samples or a 2-D [n_sounds, n_samples] array"
+        )
     return arr
 
 
@@ -67,14 +69,18 @@ def _check_layout(arr: np.ndarray) -> np.ndarray:
     if arr.ndim == 1:
         arr = arr[None, :]
     elif arr.ndim != 2:
-        raise InputError(f"audio must be 1-D (one sound) or 2-D [n_sounds, n_samples], got shape {arr.shape}")
+        raise InputError(
+            f"audio must be 1-D (one sound) or 2-D [n_sounds, n_samples], got shape {arr.shape}"
+        )
     n, samples = arr.shape
     if n == 0 or samples == 0:
         raise InputError(f"audio is empty (shape {arr.shape}): there is nothing to embed")
     if samples <= MAX_CHANNELS and n > samples:
-        raise InputError(f"audio has shape {arr.shape}: 2-D input is [n_sounds, n_samples], and this "
-                         f"looks like [samples, channels]; mix it down first (audio.mean(axis=1)) "
-                         "or pass audio.T to embed each channel as a sound")
+        raise InputError(
+            f"audio has shape {arr.shape}: 2-D input is [n_sounds, n_samples], and this "
+            f"looks like [samples, channels]; mix it down first (audio.mean(axis=1)) "
+            "or pass audio.T to embed each channel as a sound"
+        )
     return arr
 
 
@@ -87,20 +93,26 @@ def _to_float(arr: np.ndarray) -> np.ndarray:
         return (arr.astype(np.float32) / np.float32(_INT_SCALES[arr.dtype])).astype(np.float32)
     if arr.dtype == np.uint8:
         return (arr.astype(np.float32) - 128.0) / 128.0
-    raise InputError(f"audio has dtype {arr.dtype}; expected float samples in [-1, 1] or integer PCM "
-                     "(int8, uint8, int16, int32)")
+    raise InputError(
+        f"audio has dtype {arr.dtype}; expected float samples in [-1, 1] or integer PCM "
+        "(int8, uint8, int16, int32)"
+    )
 
 
 def _check_values(x: np.ndarray) -> None:
     finite = np.isfinite(x)
     if not finite.all():
         bad = np.argwhere(~finite)[0]
-        raise InputError(f"audio holds {int((~finite).sum())} NaN/Inf sample(s), the first in sound "
-                         f"{int(bad[0])} at sample {int(bad[1])}")
+        raise InputError(
+            f"audio holds {int((~finite).sum())} NaN/Inf sample(s), the first in sound "
+            f"{int(bad[0])} at sample {int(bad[1])}"
+        )
     peak = float(np.max(np.abs(x)))
     if peak > MAX_FLOAT_PEAK:
-        raise InputError(f"audio peaks at {peak:g}, but float samples have full scale 1.0: is it integer "
-                         "PCM stored as float? Pass the integer array itself, or divide by 32768 (16-bit)")
+        raise InputError(
+            f"audio peaks at {peak:g}, but float samples have full scale 1.0: is it integer "
+            "PCM stored as float? Pass the integer array itself, or divide by 32768 (16-bit)"
+        )
 
 
 def resample(x: np.ndarray, in_rate: int, out_rate: int) -> np.ndarray:

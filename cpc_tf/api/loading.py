@@ -25,7 +25,9 @@ from cpc_tf.errors import CpcTfError, InputError
 #: File at the top of an exported folder that names the model file inside it.
 EXPORT_MARKER = "cpc_tf_export.json"
 _RUN_CONFIG = "config.yaml"
-_EXPECTED = "a run folder (with config.yaml), a cpc_tf .keras file or a folder written by `cpc_tf export`"
+_EXPECTED = (
+    "a run folder (with config.yaml), a cpc_tf .keras file or a folder written by `cpc_tf export`"
+)
 
 
 def load_model_and_config(source: str | os.PathLike[str]) -> tuple[Any, Config, str]:
@@ -42,8 +44,10 @@ def load_model_and_config(source: str | os.PathLike[str]) -> tuple[Any, Config, 
             return _load_run(path)
         if os.path.isfile(os.path.join(path, EXPORT_MARKER)):
             return load_keras_file(exported_model_path(path))
-        raise InputError(f"{path} is not a cpc_tf run folder (no {_RUN_CONFIG}) nor an exported model "
-                         f"(no {EXPORT_MARKER}); expected {_EXPECTED}")
+        raise InputError(
+            f"{path} is not a cpc_tf run folder (no {_RUN_CONFIG}) nor an exported model "
+            f"(no {EXPORT_MARKER}); expected {_EXPECTED}"
+        )
     if path.endswith(".keras"):
         return load_keras_file(path)
     raise InputError(f"{path} is a file but not a .keras model; expected {_EXPECTED}")
@@ -86,10 +90,15 @@ def load_keras_file(path: str) -> tuple[Any, Config, str]:
     except Exception as exc:  # noqa: BLE001  (Keras raises TypeError/ValueError/OSError/zip errors)
         raise InputError(f"{path} is not a loadable cpc_tf model: {_keras_reason(exc)}") from None
     if not isinstance(model, ContrastiveModel):
-        hint = (" (an encoder alone: give the run's model.keras)" if getattr(model, "name", "") == "encoder"
-                else "")
-        raise InputError(f"{path} holds a {type(model).__name__} named {getattr(model, 'name', '?')!r}, "
-                         f"not a cpc_tf model (CPC, SimCLR or a supervised run){hint}")
+        hint = (
+            " (an encoder alone: give the run's model.keras)"
+            if getattr(model, "name", "") == "encoder"
+            else ""
+        )
+        raise InputError(
+            f"{path} holds a {type(model).__name__} named {getattr(model, 'name', '?')!r}, "
+            f"not a cpc_tf model (CPC, SimCLR or a supervised run){hint}"
+        )
     return model, model.cfg, path
 
 
@@ -98,7 +107,9 @@ def _keras_reason(exc: BaseException) -> str:
     text = str(exc)
     unknown = re.search(r"Could not locate (?:class|function) '([^']+)'", text)
     if unknown:
-        return (f"it names the class {unknown.group(1)!r}, which is not registered here "
-                "(a model of another project, or of a newer cpc_tf)")
+        return (
+            f"it names the class {unknown.group(1)!r}, which is not registered here "
+            "(a model of another project, or of a newer cpc_tf)"
+        )
     first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
     return f"Keras says: {first[:200]}"

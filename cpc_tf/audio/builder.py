@@ -70,9 +70,9 @@ SPOOL_SAMPLES = 1 << 20  # worker results longer than this travel through a spoo
 class CacheUpdate:
     """What the last :func:`open_cache` call did."""
 
-    decoded: int = 0          # files handed to the decoder (including ones that failed)
-    reused: int = 0           # clips taken over unchanged from the previous cache
-    removed: int = 0          # clips dropped because their file changed or disappeared
+    decoded: int = 0  # files handed to the decoder (including ones that failed)
+    reused: int = 0  # clips taken over unchanged from the previous cache
+    removed: int = 0  # clips dropped because their file changed or disappeared
     shards_written: int = 0
     shards_removed: int = 0
     seconds: float = 0.0
@@ -94,11 +94,11 @@ class BuildSettings:
 class _Plan:
     """The outcome of the plan step (``copy`` may move clips from ``kept`` to ``todo``)."""
 
-    old: dict[str, Any] | None        # the previous index, None to build from scratch
-    kept: list[ClipInfo]              # clips reused as they are
-    dropped: list[ClipInfo]           # clips of the previous index that are gone or changed
-    skipped: list[dict[str, Any]]     # skip entries of the new index (grows while decoding)
-    todo: list[FoundFile]             # files to decode
+    old: dict[str, Any] | None  # the previous index, None to build from scratch
+    kept: list[ClipInfo]  # clips reused as they are
+    dropped: list[ClipInfo]  # clips of the previous index that are gone or changed
+    skipped: list[dict[str, Any]]  # skip entries of the new index (grows while decoding)
+    todo: list[FoundFile]  # files to decode
 
     def old_shards(self) -> dict[str, dict[str, Any]]:
         return {s["name"]: s for s in self.old["shards"]} if self.old else {}
@@ -112,8 +112,9 @@ class _OpenShard:
 
 def crash_result(item: tuple[str, str]) -> CacheDecodeResult:
     """The result of a file whose decoder process died (a crash in a decoding library)."""
-    return CacheDecodeResult(item[1], reason=audio_files.REASON_CORRUPT,
-                             detail="the decoder crashed on this file")
+    return CacheDecodeResult(
+        item[1], reason=audio_files.REASON_CORRUPT, detail="the decoder crashed on this file"
+    )
 
 
 @dataclass
@@ -126,7 +127,7 @@ class Builder:
     scan: ScanResult
     settings: BuildSettings
     update: CacheUpdate = field(default_factory=CacheUpdate)
-    _written: list[str] = field(default_factory=list)   # shard files this build created
+    _written: list[str] = field(default_factory=list)  # shard files this build created
     _syncs: list[Future[None]] = field(default_factory=list)
     _syncer: ThreadPoolExecutor | None = None
     _pool: DecodePool | None = None
@@ -167,9 +168,11 @@ class Builder:
     # -- plan
     def _plan(self) -> _Plan:
         old = read_index(self.root)
-        if old is not None and (os.path.realpath(old["audio_dir"]) != os.path.realpath(self.audio_dir)
-                                or old["sample_rate"] != self.sample_rate
-                                or float(old.get("record_seconds", 0)) != self.settings.record_seconds):
+        if old is not None and (
+            os.path.realpath(old["audio_dir"]) != os.path.realpath(self.audio_dir)
+            or old["sample_rate"] != self.sample_rate
+            or float(old.get("record_seconds", 0)) != self.settings.record_seconds
+        ):
             old = None  # another folder hashed here, or another layout: rebuild from scratch
         remove_debris(self.root, {s["name"] for s in old["shards"]} if old else set())
         on_disk = set(list_names(self.root))
@@ -179,13 +182,22 @@ class Builder:
         old_shards = plan.old_shards()
         for f in self.scan.files:
             c = old_clips.get(f.rel)
-            if c is not None and c.size == f.size and c.mtime_ns == f.mtime_ns and c.shard in on_disk \
-                    and c.shard in old_shards:
+            if (
+                c is not None
+                and c.size == f.size
+                and c.mtime_ns == f.mtime_ns
+                and c.shard in on_disk
+                and c.shard in old_shards
+            ):
                 plan.kept.append(c)
                 continue
             s = old_skipped.get(f.rel)
-            if s is not None and s.get("size") == f.size and s.get("mtime_ns") == f.mtime_ns \
-                    and not is_environment_skip(s):
+            if (
+                s is not None
+                and s.get("size") == f.size
+                and s.get("mtime_ns") == f.mtime_ns
+                and not is_environment_skip(s)
+            ):
                 plan.skipped.append(s)
                 continue
             plan.todo.append(f)
@@ -207,7 +219,8 @@ class Builder:
     # -- copy
     def _copy(self, plan: _Plan, gen: int) -> tuple[list[dict[str, Any]], int]:
         """Rewrite the shards that lost clips; returns the shard entries kept or written so
-        far and the serial number of the next new shard."""
+        far and the serial number of the next new shard.
+        """
         affected = {c.shard for c in plan.dropped}
         kept_shards = {c.shard for c in plan.kept}
         shards = [s for n, s in plan.old_shards().items() if n not in affected and n in kept_shards]
@@ -230,7 +243,9 @@ class Builder:
         plan.todo.sort(key=lambda f: f.rel)
         return shards, serial
 
-    def _copy_shard(self, old_name: str, new_name: str, clips: list[ClipInfo]) -> dict[str, Any] | None:
+    def _copy_shard(
+        self, old_name: str, new_name: str, clips: list[ClipInfo]
+    ) -> dict[str, Any] | None:
         wanted = {c.clip_id for c in clips}
         seen: Counter[int] = Counter()
         writer = ShardWriter(self.root, new_name)
@@ -261,12 +276,17 @@ class Builder:
     # -- decode
     def _start_pool(self, n_files: int) -> None:
         self._spool_dir = make_spool_dir(self.root)
-        fn = functools.partial(audio_files.decode_for_cache, sample_rate=self.sample_rate,
-                               spool_dir=self._spool_dir, quality=self.settings.quality,
-                               spool_samples=SPOOL_SAMPLES)
+        fn = functools.partial(
+            audio_files.decode_for_cache,
+            sample_rate=self.sample_rate,
+            spool_dir=self._spool_dir,
+            quality=self.settings.quality,
+            spool_samples=SPOOL_SAMPLES,
+        )
         workers = max(1, min(self.settings.workers or available_cpus(), n_files))
-        self._pool = DecodePool(workers, fn, crash_result, cost=self._task_seconds,
-                                initializer=audio_files.worker_init)
+        self._pool = DecodePool(
+            workers, fn, crash_result, cost=self._task_seconds, initializer=audio_files.worker_init
+        )
         self._pool.start()
 
     def _task_seconds(self, task: list[tuple[str, str]]) -> float:
@@ -275,7 +295,9 @@ class Builder:
     def _probe(self, todo: list[FoundFile], skipped: list[dict[str, Any]]) -> list[Planned]:
         """Read the headers of the files to decode (for planning); bad ones are skipped."""
         planned: list[Planned] = []
-        bar = progress_bar(len(todo), "reading headers", self.settings.progress and len(todo) >= 500)
+        bar = progress_bar(
+            len(todo), "reading headers", self.settings.progress and len(todo) >= 500
+        )
         try:
             for f in todo:
                 try:
@@ -295,11 +317,19 @@ class Builder:
         if not planned:
             return 0
         total = sum(p.seconds for p in planned)
-        want = max(math.ceil(total / self.settings.shard_seconds), self.settings.min_shards - existing, 1)
+        want = max(
+            math.ceil(total / self.settings.shard_seconds), self.settings.min_shards - existing, 1
+        )
         return min(len(planned), want)
 
-    def _decode(self, planned: list[Planned], gen: int, serial: int, shards: list[dict[str, Any]],
-                skipped: list[dict[str, Any]]) -> list[ClipInfo]:
+    def _decode(
+        self,
+        planned: list[Planned],
+        gen: int,
+        serial: int,
+        shards: list[dict[str, Any]],
+        skipped: list[dict[str, Any]],
+    ) -> list[ClipInfo]:
         """Decode the planned files into new shards (serials from ``serial`` on)."""
         if not planned:
             return []
@@ -319,7 +349,10 @@ class Builder:
                 if group != shard_group:
                     if shard is not None and self._finish_shard(shard, shards):
                         serial += 1
-                    shard, shard_group = _OpenShard(ShardWriter(self.root, shard_name(gen, serial))), group
+                    shard, shard_group = (
+                        _OpenShard(ShardWriter(self.root, shard_name(gen, serial))),
+                        group,
+                    )
                 for res in results:
                     clip = self._take(res, by_rel[res.rel], shard, skipped)
                     if clip is not None:
@@ -336,19 +369,29 @@ class Builder:
             bar.close()
         return clips
 
-    def _take(self, res: CacheDecodeResult, p: Planned, shard: _OpenShard,
-              skipped: list[dict[str, Any]]) -> ClipInfo | None:
+    def _take(
+        self, res: CacheDecodeResult, p: Planned, shard: _OpenShard, skipped: list[dict[str, Any]]
+    ) -> ClipInfo | None:
         """Write one decoded file into the open shard (or list it as skipped)."""
         self.update.decoded += 1
         if not res.ok:
             skipped.append(skip_to_json(SkippedFile(res.rel, res.reason, res.detail), p.found))
             return None
         records = self._write_clip(shard.writer, res, p.clip_id)
-        clip = ClipInfo(clip_id=p.clip_id, path=res.rel, duration=round(res.num_samples / self.sample_rate, 6),
-                        num_samples=res.num_samples, orig_sample_rate=res.orig_sample_rate,
-                        silent=res.silent, shard=shard.writer.name, records=records,
-                        channels=res.channels, size=p.found.size, mtime_ns=p.found.mtime_ns,
-                        clipped=res.clipped)
+        clip = ClipInfo(
+            clip_id=p.clip_id,
+            path=res.rel,
+            duration=round(res.num_samples / self.sample_rate, 6),
+            num_samples=res.num_samples,
+            orig_sample_rate=res.orig_sample_rate,
+            silent=res.silent,
+            shard=shard.writer.name,
+            records=records,
+            channels=res.channels,
+            size=p.found.size,
+            mtime_ns=p.found.mtime_ns,
+            clipped=res.clipped,
+        )
         shard.clips.append(clip)
         return clip
 
@@ -359,7 +402,7 @@ class Builder:
             for start in range(0, res.num_samples, step):
                 n = min(step, res.num_samples - start)
                 if res.pcm is not None:
-                    pcm = res.pcm[start:start + n]
+                    pcm = res.pcm[start : start + n]
                 else:
                     assert res.spool is not None
                     pcm = audio_files.read_spool(res.spool, start, n)
@@ -382,13 +425,20 @@ class Builder:
         return True
 
     # -- commit
-    def _commit(self, index: dict[str, Any], clips: list[ClipInfo], skipped: list[dict[str, Any]],
-                shards: list[dict[str, Any]]) -> None:
+    def _commit(
+        self,
+        index: dict[str, Any],
+        clips: list[ClipInfo],
+        skipped: list[dict[str, Any]],
+        shards: list[dict[str, Any]],
+    ) -> None:
         if not clips:
             counts = Counter(s["reason"] for s in skipped)
             what = ", ".join(f"{r}: {n}" for r, n in counts.most_common())
-            raise DataError(f"none of the {len(self.scan.files) + len(self.scan.skipped)} audio files "
-                            f"in {self.audio_dir} could be decoded ({what})")
+            raise DataError(
+                f"none of the {len(self.scan.files) + len(self.scan.skipped)} audio files "
+                f"in {self.audio_dir} could be decoded ({what})"
+            )
         index["clips"] = [clip_to_json(c) for c in sorted(clips, key=lambda c: c.path)]
         index["skipped"] = sorted(skipped, key=lambda s: s["path"])
         index["shards"] = sorted(shards, key=lambda s: s["name"])
@@ -398,7 +448,7 @@ class Builder:
         write_index(self.root, index)
 
     def _sync_later(self, path: str) -> None:
-        """fsync a finished shard in a background thread (waited for before the index)."""
+        """Fsync a finished shard in a background thread (waited for before the index)."""
         if is_remote(path):
             return
         if self._syncer is None:

@@ -31,7 +31,6 @@ The parts: :mod:`~cpc_tf.audio.records` (the record format), :mod:`~cpc_tf.audio
 from __future__ import annotations
 
 import hashlib
-import math
 import os
 import re
 import time
@@ -48,14 +47,25 @@ from cpc_tf.audio.index import INDEX_NAME, ClipInfo, clip_from_json, read_index
 from cpc_tf.audio.records import RECORD_SECONDS, parse_record, serialize_record
 from cpc_tf.audio.report import format_duration, printable
 from cpc_tf.checks import check_number
-from cpc_tf.errors import ConfigError, DataError, ResourceError
+from cpc_tf.errors import DataError, ResourceError
 from cpc_tf.fileio import folder_lock, is_remote, join_path
 
 if TYPE_CHECKING:
     from cpc_tf.config import Config
 
-__all__ = ["INDEX_NAME", "RECORD_SECONDS", "AudioCache", "CacheUpdate", "ClipInfo", "SkippedFile", "cache_root",
-           "open_cache", "open_cache_for", "parse_record", "serialize_record"]
+__all__ = [
+    "INDEX_NAME",
+    "RECORD_SECONDS",
+    "AudioCache",
+    "CacheUpdate",
+    "ClipInfo",
+    "SkippedFile",
+    "cache_root",
+    "open_cache",
+    "open_cache_for",
+    "parse_record",
+    "serialize_record",
+]
 
 
 NEAR_EMPTY_SECONDS = 0.01
@@ -70,15 +80,24 @@ class AudioCache:
     (absolute, sorted) and ``update`` (what the last build did, when known).
     """
 
-    def __init__(self, root: str, audio_dir: str, sample_rate: int, clips: Sequence[ClipInfo],
-                 skipped: Sequence[SkippedFile], shards: Sequence[dict[str, Any]],
-                 update: CacheUpdate | None = None) -> None:
+    def __init__(
+        self,
+        root: str,
+        audio_dir: str,
+        sample_rate: int,
+        clips: Sequence[ClipInfo],
+        skipped: Sequence[SkippedFile],
+        shards: Sequence[dict[str, Any]],
+        update: CacheUpdate | None = None,
+    ) -> None:
         self.root = root
         self.audio_dir = audio_dir
         self.sample_rate = int(sample_rate)
         self.clips: list[ClipInfo] = sorted(clips, key=lambda c: c.path)
         self.skipped: list[SkippedFile] = sorted(skipped, key=lambda s: s.path)
-        self.shards: list[dict[str, Any]] = sorted((dict(s) for s in shards), key=lambda s: s["name"])
+        self.shards: list[dict[str, Any]] = sorted(
+            (dict(s) for s in shards), key=lambda s: s["name"]
+        )
         self.shard_paths: list[str] = [join_path(root, s["name"]) for s in self.shards]
         self.update = update or CacheUpdate()
         self._by_id = {c.clip_id: c for c in self.clips}
@@ -92,10 +111,16 @@ class AudioCache:
         return cls._from_index(root, index)
 
     @classmethod
-    def _from_index(cls, root: str, index: dict[str, Any], update: CacheUpdate | None = None) -> AudioCache:
+    def _from_index(
+        cls, root: str, index: dict[str, Any], update: CacheUpdate | None = None
+    ) -> AudioCache:
         clips = [clip_from_json(c) for c in index["clips"]]
-        skipped = [SkippedFile(s["path"], s["reason"], s.get("detail", "")) for s in index["skipped"]]
-        return cls(root, index["audio_dir"], index["sample_rate"], clips, skipped, index["shards"], update)
+        skipped = [
+            SkippedFile(s["path"], s["reason"], s.get("detail", "")) for s in index["skipped"]
+        ]
+        return cls(
+            root, index["audio_dir"], index["sample_rate"], clips, skipped, index["shards"], update
+        )
 
     # -- queries
     @property
@@ -129,10 +154,13 @@ class AudioCache:
 
     def summary(self) -> str:
         """One line, e.g. ``3000 files, 0.84 h of audio, 8 shards; skipped 3 (corrupt: 1,
-        not audio: 2); 1 silent file flagged``."""
+        not audio: 2); 1 silent file flagged``.
+        """
         n, k = len(self.clips), len(self.shards)
-        text = (f"{n} file{'s' * (n != 1)}, {format_duration(self.total_seconds)} of audio, "
-                f"{k} shard{'s' * (k != 1)}")
+        text = (
+            f"{n} file{'s' * (n != 1)}, {format_duration(self.total_seconds)} of audio, "
+            f"{k} shard{'s' * (k != 1)}"
+        )
         if self.skipped:
             counts = ", ".join(f"{r}: {len(p)}" for r, p in self.skipped_by_reason().items())
             text += f"; skipped {len(self.skipped)} ({counts})"
@@ -143,9 +171,13 @@ class AudioCache:
 
     def warnings(self) -> dict[str, list[str]]:
         """Clips kept but worth a look, by kind: samples clipped at full scale, a single
-        source sample, near-empty (shorter than :data:`NEAR_EMPTY_SECONDS`)."""
-        clipped, single, short = "clipped at full scale", "a single sample", \
-            f"near-empty (< {NEAR_EMPTY_SECONDS * 1000:g} ms)"
+        source sample, near-empty (shorter than :data:`NEAR_EMPTY_SECONDS`).
+        """
+        clipped, single, short = (
+            "clipped at full scale",
+            "a single sample",
+            f"near-empty (< {NEAR_EMPTY_SECONDS * 1000:g} ms)",
+        )
         groups: dict[str, list[str]] = {clipped: [], single: [], short: []}
         for c in self.clips:
             if c.clipped:
@@ -160,12 +192,18 @@ class AudioCache:
         return f"AudioCache({self.root!r}: {self.summary()})"
 
 
-def cache_root(audio_dir: str | os.PathLike[str], sample_rate: int,
-               cache_dir: str | os.PathLike[str] | None = None) -> str:
+def cache_root(
+    audio_dir: str | os.PathLike[str],
+    sample_rate: int,
+    cache_dir: str | os.PathLike[str] | None = None,
+) -> str:
     """Where the cache of (``audio_dir``, ``sample_rate``) lives."""
     folder = os.path.realpath(os.fspath(audio_dir))
-    base = os.fspath(cache_dir) if cache_dir else (
-        os.environ.get("CPC_TF_CACHE") or os.path.join("~", ".cache", "cpc_tf"))
+    base = (
+        os.fspath(cache_dir)
+        if cache_dir
+        else (os.environ.get("CPC_TF_CACHE") or os.path.join("~", ".cache", "cpc_tf"))
+    )
     if not is_remote(base):
         base = os.path.abspath(os.path.expanduser(base))
     name = re.sub(r"[^A-Za-z0-9._-]+", "_", os.path.basename(folder.rstrip(os.sep)) or "root")[:48]
@@ -174,9 +212,15 @@ def cache_root(audio_dir: str | os.PathLike[str], sample_rate: int,
 
 
 # ------------------------------------------------------------------- entry point
-def open_cache(audio_dir: str | os.PathLike[str], sample_rate: int,
-               cache_dir: str | os.PathLike[str] | None = None, workers: int = 0, progress: bool = True,
-               min_shards: int = 8, shard_seconds: float = 1800.0) -> AudioCache:
+def open_cache(
+    audio_dir: str | os.PathLike[str],
+    sample_rate: int,
+    cache_dir: str | os.PathLike[str] | None = None,
+    workers: int = 0,
+    progress: bool = True,
+    min_shards: int = 8,
+    shard_seconds: float = 1800.0,
+) -> AudioCache:
     """Build the cache of ``audio_dir`` at ``sample_rate``, or bring it up to date, and open it.
 
     Unchanged files (same size and mtime) are never decoded again; new and changed ones
@@ -196,18 +240,24 @@ def open_cache(audio_dir: str | os.PathLike[str], sample_rate: int,
         if scan.skipped:
             counts = Counter(s.reason for s in scan.skipped)
             what = ", ".join(f"{r}: {n}" for r, n in counts.most_common())
-            raise DataError(f"none of the {len(scan.skipped)} audio entries in {folder} "
-                            f"could be read ({what})")
+            raise DataError(
+                f"none of the {len(scan.skipped)} audio entries in {folder} could be read ({what})"
+            )
         exts = " ".join(sorted(audio_files.AUDIO_EXTENSIONS))
-        others = f"; it holds {scan.other_files} other files" if scan.other_files else \
-            "; it holds only empty sub-folders"
+        others = (
+            f"; it holds {scan.other_files} other files"
+            if scan.other_files
+            else "; it holds only empty sub-folders"
+        )
         raise DataError(f"no audio files ({exts}) in {folder}{others}")
     root = cache_root(folder, sample_rate, cache_dir)
     try:
         tf.io.gfile.makedirs(root)
     except (tf.errors.OpError, OSError) as exc:
         raise DataError(f"cannot create the cache folder {root}: {exc}") from None
-    settings = BuildSettings(workers, progress, min_shards, shard_seconds, record_seconds=RECORD_SECONDS)
+    settings = BuildSettings(
+        workers, progress, min_shards, shard_seconds, record_seconds=RECORD_SECONDS
+    )
     builder = Builder(root, folder, sample_rate, scan, settings)
     try:
         with folder_lock(root):
@@ -225,17 +275,31 @@ def open_cache(audio_dir: str | os.PathLike[str], sample_rate: int,
 
 
 def _machine_fault(root: str, what: str) -> ResourceError:
-    return ResourceError(f"cannot build the cache in {printable(root)}: {printable(what)}; nothing was "
-                         "recorded and the previous cache is unchanged, run again once this is fixed")
+    return ResourceError(
+        f"cannot build the cache in {printable(root)}: {printable(what)}; nothing was "
+        "recorded and the previous cache is unchanged, run again once this is fixed"
+    )
 
 
-def open_cache_for(cfg: Config, audio_dir: str | os.PathLike[str], cache_dir: str | os.PathLike[str] | None = None,
-                   progress: bool = True, workers: int | None = None,
-                   sample_rate: int | None = None) -> AudioCache:
+def open_cache_for(
+    cfg: Config,
+    audio_dir: str | os.PathLike[str],
+    cache_dir: str | os.PathLike[str] | None = None,
+    progress: bool = True,
+    workers: int | None = None,
+    sample_rate: int | None = None,
+) -> AudioCache:
     """:func:`open_cache` with the ``data`` section of a config: its sample rate (unless
     ``sample_rate`` is given), cache folder (unless ``cache_dir`` is given), decode
-    workers (unless ``workers`` is given and non-zero), shard count and shard length."""
+    workers (unless ``workers`` is given and non-zero), shard count and shard length.
+    """
     d = cfg.data
-    return open_cache(audio_dir, sample_rate or d.sample_rate, cache_dir=cache_dir or d.cache_dir or None,
-                      workers=workers or d.decode_workers, progress=progress,
-                      min_shards=d.min_shards, shard_seconds=d.shard_seconds)
+    return open_cache(
+        audio_dir,
+        sample_rate or d.sample_rate,
+        cache_dir=cache_dir or d.cache_dir or None,
+        workers=workers or d.decode_workers,
+        progress=progress,
+        min_shards=d.min_shards,
+        shard_seconds=d.shard_seconds,
+    )

@@ -40,7 +40,9 @@ class ClipSplit:
         if self.validation:
             parts.append(f"{len(self.validation)} validation files")
         if self.too_short:
-            parts.append(f"{len(self.too_short)} skipped as shorter than data.min_clip_fraction of a crop")
+            parts.append(
+                f"{len(self.too_short)} skipped as shorter than data.min_clip_fraction of a crop"
+            )
         return ", ".join(parts)
 
 
@@ -63,16 +65,23 @@ def split_clips(cache: AudioCache, cfg: Config) -> ClipSplit:
         if clip.num_samples < min_len:
             short.append(clip.path)
             continue
-        if cfg.data.validation_fraction > 0 and _unit_hash(clip.path, cfg.data.seed) < cfg.data.validation_fraction:
+        if (
+            cfg.data.validation_fraction > 0
+            and _unit_hash(clip.path, cfg.data.seed) < cfg.data.validation_fraction
+        ):
             val.append(clip.clip_id)
         else:
             train.append(clip.clip_id)
     if not train:
         if short:
-            raise DataError(f"all {len(short)} files are shorter than data.min_clip_fraction="
-                            f"{cfg.data.min_clip_fraction} of a {crop}-sample crop; lower the fraction "
-                            f"or data.clip_seconds")
-        raise DataError("no training files left after the validation split; lower data.validation_fraction")
+            raise DataError(
+                f"all {len(short)} files are shorter than data.min_clip_fraction="
+                f"{cfg.data.min_clip_fraction} of a {crop}-sample crop; lower the fraction "
+                f"or data.clip_seconds"
+            )
+        raise DataError(
+            "no training files left after the validation split; lower data.validation_fraction"
+        )
     if cfg.data.validation_fraction > 0 and not val:
         val.append(train.pop())  # at least one validation file when validation is asked for
     return ClipSplit(train, val, short)
@@ -92,8 +101,14 @@ def _pipeline(input_context: tf.distribute.InputContext | None) -> tuple[int, in
     return int(input_context.num_input_pipelines), int(input_context.input_pipeline_id)
 
 
-def _records(cache: AudioCache, clip_ids: Sequence[int], crop_len: int, shuffle: bool, key: int,
-             input_context: tf.distribute.InputContext | None) -> tf.data.Dataset:
+def _records(
+    cache: AudioCache,
+    clip_ids: Sequence[int],
+    crop_len: int,
+    shuffle: bool,
+    key: int,
+    input_context: tf.distribute.InputContext | None,
+) -> tf.data.Dataset:
     """Parsed records of the given clips, shard files interleaved in parallel.
 
     Sharding across input pipelines (one per worker) is by shard file when there are at
@@ -111,8 +126,9 @@ def _records(cache: AudioCache, clip_ids: Sequence[int], crop_len: int, shuffle:
         raise DataError("the cache holds no shard for the selected files")
     pipelines, pipeline_id = _pipeline(input_context)
     by_file = pipelines > 1 and len(files) >= pipelines
-    by_record = (pipelines > 1 and not by_file
-                 and sum(cache.clip(i).records for i in ids) >= pipelines)
+    by_record = (
+        pipelines > 1 and not by_file and sum(cache.clip(i).records for i in ids) >= pipelines
+    )
     ds = tf.data.Dataset.from_tensor_slices(files)
     if by_file:
         # AutoShardPolicy.FILE by hand: each worker reads its own shard files.
@@ -120,14 +136,21 @@ def _records(cache: AudioCache, clip_ids: Sequence[int], crop_len: int, shuffle:
     n_files = len(files[pipeline_id::pipelines]) if by_file else len(files)
     if shuffle:
         ds = ds.shuffle(n_files, seed=key % 2**31, reshuffle_each_iteration=True)
-    ds = ds.interleave(tf.data.TFRecordDataset, cycle_length=min(n_files, 8),
-                       num_parallel_calls=AUTOTUNE, deterministic=True)
+    ds = ds.interleave(
+        tf.data.TFRecordDataset,
+        cycle_length=min(n_files, 8),
+        num_parallel_calls=AUTOTUNE,
+        deterministic=True,
+    )
     ds = ds.map(parse_record, num_parallel_calls=AUTOTUNE, deterministic=True)
     # clip id -> its length; 0 for the clips not asked for (validation, too short).
     lengths = tf.lookup.StaticHashTable(
-        tf.lookup.KeyValueTensorInitializer(tf.constant(ids, tf.int64),
-                                            tf.constant([cache.clip(i).num_samples for i in ids], tf.int64)),
-        default_value=0)
+        tf.lookup.KeyValueTensorInitializer(
+            tf.constant(ids, tf.int64),
+            tf.constant([cache.clip(i).num_samples for i in ids], tf.int64),
+        ),
+        default_value=0,
+    )
     record_len = max(1, int(round(RECORD_SECONDS * cache.sample_rate)))
 
     def wanted(record: dict) -> tf.Tensor:
@@ -164,12 +187,16 @@ def fit_length(audio: tf.Tensor, length: int, policy: str) -> tf.Tensor:
     return tf.cond(n >= length, lambda: audio, short)
 
 
-def random_crop(audio: tf.Tensor, length: int, seed: tf.Tensor, policy: str) -> tuple[tf.Tensor, tf.Tensor]:
+def random_crop(
+    audio: tf.Tensor, length: int, seed: tf.Tensor, policy: str
+) -> tuple[tf.Tensor, tf.Tensor]:
     """A random crop of exactly `length` samples (short clips by `policy`) and its start."""
     audio = fit_length(audio, length, policy)
     n = tf.shape(audio)[0]
-    start = tf.random.stateless_uniform([], seed=seed, minval=0, maxval=n - length + 1, dtype=tf.int32)
-    crop = audio[start: start + length]
+    start = tf.random.stateless_uniform(
+        [], seed=seed, minval=0, maxval=n - length + 1, dtype=tf.int32
+    )
+    crop = audio[start : start + length]
     return tf.ensure_shape(crop, [length]), start
 
 
@@ -178,8 +205,9 @@ def _seeds(key: int) -> tf.data.Dataset:
     return tf.data.Dataset.counter().map(lambda i: tf.stack([tf.constant(key, tf.int64), i]))
 
 
-def _stream_keys(cfg: Config, training: bool, epoch: int,
-                 input_context: tf.distribute.InputContext | None) -> dict[str, int]:
+def _stream_keys(
+    cfg: Config, training: bool, epoch: int, input_context: tf.distribute.InputContext | None
+) -> dict[str, int]:
     """Independent keys for file shuffling, crop shuffling, crop draws and augmentation.
 
     Derived from (data.seed, train/validation, epoch, input pipeline): the same config
@@ -225,21 +253,26 @@ def check_data_fits(cfg: Config, cache: AudioCache, input_shape: Sequence[int]) 
     crop = _crop_length(input_shape)
     if cfg.data.short_clip_policy == "pad" and longest < crop:
         what = _crop_setting(cfg)
-        raise ConfigError(f"the crop ({what}) is longer than every file (the longest has {longest} "
-                          f"samples), so with data.short_clip_policy=pad every crop would be padded "
-                          f"with zeros: shorten the crop or set data.short_clip_policy=loop")
+        raise ConfigError(
+            f"the crop ({what}) is longer than every file (the longest has {longest} "
+            f"samples), so with data.short_clip_policy=pad every crop would be padded "
+            f"with zeros: shorten the crop or set data.short_clip_policy=loop"
+        )
 
 
 def _crop_setting(cfg: Config) -> str:
     """The setting that fixes the crop length, with its value, for messages."""
     if cfg.data.crop_samples:
         return f"data.crop_samples={cfg.data.crop_samples}"
-    return (f"data.clip_seconds={cfg.data.clip_seconds:g} at data.sample_rate="
-            f"{cfg.data.sample_rate} ({cfg.crop_samples} samples)")
+    return (
+        f"data.clip_seconds={cfg.data.clip_seconds:g} at data.sample_rate="
+        f"{cfg.data.sample_rate} ({cfg.crop_samples} samples)"
+    )
 
 
-def short_clip_note(cfg: Config, cache: AudioCache, clip_ids: Sequence[int], input_shape: Sequence[int]
-                    ) -> str | None:
+def short_clip_note(
+    cfg: Config, cache: AudioCache, clip_ids: Sequence[int], input_shape: Sequence[int]
+) -> str | None:
     """A one-line note when most of `clip_ids` are shorter than a crop (looped or padded), else None.
 
     Such crops repeat (or zero-pad) the same audio, which makes the task easier than it
@@ -250,29 +283,42 @@ def short_clip_note(cfg: Config, cache: AudioCache, clip_ids: Sequence[int], inp
     if not clip_ids or short * 2 <= len(clip_ids):
         return None
     how = "looped" if cfg.data.short_clip_policy == "loop" else "zero-padded"
-    return (f"{short} of {len(clip_ids)} training files ({100 * short / len(clip_ids):.0f}%) are shorter than "
-            f"a crop ({_crop_setting(cfg)}) and are {how} to fill it; a shorter crop fits this data better")
+    return (
+        f"{short} of {len(clip_ids)} training files ({100 * short / len(clip_ids):.0f}%) are shorter than "
+        f"a crop ({_crop_setting(cfg)}) and are {how} to fill it; a shorter crop fits this data better"
+    )
 
 
-def _crops(cache: AudioCache, cfg: Config, clip_ids: Sequence[int], batch_size: int, training: bool,
-           epoch: int, input_context: tf.distribute.InputContext | None, input_shape: Sequence[int],
-           labels: Mapping[int, int] | None) -> tf.data.Dataset:
+def _crops(
+    cache: AudioCache,
+    cfg: Config,
+    clip_ids: Sequence[int],
+    batch_size: int,
+    training: bool,
+    epoch: int,
+    input_context: tf.distribute.InputContext | None,
+    input_shape: Sequence[int],
+    labels: Mapping[int, int] | None,
+) -> tf.data.Dataset:
     """One random crop per record and pass, shaped ``input_shape``; ``(crop, class)`` with labels."""
     shape = [int(d) for d in input_shape]
     crop_len = _crop_length(shape)
     policy = cfg.data.short_clip_policy
     keys = _stream_keys(cfg, training, epoch, input_context)
-    ds = _records(cache, clip_ids, crop_len, shuffle=training, key=keys["files"],
-                  input_context=input_context)
+    ds = _records(
+        cache, clip_ids, crop_len, shuffle=training, key=keys["files"], input_context=input_context
+    )
     ds = ds.repeat()  # the engine takes a fixed number of steps, also for validation
     ds = tf.data.Dataset.zip((ds, _seeds(keys["crops"])))
     table = None
     if labels is not None:
         ids = sorted(labels)
         table = tf.lookup.StaticHashTable(
-            tf.lookup.KeyValueTensorInitializer(tf.constant(ids, tf.int64),
-                                                tf.constant([labels[i] for i in ids], tf.int32)),
-            default_value=-1)
+            tf.lookup.KeyValueTensorInitializer(
+                tf.constant(ids, tf.int64), tf.constant([labels[i] for i in ids], tf.int32)
+            ),
+            default_value=-1,
+        )
 
     def crop(record: dict, s: tf.Tensor) -> Any:
         x, _ = random_crop(record["audio"], crop_len, s, policy)
@@ -285,10 +331,18 @@ def _crops(cache: AudioCache, cfg: Config, clip_ids: Sequence[int], batch_size: 
     return _options(ds.batch(batch_size, drop_remainder=True).prefetch(AUTOTUNE))
 
 
-def labelled_crops(cache: AudioCache, cfg: Config, clip_ids: Sequence[int], labels: Mapping[int, int],
-                   batch_size: int, training: bool = True, epoch: int = 0,
-                   input_context: tf.distribute.InputContext | None = None, *,
-                   input_shape: Sequence[int]) -> tf.data.Dataset:
+def labelled_crops(
+    cache: AudioCache,
+    cfg: Config,
+    clip_ids: Sequence[int],
+    labels: Mapping[int, int],
+    batch_size: int,
+    training: bool = True,
+    epoch: int = 0,
+    input_context: tf.distribute.InputContext | None = None,
+    *,
+    input_shape: Sequence[int],
+) -> tf.data.Dataset:
     """Batches of ``(crops, class index)`` for supervised training (``train.supervised``).
 
     ``labels`` maps clip id → class index; every id in ``clip_ids`` must have one.
@@ -297,13 +351,22 @@ def labelled_crops(cache: AudioCache, cfg: Config, clip_ids: Sequence[int], labe
     missing = [i for i in clip_ids if i not in labels]
     if missing:
         raise DataError(f"{len(missing)} training file(s) have no label for supervised training")
-    return _crops(cache, cfg, clip_ids, batch_size, training, epoch, input_context, input_shape, labels)
+    return _crops(
+        cache, cfg, clip_ids, batch_size, training, epoch, input_context, input_shape, labels
+    )
 
 
-def cpc_windows(cache: AudioCache, cfg: Config, clip_ids: Sequence[int], batch_size: int,
-                training: bool = True, epoch: int = 0,
-                input_context: tf.distribute.InputContext | None = None, *,
-                input_shape: Sequence[int]) -> tf.data.Dataset:
+def cpc_windows(
+    cache: AudioCache,
+    cfg: Config,
+    clip_ids: Sequence[int],
+    batch_size: int,
+    training: bool = True,
+    epoch: int = 0,
+    input_context: tf.distribute.InputContext | None = None,
+    *,
+    input_shape: Sequence[int],
+) -> tf.data.Dataset:
     """Batches for CPC: ``[B, T+k, W]`` windows (window mode) or ``[B, crop]`` (sequence mode).
 
     ``input_shape`` is one example as the model takes it (see :func:`check_data_fits`).
@@ -311,12 +374,20 @@ def cpc_windows(cache: AudioCache, cfg: Config, clip_ids: Sequence[int], batch_s
     windows when the shape has two axes (Bajorath et al. 2021, §2.2.1: 4 s at 4410 Hz = 30 windows
     of 588). Endless: the engine takes a fixed number of steps.
     """
-    return _crops(cache, cfg, clip_ids, batch_size, training, epoch, input_context, input_shape, None)
+    return _crops(
+        cache, cfg, clip_ids, batch_size, training, epoch, input_context, input_shape, None
+    )
 
 
-def simclr_views(cache: AudioCache, cfg: Config, clip_ids: Sequence[int], batch_size: int,
-                 training: bool = True, epoch: int = 0,
-                 input_context: tf.distribute.InputContext | None = None) -> tf.data.Dataset:
+def simclr_views(
+    cache: AudioCache,
+    cfg: Config,
+    clip_ids: Sequence[int],
+    batch_size: int,
+    training: bool = True,
+    epoch: int = 0,
+    input_context: tf.distribute.InputContext | None = None,
+) -> tf.data.Dataset:
     """Batches of view pairs ``([B, n], [B, n])`` for SimCLR (Spijkervet & Burgoyne 2021, §3.1-3.2).
 
     Two independent random crops of ``crop_samples`` (59,049 at 22,050 Hz) per clip;
@@ -326,7 +397,9 @@ def simclr_views(cache: AudioCache, cfg: Config, clip_ids: Sequence[int], batch_
     n = cfg.crop_samples
     policy = cfg.data.short_clip_policy
     keys = _stream_keys(cfg, training, epoch, input_context)
-    ds = _records(cache, clip_ids, n, shuffle=training, key=keys["files"], input_context=input_context)
+    ds = _records(
+        cache, clip_ids, n, shuffle=training, key=keys["files"], input_context=input_context
+    )
     ds = ds.repeat()  # the engine takes a fixed number of steps, also for validation
     ds = tf.data.Dataset.zip((ds, _seeds(keys["crops"])))
 
@@ -341,13 +414,20 @@ def simclr_views(cache: AudioCache, cfg: Config, clip_ids: Sequence[int], batch_
     if training:
         ds = ds.shuffle(max(8, min(cfg.data.shuffle_buffer, 256)), seed=keys["shuffle"] % 2**31)
     ds = ds.batch(batch_size, drop_remainder=True)
-    if training and cfg.augment.enabled and cfg.augment.where == "pipeline" and cfg.augment.chain == "waveform":
+    if (
+        training
+        and cfg.augment.enabled
+        and cfg.augment.where == "pipeline"
+        and cfg.augment.chain == "waveform"
+    ):
         from cpc_tf.dsp.augment import augment_batch
 
         aug_cfg, rate = cfg.augment, cfg.data.sample_rate
         ds = tf.data.Dataset.zip((ds, _seeds(keys["augment"])))
 
-        def augment(views: tuple[tf.Tensor, tf.Tensor], s: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        def augment(
+            views: tuple[tf.Tensor, tf.Tensor], s: tf.Tensor
+        ) -> tuple[tf.Tensor, tf.Tensor]:
             v1, v2 = views
             a1 = augment_batch(v1, aug_cfg, rate, tf.random.experimental.stateless_fold_in(s, 1))
             a2 = augment_batch(v2, aug_cfg, rate, tf.random.experimental.stateless_fold_in(s, 2))
@@ -357,13 +437,35 @@ def simclr_views(cache: AudioCache, cfg: Config, clip_ids: Sequence[int], batch_
     return _options(ds.prefetch(AUTOTUNE))
 
 
-def training_dataset(cache: AudioCache, cfg: Config, clip_ids: Sequence[int], batch_size: int,
-                     training: bool = True, epoch: int = 0,
-                     input_context: tf.distribute.InputContext | None = None, *,
-                     input_shape: Sequence[int]) -> tf.data.Dataset:
+def training_dataset(
+    cache: AudioCache,
+    cfg: Config,
+    clip_ids: Sequence[int],
+    batch_size: int,
+    training: bool = True,
+    epoch: int = 0,
+    input_context: tf.distribute.InputContext | None = None,
+    *,
+    input_shape: Sequence[int],
+) -> tf.data.Dataset:
     """The right builder for the config's model family (``input_shape``: one CPC example)."""
     if cfg.model.family == "cpc":
-        return cpc_windows(cache, cfg, clip_ids, batch_size, training=training, epoch=epoch,
-                           input_context=input_context, input_shape=input_shape)
-    return simclr_views(cache, cfg, clip_ids, batch_size, training=training, epoch=epoch,
-                        input_context=input_context)
+        return cpc_windows(
+            cache,
+            cfg,
+            clip_ids,
+            batch_size,
+            training=training,
+            epoch=epoch,
+            input_context=input_context,
+            input_shape=input_shape,
+        )
+    return simclr_views(
+        cache,
+        cfg,
+        clip_ids,
+        batch_size,
+        training=training,
+        epoch=epoch,
+        input_context=input_context,
+    )

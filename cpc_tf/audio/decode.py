@@ -27,8 +27,15 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from cpc_tf.audio.skips import (REASON_BAD_RATE, REASON_CORRUPT, REASON_EMPTY, REASON_NONFINITE,
-                                REASON_TOO_SHORT, REASON_UNREADABLE, AudioFileError)
+from cpc_tf.audio.skips import (
+    REASON_BAD_RATE,
+    REASON_CORRUPT,
+    REASON_EMPTY,
+    REASON_NONFINITE,
+    REASON_TOO_SHORT,
+    REASON_UNREADABLE,
+    AudioFileError,
+)
 from cpc_tf.audio.sniff import NON_AUDIO_MAGIC, classify_failure, looks_like_text, read_head
 
 MIN_SOURCE_RATE = 1_000
@@ -162,8 +169,14 @@ class AudioReader:
             self._sf = f
             if f.samplerate <= 0 or f.channels <= 0:
                 raise AudioFileError(REASON_CORRUPT, "header gives no sample rate or channels")
-            self.probe = AudioProbe(max(int(f.frames), 0), int(f.samplerate), int(f.channels),
-                                    str(f.format), str(f.subtype), "soundfile")
+            self.probe = AudioProbe(
+                max(int(f.frames), 0),
+                int(f.samplerate),
+                int(f.channels),
+                str(f.format),
+                str(f.subtype),
+                "soundfile",
+            )
             _check_rate(self.probe.sample_rate)
             return
         try:
@@ -211,8 +224,11 @@ class AudioReader:
             finite = np.isfinite(block)
             if not finite.all():
                 first = done + int(np.argmin(finite))
-                raise AudioFileError(REASON_NONFINITE, f"{int(np.count_nonzero(~finite))} non-finite "
-                                     f"sample(s), the first at {first / self.probe.sample_rate:.3f} s")
+                raise AudioFileError(
+                    REASON_NONFINITE,
+                    f"{int(np.count_nonzero(~finite))} non-finite "
+                    f"sample(s), the first at {first / self.probe.sample_rate:.3f} s",
+                )
             done += len(block)
             if len(block):
                 yield block
@@ -238,10 +254,14 @@ class AudioReader:
 
 def _check_rate(rate: int) -> None:
     """Refuse a source rate outside [MIN_SOURCE_RATE, MAX_SOURCE_RATE] (a damaged or
-    hostile header: 1 Hz would blow 20,000 samples up into hours of audio)."""
+    hostile header: 1 Hz would blow 20,000 samples up into hours of audio).
+    """
     if not MIN_SOURCE_RATE <= rate <= MAX_SOURCE_RATE:
-        raise AudioFileError(REASON_BAD_RATE, f"the header says {rate} Hz; accepted are "
-                             f"{MIN_SOURCE_RATE:,} to {MAX_SOURCE_RATE:,} Hz")
+        raise AudioFileError(
+            REASON_BAD_RATE,
+            f"the header says {rate} Hz; accepted are "
+            f"{MIN_SOURCE_RATE:,} to {MAX_SOURCE_RATE:,} Hz",
+        )
 
 
 def _mix_down(block: np.ndarray) -> np.ndarray:
@@ -275,9 +295,13 @@ def resampled_length(frames: int, orig_rate: int, target_rate: int) -> int:
     return -(-int(frames) * int(target_rate) // int(orig_rate))
 
 
-def iter_resampled(reader: AudioReader, sample_rate: int, quality: str = "HQ",
-                   block_frames: int = BLOCK_FRAMES, stats: dict[str, float] | None = None
-                   ) -> Iterator[np.ndarray]:
+def iter_resampled(
+    reader: AudioReader,
+    sample_rate: int,
+    quality: str = "HQ",
+    block_frames: int = BLOCK_FRAMES,
+    stats: dict[str, float] | None = None,
+) -> Iterator[np.ndarray]:
     """Mono float32 blocks of an open reader, resampled with soxr to ``sample_rate``.
 
     The stream is exactly :func:`resampled_length` samples long. When ``stats`` is given
@@ -288,8 +312,11 @@ def iter_resampled(reader: AudioReader, sample_rate: int, quality: str = "HQ",
         raise ValueError(f"quality must be one of {RESAMPLE_QUALITIES}, got {quality!r}")
     assert reader.probe is not None
     in_rate = reader.probe.sample_rate
-    stream = None if in_rate == sample_rate else soxr.ResampleStream(
-        in_rate, sample_rate, 1, dtype="float32", quality=quality)
+    stream = (
+        None
+        if in_rate == sample_rate
+        else soxr.ResampleStream(in_rate, sample_rate, 1, dtype="float32", quality=quality)
+    )
     # source frames per block such that one block resamples to at most MAX_OUT_BLOCK samples
     block_frames = max(1, min(block_frames, MAX_OUT_BLOCK * in_rate // max(sample_rate, 1)))
     n_in = n_out = 0
@@ -311,7 +338,7 @@ def iter_resampled(reader: AudioReader, sample_rate: int, quality: str = "HQ",
     last = np.concatenate(tail) if tail else np.zeros(0, dtype=np.float32)
     want = resampled_length(n_in, in_rate, sample_rate) - n_out
     if len(last) > want:
-        last = last[:max(want, 0)]
+        last = last[: max(want, 0)]
     elif len(last) < want:
         last = np.concatenate([last, np.zeros(want - len(last), dtype=np.float32)])
     if stats is not None:
@@ -325,7 +352,7 @@ def _split(blocks: Iterator[np.ndarray], size: int) -> Iterator[np.ndarray]:
     """Cut blocks longer than ``size`` (audioread's own buffer size is not ours to set)."""
     for block in blocks:
         for start in range(0, len(block), size):
-            yield block[start:start + size]
+            yield block[start : start + size]
 
 
 def to_int16(x: np.ndarray) -> np.ndarray:
@@ -333,7 +360,9 @@ def to_int16(x: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(x * 32768.0), -32768, 32767).astype("<i2")
 
 
-def decode_audio(path: str | os.PathLike[str], sample_rate: int, quality: str = "HQ") -> DecodedAudio:
+def decode_audio(
+    path: str | os.PathLike[str], sample_rate: int, quality: str = "HQ"
+) -> DecodedAudio:
     """Decode a whole file to mono float32 at ``sample_rate``; raises :class:`AudioFileError`.
 
     The file is read in blocks, so only the resampled result is held whole.
@@ -348,8 +377,9 @@ def decode_audio(path: str | os.PathLike[str], sample_rate: int, quality: str = 
     samples = np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
     if not len(samples):
         raise AudioFileError(REASON_TOO_SHORT, f"0 samples at {sample_rate} Hz")
-    return DecodedAudio(samples, sample_rate, probe.sample_rate, probe.channels,
-                        stats["peak"] < SILENCE_PEAK)
+    return DecodedAudio(
+        samples, sample_rate, probe.sample_rate, probe.channels, stats["peak"] < SILENCE_PEAK
+    )
 
 
 def estimate_seconds(probe: AudioProbe) -> float:

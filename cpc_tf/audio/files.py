@@ -18,17 +18,50 @@ None of these needs TensorFlow, so worker processes start fast and stay small.
 
 from __future__ import annotations
 
-from cpc_tf.audio.decode import (BLOCK_FRAMES, MAX_OUT_BLOCK, MAX_SOURCE_RATE, MIN_SOURCE_RATE,
-                                 RESAMPLE_QUALITIES, SILENCE_PEAK, AudioProbe, AudioReader,
-                                 DecodedAudio, decode_audio, estimate_seconds, iter_resampled,
-                                 probe_audio, resampled_length, to_int16)
-from cpc_tf.audio.find import (AUDIO_EXTENSIONS, FoundFile, ScanResult, check_audio_folder,
-                               find_audio_files, is_audio_name)
-from cpc_tf.audio.skips import (REASON_BAD_RATE, REASON_CORRUPT, REASON_EMPTY, REASON_NONFINITE,
-                                REASON_NOT_AUDIO, REASON_TOO_SHORT, REASON_UNREADABLE,
-                                REASON_UNSUPPORTED, AudioFileError, SkippedFile)
-from cpc_tf.audio.worker import (CacheDecodeResult, decode_for_cache, read_spool, worker_init,
-                                 worker_ready)
+from cpc_tf.audio.decode import (
+    BLOCK_FRAMES,
+    MAX_OUT_BLOCK,
+    MAX_SOURCE_RATE,
+    MIN_SOURCE_RATE,
+    RESAMPLE_QUALITIES,
+    SILENCE_PEAK,
+    AudioProbe,
+    AudioReader,
+    DecodedAudio,
+    decode_audio,
+    estimate_seconds,
+    iter_resampled,
+    probe_audio,
+    resampled_length,
+    to_int16,
+)
+from cpc_tf.audio.find import (
+    AUDIO_EXTENSIONS,
+    FoundFile,
+    ScanResult,
+    check_audio_folder,
+    find_audio_files,
+    is_audio_name,
+)
+from cpc_tf.audio.skips import (
+    REASON_BAD_RATE,
+    REASON_CORRUPT,
+    REASON_EMPTY,
+    REASON_NONFINITE,
+    REASON_NOT_AUDIO,
+    REASON_TOO_SHORT,
+    REASON_UNREADABLE,
+    REASON_UNSUPPORTED,
+    AudioFileError,
+    SkippedFile,
+)
+from cpc_tf.audio.worker import (
+    CacheDecodeResult,
+    decode_for_cache,
+    read_spool,
+    worker_init,
+    worker_ready,
+)
 
 __all__ = [
     "AUDIO_EXTENSIONS",

@@ -15,7 +15,9 @@ from dataclasses import dataclass, field
 from cpc_tf.audio.skips import REASON_UNREADABLE, SkippedFile
 from cpc_tf.errors import DataError
 
-AUDIO_EXTENSIONS: frozenset[str] = frozenset({".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif", ".au"})
+AUDIO_EXTENSIONS: frozenset[str] = frozenset(
+    {".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif", ".au"}
+)
 """File name endings taken as audio (compared case-insensitively)."""
 
 
@@ -23,8 +25,8 @@ AUDIO_EXTENSIONS: frozenset[str] = frozenset({".wav", ".flac", ".ogg", ".mp3", "
 class FoundFile:
     """An audio file found by :func:`find_audio_files`."""
 
-    rel: str          # path relative to the audio folder, '/'-separated
-    path: str         # absolute path as walked (links are not resolved)
+    rel: str  # path relative to the audio folder, '/'-separated
+    path: str  # absolute path as walked (links are not resolved)
     size: int
     mtime_ns: int
 
@@ -32,12 +34,12 @@ class FoundFile:
 @dataclass
 class ScanResult:
     """What a folder walk found: audio files, audio entries that could not be read, and
-    how many other (non-audio) files were seen."""
+    how many other (non-audio) files were seen.
+    """
 
     files: list[FoundFile] = field(default_factory=list)
     skipped: list[SkippedFile] = field(default_factory=list)
     other_files: int = 0
-
 
 
 # ------------------------------------------------------------------- finding files
@@ -85,8 +87,13 @@ def find_audio_files(audio_dir: str | os.PathLike[str]) -> ScanResult:
                 entries = sorted(it, key=lambda e: e.name)
         except OSError as exc:
             if rel_folder:
-                result.skipped.append(SkippedFile(rel_folder + "/", REASON_UNREADABLE,
-                                                  f"cannot list folder: {exc.strerror or exc}"))
+                result.skipped.append(
+                    SkippedFile(
+                        rel_folder + "/",
+                        REASON_UNREADABLE,
+                        f"cannot list folder: {exc.strerror or exc}",
+                    )
+                )
             continue
         subfolders: list[tuple[str, str]] = []
         for entry in entries:
@@ -95,8 +102,11 @@ def find_audio_files(audio_dir: str | os.PathLike[str]) -> ScanResult:
                 st = entry.stat(follow_symlinks=True)
             except OSError as exc:
                 if is_audio_name(entry.name):
-                    why = "link loop" if getattr(exc, "errno", None) == 40 else (
-                        "broken link" if entry.is_symlink() else (exc.strerror or str(exc)))
+                    why = (
+                        "link loop"
+                        if getattr(exc, "errno", None) == 40
+                        else ("broken link" if entry.is_symlink() else (exc.strerror or str(exc)))
+                    )
                     result.skipped.append(SkippedFile(rel, REASON_UNREADABLE, why))
                 continue
             if stat.S_ISDIR(st.st_mode):
@@ -107,7 +117,9 @@ def find_audio_files(audio_dir: str | os.PathLike[str]) -> ScanResult:
                 subfolders.append((entry.path, rel))
             elif stat.S_ISREG(st.st_mode):
                 if is_audio_name(entry.name):
-                    result.files.append(FoundFile(rel, entry.path, int(st.st_size), int(st.st_mtime_ns)))
+                    result.files.append(
+                        FoundFile(rel, entry.path, int(st.st_size), int(st.st_mtime_ns))
+                    )
                 else:
                     result.other_files += 1
         stack.extend(reversed(subfolders))

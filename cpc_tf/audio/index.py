@@ -39,27 +39,28 @@ INDEX_FORMAT = "cpc_tf.audio_cache"
 INDEX_VERSION = 1
 SHARD_RE = re.compile(r"^shard-\d{5}-\d{5}\.tfrecord$")
 """Names of shard files (any generation)."""
-_SPOOL_RE = re.compile(r"^\.spool-[0-9a-f]{12}$")           # in a local cache folder
-_TMP_SPOOL_RE = re.compile(r"^cpc_tf_spool_(\d+)_\w+$")    # in the temporary folder (remote caches)
+_SPOOL_RE = re.compile(r"^\.spool-[0-9a-f]{12}$")  # in a local cache folder
+_TMP_SPOOL_RE = re.compile(r"^cpc_tf_spool_(\d+)_\w+$")  # in the temporary folder (remote caches)
 
 
 @dataclass
 class ClipInfo:
     """One cached audio file. ``clip_id`` is a stable identifier, not a list position:
-    it survives incremental updates, and ids of removed files are not reused."""
+    it survives incremental updates, and ids of removed files are not reused.
+    """
 
     clip_id: int
-    path: str               # relative to the audio folder, '/'-separated
-    duration: float         # seconds at the cache's sample rate
-    num_samples: int        # at the cache's sample rate
+    path: str  # relative to the audio folder, '/'-separated
+    duration: float  # seconds at the cache's sample rate
+    num_samples: int  # at the cache's sample rate
     orig_sample_rate: int
     silent: bool
-    shard: str              # shard file name
+    shard: str  # shard file name
     records: int = 1
     channels: int = 0
     size: int = 0
     mtime_ns: int = 0
-    clipped: int = 0        # samples at int16 full scale
+    clipped: int = 0  # samples at int16 full scale
 
 
 def shard_name(generation: int, serial: int) -> str:
@@ -69,11 +70,20 @@ def shard_name(generation: int, serial: int) -> str:
 
 def clip_from_json(c: dict[str, Any]) -> ClipInfo:
     """A :class:`ClipInfo` from its index entry (fields added later have defaults)."""
-    return ClipInfo(clip_id=int(c["clip_id"]), path=c["path"], duration=float(c["duration"]),
-                    num_samples=int(c["num_samples"]), orig_sample_rate=int(c["orig_sample_rate"]),
-                    silent=bool(c["silent"]), shard=c["shard"], records=int(c.get("records", 1)),
-                    channels=int(c.get("channels", 0)), size=int(c.get("size", 0)),
-                    mtime_ns=int(c.get("mtime_ns", 0)), clipped=int(c.get("clipped", 0)))
+    return ClipInfo(
+        clip_id=int(c["clip_id"]),
+        path=c["path"],
+        duration=float(c["duration"]),
+        num_samples=int(c["num_samples"]),
+        orig_sample_rate=int(c["orig_sample_rate"]),
+        silent=bool(c["silent"]),
+        shard=c["shard"],
+        records=int(c.get("records", 1)),
+        channels=int(c.get("channels", 0)),
+        size=int(c.get("size", 0)),
+        mtime_ns=int(c.get("mtime_ns", 0)),
+        clipped=int(c.get("clipped", 0)),
+    )
 
 
 def clip_to_json(c: ClipInfo) -> dict[str, Any]:
@@ -95,12 +105,15 @@ def skip_to_json(s: SkippedFile, f: FoundFile | None = None) -> dict[str, Any]:
 # the machine (a full disk, no memory, an I/O error), recorded as if the file were bad.
 _ENVIRONMENT_DETAIL = re.compile(
     r"No space left|Disk quota|Errno (28|122|12|5|24|23|30)\b|MemoryError|out of memory|Cannot allocate"
-    r"|Input/output error|Too many open files|Read-only file system", re.IGNORECASE)
+    r"|Input/output error|Too many open files|Read-only file system",
+    re.IGNORECASE,
+)
 
 
 def is_environment_skip(entry: dict[str, Any]) -> bool:
     """True for a skip entry whose detail names a fault of the machine, not of the file
-    (such entries are retried instead of being carried over)."""
+    (such entries are retried instead of being carried over).
+    """
     return bool(_ENVIRONMENT_DETAIL.search(str(entry.get("detail", ""))))
 
 
@@ -109,14 +122,22 @@ def skip_keys(skipped: Iterable[dict[str, Any]]) -> set[tuple[str, str, Any, Any
     return {(s["path"], s["reason"], s.get("size"), s.get("mtime_ns")) for s in skipped}
 
 
-def new_index(audio_dir: str, sample_rate: int, record_seconds: float,
-              old: dict[str, Any] | None) -> dict[str, Any]:
+def new_index(
+    audio_dir: str, sample_rate: int, record_seconds: float, old: dict[str, Any] | None
+) -> dict[str, Any]:
     """An empty index that continues the generation and clip ids of ``old``."""
-    return {"format": INDEX_FORMAT, "version": INDEX_VERSION, "audio_dir": audio_dir,
-            "sample_rate": sample_rate, "record_seconds": record_seconds,
-            "generation": int(old["generation"]) if old else 0,
-            "next_clip_id": int(old.get("next_clip_id", 0)) if old else 0,
-            "clips": [], "skipped": [], "shards": []}
+    return {
+        "format": INDEX_FORMAT,
+        "version": INDEX_VERSION,
+        "audio_dir": audio_dir,
+        "sample_rate": sample_rate,
+        "record_seconds": record_seconds,
+        "generation": int(old["generation"]) if old else 0,
+        "next_clip_id": int(old.get("next_clip_id", 0)) if old else 0,
+        "clips": [],
+        "skipped": [],
+        "shards": [],
+    }
 
 
 def read_index(root: str) -> dict[str, Any] | None:
@@ -127,8 +148,11 @@ def read_index(root: str) -> dict[str, Any] | None:
             index = json.loads(fh.read())
     except (tf.errors.OpError, OSError, ValueError, UnicodeDecodeError):
         return None
-    if not isinstance(index, dict) or index.get("format") != INDEX_FORMAT \
-            or index.get("version") != INDEX_VERSION:
+    if (
+        not isinstance(index, dict)
+        or index.get("format") != INDEX_FORMAT
+        or index.get("version") != INDEX_VERSION
+    ):
         return None
     try:
         for key in ("audio_dir", "sample_rate", "clips", "skipped", "shards", "generation"):
@@ -163,11 +187,16 @@ def remove_debris(root: str, referenced: set[str]) -> None:
     """Delete what killed builds left, by the names builds write: temporary shards and
     index, shards not in ``referenced`` (the index's), spool folders (here, and in the
     temporary folder for remote caches when their process is gone). Run under the
-    cache's lock; anything else in the folder is left alone."""
+    cache's lock; anything else in the folder is left alone.
+    """
     for name in list_names(root):
         path = join_path(root, name)
         tmp_of = name[:-4] if name.endswith(".tmp") else ""
-        if tmp_of == INDEX_NAME or SHARD_RE.match(tmp_of) or (SHARD_RE.match(name) and name not in referenced):
+        if (
+            tmp_of == INDEX_NAME
+            or SHARD_RE.match(tmp_of)
+            or (SHARD_RE.match(name) and name not in referenced)
+        ):
             remove_quietly(path)
         elif _SPOOL_RE.match(name) and not is_remote(path):
             shutil.rmtree(path, ignore_errors=True)

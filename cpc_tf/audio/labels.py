@@ -35,11 +35,31 @@ from collections.abc import Iterable
 
 from cpc_tf.errors import ConfigError
 
-__all__ = ["LabelSource", "FolderLabels", "RegexLabels", "CsvLabels", "parse_label_source", "normalise_path",
-           "with_label_column"]
+__all__ = [
+    "LabelSource",
+    "FolderLabels",
+    "RegexLabels",
+    "CsvLabels",
+    "parse_label_source",
+    "normalise_path",
+    "with_label_column",
+]
 
-_HEADER_NAMES = ("path", "file", "filename", "file_name", "filepath", "file_path", "name",
-                 "fname", "audio", "audio_path", "clip", "track", "id")
+_HEADER_NAMES = (
+    "path",
+    "file",
+    "filename",
+    "file_name",
+    "filepath",
+    "file_path",
+    "name",
+    "fname",
+    "audio",
+    "audio_path",
+    "clip",
+    "track",
+    "id",
+)
 _LABEL_NAMES = ("label", "labels", "tags", "tag")
 
 
@@ -71,8 +91,10 @@ class LabelSource(ABC):
         paths = list(rel_paths)
         labels = [self.label_for(p) for p in paths]
         if paths and self.must_label and not any(labels):
-            raise ConfigError(f"labels: {self.spec} gives no label to any of the {len(set(paths))} files "
-                              f"(first: {_shown(paths[0])})")
+            raise ConfigError(
+                f"labels: {self.spec} gives no label to any of the {len(set(paths))} files "
+                f"(first: {_shown(paths[0])})"
+            )
         return labels
 
     #: Whether labelling no file at all is a mistake of the spec rather than an unlabelled folder.
@@ -126,8 +148,12 @@ class CsvLabels(LabelSource):
 
     must_label = True
 
-    def __init__(self, csv_path: str, audio_dir: str | os.PathLike[str] | None = None,
-                 column: str | None = None) -> None:
+    def __init__(
+        self,
+        csv_path: str,
+        audio_dir: str | os.PathLike[str] | None = None,
+        column: str | None = None,
+    ) -> None:
         self.spec = f"csv:{csv_path}" + (f"#{column}" if column else "")
         self.path = _find_csv(csv_path, audio_dir)
         self.audio_dir = os.path.abspath(os.fspath(audio_dir)) if audio_dir is not None else None
@@ -151,7 +177,11 @@ class CsvLabels(LabelSource):
             raise ConfigError(f"labels: cannot read {self.path}: {exc.strerror or exc}") from None
         first = next((ln for ln in text.splitlines() if ln.strip()), "")
         delimiter = "\t" if "\t" in first else ","
-        rows = [r for r in csv.reader(text.splitlines(), delimiter=delimiter) if any(c.strip() for c in r)]
+        rows = [
+            r
+            for r in csv.reader(text.splitlines(), delimiter=delimiter)
+            if any(c.strip() for c in r)
+        ]
         header = rows[0] if rows and self._is_header(rows[0]) else None
         path_col, label_col = self._columns(header, rows)
         rows = rows[1:] if header else rows
@@ -165,38 +195,49 @@ class CsvLabels(LabelSource):
             tags = frozenset(t.strip() for t in cell.split(";") if t.strip())
             known = self._labels.get(path)
             if known is not None and known != tags:
-                raise ConfigError(f"labels: {self.path} gives {_shown(path)} two different labels "
-                                  f"({_shown(';'.join(sorted(known)))} and {_shown(';'.join(sorted(tags)))}, "
-                                  f"row {line}); keep one row per file, with tags joined by ';'")
+                raise ConfigError(
+                    f"labels: {self.path} gives {_shown(path)} two different labels "
+                    f"({_shown(';'.join(sorted(known)))} and {_shown(';'.join(sorted(tags)))}, "
+                    f"row {line}); keep one row per file, with tags joined by ';'"
+                )
             self._labels[path] = tags
 
     def _columns(self, header: list[str] | None, rows: list[list[str]]) -> tuple[int, int]:
         """(path column, label column), chosen by the header's names."""
         if header is None:
             if self.column:
-                raise ConfigError(f"labels: {self.path} has no header row, so it has no column named "
-                                  f"{_shown(self.column)}; add a header (e.g. path,label)")
+                raise ConfigError(
+                    f"labels: {self.path} has no header row, so it has no column named "
+                    f"{_shown(self.column)}; add a header (e.g. path,label)"
+                )
             widths = sorted({len(r) for r in rows})
             if widths and widths[-1] > 2:
-                raise ConfigError(f"labels: {self.path} has rows of {widths[-1]} columns and no header; "
-                                  "add a header row naming the path and label columns (several tags of one "
-                                  "file go in one cell, separated by ';')")
+                raise ConfigError(
+                    f"labels: {self.path} has rows of {widths[-1]} columns and no header; "
+                    "add a header row naming the path and label columns (several tags of one "
+                    "file go in one cell, separated by ';')"
+                )
             return 0, 1
         names = [h.strip().lower() for h in header]
         path_col = next((names.index(n) for n in _HEADER_NAMES if n in names), 0)
         others = [i for i in range(len(names)) if i != path_col]
         if self.column:
             if self.column.strip().lower() not in names:
-                raise ConfigError(f"labels: {self.path} has no column {_shown(self.column)}; its columns are "
-                                  + ", ".join(_shown(h) for h in header))
+                raise ConfigError(
+                    f"labels: {self.path} has no column {_shown(self.column)}; its columns are "
+                    + ", ".join(_shown(h) for h in header)
+                )
             return path_col, names.index(self.column.strip().lower())
         label_col = next((names.index(n) for n in _LABEL_NAMES if n in names), None)
         if label_col is not None:
             return path_col, label_col
         if len(others) == 1:
             return path_col, others[0]
-        raise ConfigError(f"labels: {self.path} has columns " + ", ".join(_shown(h) for h in header)
-                          + "; name the label column with --label-column (or csv:PATH#COLUMN)")
+        raise ConfigError(
+            f"labels: {self.path} has columns "
+            + ", ".join(_shown(h) for h in header)
+            + "; name the label column with --label-column (or csv:PATH#COLUMN)"
+        )
 
     def _is_header(self, row: list[str]) -> bool:
         first = row[0].strip().lower()
@@ -234,11 +275,15 @@ class CsvLabels(LabelSource):
         unlisted = sorted({p for p, lab in zip(paths, labels) if not lab})
         self._warnings = []
         if unused:
-            self._warnings.append(f"{len(unused)} of the {len(self._labels)} rows of {self.path} name no file "
-                                  f"of the audio folder (first: {_shown(unused[0])})")
+            self._warnings.append(
+                f"{len(unused)} of the {len(self._labels)} rows of {self.path} name no file "
+                f"of the audio folder (first: {_shown(unused[0])})"
+            )
         if unlisted:
-            self._warnings.append(f"{len(unlisted)} of the {len(set(paths))} files have no label in "
-                                  f"{self.path} (first: {_shown(unlisted[0])})")
+            self._warnings.append(
+                f"{len(unlisted)} of the {len(set(paths))} files have no label in "
+                f"{self.path} (first: {_shown(unlisted[0])})"
+            )
         return labels
 
     @property
@@ -249,7 +294,7 @@ class CsvLabels(LabelSource):
 def _shown(text: str, limit: int = 120) -> str:
     """A name as it may be printed: control characters escaped, long values cut."""
     shown = repr(text)
-    return shown if len(shown) <= limit else shown[:limit - 4] + "...'"
+    return shown if len(shown) <= limit else shown[: limit - 4] + "...'"
 
 
 def _find_csv(csv_path: str, audio_dir: str | os.PathLike[str] | None) -> str:
@@ -281,14 +326,20 @@ def parse_label_source(spec: str, audio_dir: str | os.PathLike[str] | None = Non
     if sep and kind in ("csv", "tsv"):
         path, column = _split_column(arg.strip(), audio_dir)
         return CsvLabels(path, audio_dir, column)
-    raise ConfigError(f"labels: unknown label source {spec!r}; use folder, regex:PATTERN or csv:PATH")
+    raise ConfigError(
+        f"labels: unknown label source {spec!r}; use folder, regex:PATTERN or csv:PATH"
+    )
 
 
 def _split_column(arg: str, audio_dir: str | os.PathLike[str] | None) -> tuple[str, str | None]:
     """``PATH#COLUMN`` -> (PATH, COLUMN); a path that exists as given keeps its '#'."""
     path, sep, column = arg.rpartition("#")
-    if not sep or not column or os.path.isfile(os.path.expanduser(arg)) or (
-            audio_dir is not None and os.path.isfile(os.path.join(os.fspath(audio_dir), arg))):
+    if (
+        not sep
+        or not column
+        or os.path.isfile(os.path.expanduser(arg))
+        or (audio_dir is not None and os.path.isfile(os.path.join(os.fspath(audio_dir), arg)))
+    ):
         return arg, None
     return path, column
 

@@ -48,7 +48,8 @@ def die_with_parent(parent: int, poll_seconds: float = 0.5) -> None:
 
 def _start_worker(parent: int, initializer: Callable[[], Any] | None) -> None:
     """Initialiser of every worker: tie its life to the parent, ignore Ctrl-C (the
-    parent handles it and stops the pool), then run the caller's initialiser."""
+    parent handles it and stops the pool), then run the caller's initialiser.
+    """
     die_with_parent(parent)
     with contextlib.suppress(ValueError, OSError):
         signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -58,7 +59,8 @@ def _start_worker(parent: int, initializer: Callable[[], Any] | None) -> None:
 
 def _spawn_works() -> bool:
     """False when 'spawn' could not start workers: it re-runs the parent's main script,
-    which fails for code read from stdin (``python - < script``)."""
+    which fails for code read from stdin (``python - < script``).
+    """
     main = sys.modules.get("__main__")
     path = getattr(main, "__file__", None)
     if path is None or getattr(main, "__spec__", None) is not None:
@@ -97,10 +99,16 @@ class DecodePool:
     ``initializer`` runs once in each worker (it must be picklable by reference).
     """
 
-    def __init__(self, workers: int, fn: Callable[[list[Any]], list[Any]],
-                 on_crash: Callable[[Any], Any], window: int | None = None, steal: bool = True,
-                 cost: Callable[[list[Any]], float] = len,
-                 initializer: Callable[[], Any] | None = None) -> None:
+    def __init__(
+        self,
+        workers: int,
+        fn: Callable[[list[Any]], list[Any]],
+        on_crash: Callable[[Any], Any],
+        window: int | None = None,
+        steal: bool = True,
+        cost: Callable[[list[Any]], float] = len,
+        initializer: Callable[[], Any] | None = None,
+    ) -> None:
         self.workers = max(1, int(workers))
         self.initializer = initializer
         self.fn = fn
@@ -116,8 +124,12 @@ class DecodePool:
         self._broken = False
 
     def _executor(self, n: int) -> ProcessPoolExecutor:
-        return ProcessPoolExecutor(max_workers=n, mp_context=multiprocessing.get_context("spawn"),
-                                   initializer=_start_worker, initargs=(os.getpid(), self.initializer))
+        return ProcessPoolExecutor(
+            max_workers=n,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_start_worker,
+            initargs=(os.getpid(), self.initializer),
+        )
 
     def start(self) -> None:
         """Start the worker processes now (they boot while the caller does other work)."""
@@ -128,7 +140,8 @@ class DecodePool:
 
     def close(self, wait: bool = True) -> None:
         """Stop the workers: pending tasks are cancelled, running ones finish (waited for
-        only when ``wait``)."""
+        only when ``wait``).
+        """
         if self._ex is not None:
             self._ex.shutdown(wait=wait, cancel_futures=True)
             self._ex = None
@@ -184,10 +197,14 @@ class DecodePool:
                     # Decode the next unassigned task here instead of waiting for the head,
                     # unless it is longer than each worker's queued work (the workers would
                     # run dry while this process is busy with it).
-                    queued = sum(s.cost for s in slots if s.future is not None and not s.future.done())
+                    queued = sum(
+                        s.cost for s in slots if s.future is not None and not s.future.done()
+                    )
                     budget = queued / self.processes
-                    spare = next((s for s in slots if s.future is None and not s.done and s.cost <= budget),
-                                 None)
+                    spare = next(
+                        (s for s in slots if s.future is None and not s.done and s.cost <= budget),
+                        None,
+                    )
                     if spare is not None:
                         spare.result, spare.done = self.fn(spare.task), True
                         refill()

@@ -48,10 +48,10 @@ def _feature_entry(key: str, kind: int, payload: bytes | memoryview) -> list[byt
     ``kind`` is the ``Feature`` oneof field: 1 for a BytesList, 3 for an Int64List;
     ``payload`` is the list's single (bytes) or packed (varints) ``value`` field.
     """
-    inner = _len_field(1, len(payload))                  # BytesList/Int64List.value
+    inner = _len_field(1, len(payload))  # BytesList/Int64List.value
     feature = _len_field(kind, len(inner) + len(payload))  # Feature.{bytes,int64}_list
     key_bytes = key.encode()
-    key_field = _len_field(1, len(key_bytes)) + key_bytes   # map entry key
+    key_field = _len_field(1, len(key_bytes)) + key_bytes  # map entry key
     value_field = _len_field(2, len(feature) + len(inner) + len(payload))
     entry_len = len(key_field) + len(value_field) + len(feature) + len(inner) + len(payload)
     return [_len_field(1, entry_len), key_field, value_field, feature, inner, payload]
@@ -64,9 +64,12 @@ def serialize_record(pcm: np.ndarray, clip_id: int, offset: int, path: str) -> b
     copies a multi-megabyte payload several times, this copies it once.
     """
     audio = memoryview(np.ascontiguousarray(pcm, dtype="<i2")).cast("B")
-    pieces = (_feature_entry("audio", 1, audio) + _feature_entry("clip_id", 3, _varint(int(clip_id)))
-              + _feature_entry("offset", 3, _varint(int(offset)))
-              + _feature_entry("path", 1, os.fsencode(path)))
+    pieces = (
+        _feature_entry("audio", 1, audio)
+        + _feature_entry("clip_id", 3, _varint(int(clip_id)))
+        + _feature_entry("offset", 3, _varint(int(offset)))
+        + _feature_entry("path", 1, os.fsencode(path))
+    )
     features_len = sum(len(p) for p in pieces)
     return b"".join([_len_field(1, features_len)] + pieces)
 

@@ -12,14 +12,17 @@ if TYPE_CHECKING:
 def printable(text: str) -> str:
     """``text`` safe to print on a terminal: control characters (newlines, ANSI escape
     sequences, bidirectional overrides...) and undecodable bytes are written as Python
-    escapes (``\\n``, ``\\x1b``, ``\\u202e``), so a file name cannot forge output lines."""
+    escapes (``\\n``, ``\\x1b``, ``\\u202e``), so a file name cannot forge output lines.
+    """
     if text.isprintable():
         return text
     out = []
     for ch in text:
         if ch.isprintable():
             out.append(ch)
-        elif 0xDC80 <= ord(ch) <= 0xDCFF:  # a byte that was not UTF-8 (os.fsdecode's surrogateescape)
+        elif (
+            0xDC80 <= ord(ch) <= 0xDCFF
+        ):  # a byte that was not UTF-8 (os.fsdecode's surrogateescape)
             out.append(f"\\x{ord(ch) - 0xDC00:02x}")
         else:
             out.append(ch.encode("unicode_escape").decode("ascii"))
@@ -44,7 +47,9 @@ def progress_bar(total: int, desc: str, enabled: bool, unit: str = "file") -> An
     from tqdm.auto import tqdm
 
     show = bool(enabled) and total > 0 and hasattr(sys.stderr, "isatty") and sys.stderr.isatty()
-    return tqdm(total=total, desc=desc, unit=unit, disable=not show, leave=False, dynamic_ncols=True)
+    return tqdm(
+        total=total, desc=desc, unit=unit, disable=not show, leave=False, dynamic_ncols=True
+    )
 
 
 def _names(paths: list[str], shown: int) -> str:
@@ -55,7 +60,8 @@ def _names(paths: list[str], shown: int) -> str:
 def prepare_report(cache: AudioCache, shown: int = 5) -> list[str]:
     """The lines `cpc_tf prepare` prints: what the build did, the cache's summary, the
     skipped files by reason and the warnings by kind (at most ``shown`` names each,
-    every name escaped with :func:`printable`)."""
+    every name escaped with :func:`printable`).
+    """
     up = cache.update
     if up.decoded:
         action = f"decoded {up.decoded} file{'s' * (up.decoded != 1)}"
@@ -64,14 +70,20 @@ def prepare_report(cache: AudioCache, shown: int = 5) -> list[str]:
         if up.removed:
             action += f", dropped {up.removed} changed or deleted"
     else:
-        action = "up to date, nothing decoded" if not up.removed else f"dropped {up.removed} deleted"
-    lines = [f"cache: {printable(cache.root)} ({cache.sample_rate} Hz; {action}; {up.seconds:.1f} s)",
-             cache.summary()]
+        action = (
+            "up to date, nothing decoded" if not up.removed else f"dropped {up.removed} deleted"
+        )
+    lines = [
+        f"cache: {printable(cache.root)} ({cache.sample_rate} Hz; {action}; {up.seconds:.1f} s)",
+        cache.summary(),
+    ]
     for reason, paths in cache.skipped_by_reason().items():
         lines.append(f"  skipped, {printable(reason)} ({len(paths)}): {_names(paths, shown)}")
     warnings = cache.warnings()
     if warnings:
-        lines.append("warnings: " + ", ".join(f"{what}: {len(paths)}" for what, paths in warnings.items()))
+        lines.append(
+            "warnings: " + ", ".join(f"{what}: {len(paths)}" for what, paths in warnings.items())
+        )
         for what, paths in warnings.items():
             lines.append(f"  warning, {what} ({len(paths)}): {_names(paths, shown)}")
     return lines

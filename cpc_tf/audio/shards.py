@@ -19,7 +19,7 @@ from cpc_tf.audio.files import FoundFile
 from cpc_tf.audio.index import ClipInfo
 from cpc_tf.fileio import join_path, remove_quietly, replace_file
 
-TASK_SECONDS = 20.0     # short files are batched into worker tasks of about this much audio
+TASK_SECONDS = 20.0  # short files are batched into worker tasks of about this much audio
 TASK_FILES = 64
 
 
@@ -64,7 +64,8 @@ class ShardWriter:
 
 def read_records(path: str) -> Iterator[bytes]:
     """The serialized records of a shard; :class:`UnreadableShard` if it cannot be read
-    to its end (errors of whatever consumes the records pass through unchanged)."""
+    to its end (errors of whatever consumes the records pass through unchanged).
+    """
     it = tf.data.TFRecordDataset(path).as_numpy_iterator()
     while True:
         try:
@@ -78,8 +79,12 @@ def read_records(path: str) -> Iterator[bytes]:
 
 def shard_info(name: str, records: int, clips: list[ClipInfo]) -> dict[str, Any]:
     """The index entry of a shard."""
-    return {"name": name, "records": records, "clips": len(clips),
-            "seconds": round(sum(c.duration for c in clips), 3)}
+    return {
+        "name": name,
+        "records": records,
+        "clips": len(clips),
+        "seconds": round(sum(c.duration for c in clips), 3),
+    }
 
 
 @dataclass

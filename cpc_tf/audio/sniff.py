@@ -15,12 +15,40 @@ _HEAD_BYTES = 4096
 _SF_UNSUPPORTED_CODES = frozenset({4, 18, 78, 92, 106, 110, 117, 123, 176, 183})
 # WAV format tags that libsndfile decodes (PCM, float, ADPCM, A-law, mu-law, GSM, G.72x,
 # WAVE_FORMAT_EXTENSIBLE).
-_WAV_TAGS_KNOWN = frozenset({0x0001, 0x0002, 0x0003, 0x0006, 0x0007, 0x0011, 0x0031, 0x0040,
-                             0x0045, 0x0064, 0x0065, 0xFFFE})
-NON_AUDIO_MAGIC = (b"%PDF", b"\x89PNG", b"\xff\xd8\xff", b"GIF8", b"PK\x03\x04", b"\x1f\x8b",
-                    b"\x7fELF", b"BZh", b"\xfd7zXZ", b"7z\xbc\xaf", b"SQLite format")
-_AUDIO_MAGIC = (b"RIFF", b"RIFX", b"RF64", b"BW64", b"fLaC", b"OggS", b"FORM", b".snd", b"dns.",
-                b"ID3", b"caff", b"wvpk", b"MAC ", b"#!AMR", b"MThd", b"\x30\x26\xb2\x75")
+_WAV_TAGS_KNOWN = frozenset(
+    {0x0001, 0x0002, 0x0003, 0x0006, 0x0007, 0x0011, 0x0031, 0x0040, 0x0045, 0x0064, 0x0065, 0xFFFE}
+)
+NON_AUDIO_MAGIC = (
+    b"%PDF",
+    b"\x89PNG",
+    b"\xff\xd8\xff",
+    b"GIF8",
+    b"PK\x03\x04",
+    b"\x1f\x8b",
+    b"\x7fELF",
+    b"BZh",
+    b"\xfd7zXZ",
+    b"7z\xbc\xaf",
+    b"SQLite format",
+)
+_AUDIO_MAGIC = (
+    b"RIFF",
+    b"RIFX",
+    b"RF64",
+    b"BW64",
+    b"fLaC",
+    b"OggS",
+    b"FORM",
+    b".snd",
+    b"dns.",
+    b"ID3",
+    b"caff",
+    b"wvpk",
+    b"MAC ",
+    b"#!AMR",
+    b"MThd",
+    b"\x30\x26\xb2\x75",
+)
 
 
 # ------------------------------------------------------------------- classification
@@ -45,9 +73,9 @@ def _wav_format_tag(head: bytes) -> int | None:
         return None
     pos = 12
     while pos + 8 <= len(head):
-        cid, size = head[pos:pos + 4], int.from_bytes(head[pos + 4:pos + 8], "little")
+        cid, size = head[pos : pos + 4], int.from_bytes(head[pos + 4 : pos + 8], "little")
         if cid == b"fmt ":
-            data = head[pos + 8:pos + 8 + max(size, 0)]
+            data = head[pos + 8 : pos + 8 + max(size, 0)]
             if len(data) < 2:
                 return None
             tag = int.from_bytes(data[:2], "little")
@@ -68,12 +96,15 @@ def classify_failure(head: bytes, error: BaseException | None) -> tuple[str, str
     if "': " in message:  # drop soundfile's "Error opening 'path': " prefix
         message = message.split("': ", 1)[1]
     code = getattr(error, "code", None)
-    if code == 7:  # libsndfile's "File does not exist or is not a regular file" for failed MP3 syncs
+    if (
+        code == 7
+    ):  # libsndfile's "File does not exist or is not a regular file" for failed MP3 syncs
         message = "no decodable audio frames found"
     if looks_like_text(head):
         return REASON_NOT_AUDIO, "the file is text"
-    if head.startswith(NON_AUDIO_MAGIC) or (head[:4] == b"RIFF" and head[8:12] != b"WAVE"
-                                             and head[8:12] not in (b"RMP3", b"AIFF")):
+    if head.startswith(NON_AUDIO_MAGIC) or (
+        head[:4] == b"RIFF" and head[8:12] != b"WAVE" and head[8:12] not in (b"RMP3", b"AIFF")
+    ):
         return REASON_NOT_AUDIO, "the file is another kind of document (image, archive, video...)"
     if code in _SF_UNSUPPORTED_CODES:
         return REASON_UNSUPPORTED, message
@@ -86,6 +117,8 @@ def classify_failure(head: bytes, error: BaseException | None) -> tuple[str, str
         return REASON_UNSUPPORTED, "MP4/M4A container (AAC/ALAC) needs an ffmpeg backend"
     if head.startswith((b"wvpk", b"MAC ", b"#!AMR", b"MThd", b"\x30\x26\xb2\x75")):
         return REASON_UNSUPPORTED, "no decoder for this format is installed"
-    if head.startswith(_AUDIO_MAGIC) or (len(head) > 1 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0):
+    if head.startswith(_AUDIO_MAGIC) or (
+        len(head) > 1 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0
+    ):
         return REASON_CORRUPT, message
     return REASON_UNSUPPORTED, "format not recognised by libsndfile or audioread"

@@ -46,7 +46,7 @@ class CacheDecodeResult:
     spool: str | None = None
     reason: str = ""
     detail: str = ""
-    clipped: int = 0          # samples at int16 full scale (clipped in the source or by us)
+    clipped: int = 0  # samples at int16 full scale (clipped in the source or by us)
 
     @property
     def ok(self) -> bool:
@@ -71,7 +71,8 @@ def worker_ready() -> int:
 
 class _PcmSink:
     """Collects a file's int16 PCM in memory, moving it to a spool file in ``spool_dir``
-    once it grows past ``spool_samples``. Counts samples at full scale on the way."""
+    once it grows past ``spool_samples``. Counts samples at full scale on the way.
+    """
 
     def __init__(self, spool_dir: str, spool_samples: int) -> None:
         self.spool_dir = spool_dir
@@ -119,8 +120,9 @@ def _fault_text(exc: BaseException) -> str:
     return getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
 
 
-def _decode_one_for_cache(path: str, rel: str, sample_rate: int, spool_dir: str, quality: str,
-                          spool_samples: int) -> CacheDecodeResult:
+def _decode_one_for_cache(
+    path: str, rel: str, sample_rate: int, spool_dir: str, quality: str, spool_samples: int
+) -> CacheDecodeResult:
     stats: dict[str, float] = {}
     sink = _PcmSink(spool_dir, spool_samples)
     try:
@@ -134,9 +136,16 @@ def _decode_one_for_cache(path: str, rel: str, sample_rate: int, spool_dir: str,
         if sink.total == 0:
             raise AudioFileError(REASON_TOO_SHORT, f"0 samples at {sample_rate} Hz")
         pcm = sink.finish()
-        return CacheDecodeResult(rel, num_samples=sink.total, orig_sample_rate=probe.sample_rate,
-                                 channels=probe.channels, silent=stats["peak"] < SILENCE_PEAK,
-                                 pcm=pcm, spool=sink.spool, clipped=sink.clipped)
+        return CacheDecodeResult(
+            rel,
+            num_samples=sink.total,
+            orig_sample_rate=probe.sample_rate,
+            channels=probe.channels,
+            silent=stats["peak"] < SILENCE_PEAK,
+            pcm=pcm,
+            spool=sink.spool,
+            clipped=sink.clipped,
+        )
     except AudioFileError as exc:
         failure = CacheDecodeResult(rel, reason=exc.reason, detail=exc.detail)
     except (MemoryError, OSError) as exc:
@@ -145,13 +154,20 @@ def _decode_one_for_cache(path: str, rel: str, sample_rate: int, spool_dir: str,
         sink.discard()
         raise ResourceError(f"{_fault_text(exc)} while decoding {printable(rel)}") from None
     except Exception as exc:  # anything a decoder library throws at us
-        failure = CacheDecodeResult(rel, reason=REASON_CORRUPT, detail=f"{type(exc).__name__}: {exc}")
+        failure = CacheDecodeResult(
+            rel, reason=REASON_CORRUPT, detail=f"{type(exc).__name__}: {exc}"
+        )
     sink.discard()
     return failure
 
 
-def decode_for_cache(items: Sequence[tuple[str, str]], sample_rate: int, spool_dir: str,
-                     quality: str = "HQ", spool_samples: int = 1 << 20) -> list[CacheDecodeResult]:
+def decode_for_cache(
+    items: Sequence[tuple[str, str]],
+    sample_rate: int,
+    spool_dir: str,
+    quality: str = "HQ",
+    spool_samples: int = 1 << 20,
+) -> list[CacheDecodeResult]:
     """Decode ``(absolute path, relative path)`` items to int16 PCM at ``sample_rate``.
 
     Runs in a worker process (or in the building process itself). A result longer than
@@ -159,11 +175,12 @@ def decode_for_cache(items: Sequence[tuple[str, str]], sample_rate: int, spool_d
     of being sent back through the pipe, so a worker holds at most ``spool_samples`` of
     output plus one source block.
     """
-    return [_decode_one_for_cache(path, rel, sample_rate, spool_dir, quality, spool_samples)
-            for path, rel in items]
+    return [
+        _decode_one_for_cache(path, rel, sample_rate, spool_dir, quality, spool_samples)
+        for path, rel in items
+    ]
 
 
 def read_spool(path: str, start: int, count: int) -> np.ndarray:
     """``count`` int16 samples from a spool file written by :func:`decode_for_cache`."""
     return np.fromfile(path, dtype="<i2", count=count, offset=2 * start)
-

@@ -29,17 +29,24 @@ def _type_name(tp: Any) -> str:
 
 def _coerce(key: str, value: Any, tp: Any, meta: typing.Mapping[str, Any]) -> Any:
     """Check `value` against the annotation `tp` and the range in `meta`; ints are
-    accepted where floats are, and a single number where a list of numbers is."""
+    accepted where floats are, and a single number where a list of numbers is.
+    """
     origin = typing.get_origin(tp)
     if origin is Literal:
         choices = typing.get_args(tp)
         if value not in choices:
-            raise ConfigError(f"{key}: {shown(value)} is not one of {', '.join(map(repr, choices))}"
-                              f"{did_you_mean(str(value), map(str, choices))}")
+            raise ConfigError(
+                f"{key}: {shown(value)} is not one of {', '.join(map(repr, choices))}"
+                f"{did_you_mean(str(value), map(str, choices))}"
+            )
         return value
     if origin is list:
         (item_tp,) = typing.get_args(tp) or (Any,)
-        if isinstance(value, (int, float, str)) and not isinstance(value, bool) and item_tp is not str:
+        if (
+            isinstance(value, (int, float, str))
+            and not isinstance(value, bool)
+            and item_tp is not str
+        ):
             value = [value]
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{key}: expected {_type_name(tp)}, got {shown(value)}")
@@ -49,8 +56,14 @@ def _coerce(key: str, value: Any, tp: Any, meta: typing.Mapping[str, Any]) -> An
             return value
         raise ConfigError(f"{key}: expected true or false, got {shown(value)}")
     if tp in (int, float):
-        return check_number(key, value, integer=tp is int, minimum=meta.get("min"),
-                            maximum=meta.get("max"), min_exclusive=bool(meta.get("min_exclusive")))
+        return check_number(
+            key,
+            value,
+            integer=tp is int,
+            minimum=meta.get("min"),
+            maximum=meta.get("max"),
+            min_exclusive=bool(meta.get("min_exclusive")),
+        )
     if tp is str:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return str(value)
@@ -97,7 +110,9 @@ def _field(cls: type, name: Any, key: str) -> tuple[Any, typing.Mapping[str, Any
 def apply_mapping(obj: Any, mapping: Any, prefix: str = "") -> None:
     """Set the fields of dataclass `obj` from a nested mapping, checking each value."""
     if not isinstance(mapping, dict):
-        raise ConfigError(f"{prefix.rstrip('.') or 'config'}: expected a mapping of keys, got {shown(mapping)}")
+        raise ConfigError(
+            f"{prefix.rstrip('.') or 'config'}: expected a mapping of keys, got {shown(mapping)}"
+        )
     for k, v in mapping.items():
         key = f"{prefix}{k}"
         tp, meta = _field(type(obj), k, key)

@@ -28,7 +28,9 @@ def _migrate(mapping: dict[str, Any]) -> dict[str, Any]:
 
     ``model.frame.batch_norm: true|false`` became ``model.frame.norm: batch|none``.
     """
-    frame = mapping.get("model", {}).get("frame") if isinstance(mapping.get("model"), dict) else None
+    frame = (
+        mapping.get("model", {}).get("frame") if isinstance(mapping.get("model"), dict) else None
+    )
     if isinstance(frame, dict) and "batch_norm" in frame and "norm" not in frame:
         frame = dict(frame)
         frame["norm"] = "batch" if frame.pop("batch_norm") is True else "none"
@@ -59,8 +61,13 @@ def _expanded_size(node: yaml.Node, memo: dict[int, int], active: set[int]) -> i
     if id(node) in active:
         raise ConfigError("a YAML alias refers to the node that contains it")
     active.add(id(node))
-    children = node.value if isinstance(node, yaml.SequenceNode) else \
-        [c for pair in node.value for c in pair] if isinstance(node, yaml.MappingNode) else []
+    children = (
+        node.value
+        if isinstance(node, yaml.SequenceNode)
+        else [c for pair in node.value for c in pair]
+        if isinstance(node, yaml.MappingNode)
+        else []
+    )
     size = 1
     for child in children:
         size += _expanded_size(child, memo, active)
@@ -88,13 +95,17 @@ def parse_yaml(text: str, source: str) -> Any:
         except ConfigError as exc:
             raise ConfigError(f"{source}: {exc}") from None
         if size > MAX_YAML_NODES:
-            raise ConfigError(f"{source}: more than {MAX_YAML_NODES:,} YAML values once its aliases are "
-                              "expanded; a config holds a few hundred")
+            raise ConfigError(
+                f"{source}: more than {MAX_YAML_NODES:,} YAML values once its aliases are "
+                "expanded; a config holds a few hundred"
+            )
         return loader.construct_document(node)
     except yaml.MarkedYAMLError as exc:  # carries a line number
         mark = exc.problem_mark or exc.context_mark
         where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ConfigError(f"{source}:{where}: invalid YAML: {clip(str(exc.problem or exc))}") from None
+        raise ConfigError(
+            f"{source}:{where}: invalid YAML: {clip(str(exc.problem or exc))}"
+        ) from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{source}: invalid YAML: {clip(str(exc))}") from None
     except ValueError as exc:  # e.g. an integer of more than 4300 digits
@@ -158,13 +169,16 @@ def read_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
     return data
 
 
-def load_config(path: str | os.PathLike[str] | None = None,
-                overrides: typing.Sequence[str] = ()) -> Config:
+def load_config(
+    path: str | os.PathLike[str] | None = None, overrides: typing.Sequence[str] = ()
+) -> Config:
     """Defaults, then the YAML file (if any), then ``--set`` overrides, then validation."""
     mapping: dict[str, Any] = read_yaml(path) if path else {}
     if "sweep" in mapping:
-        raise ConfigError(f"{path} is a sweep file (it has a 'sweep:' section); run it with "
-                          "`cpc_tf tune --config ...`, or pass its base config here")
+        raise ConfigError(
+            f"{path} is a sweep file (it has a 'sweep:' section); run it with "
+            "`cpc_tf tune --config ...`, or pass its base config here"
+        )
     return from_dict(set_keys(mapping, dict(parse_override(text) for text in overrides)))
 
 
@@ -175,7 +189,8 @@ def dump_config(cfg: Config) -> str:
 
 def set_keys(mapping: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
     """Set dotted keys (``{"train.epochs": 3}``) in a nested mapping, in place; unknown
-    keys are refused with the nearest known one. Returns `mapping`."""
+    keys are refused with the nearest known one. Returns `mapping`.
+    """
     for key, value in values.items():
         check_known(key)
         merge_dicts(mapping, nest_key(key, value))
@@ -189,13 +204,15 @@ def replace_keys(cfg: Config, values: dict[str, Any]) -> Config:
 
 def preset_dir() -> Path:
     """The preset YAML files shipped inside the package (``cpc_tf/presets``; the
-    ``configs/`` folder of the repository holds the same files for reading)."""
+    ``configs/`` folder of the repository holds the same files for reading).
+    """
     return Path(str(importlib.resources.files("cpc_tf") / "presets"))
 
 
 def resolve_config_path(name: str | None) -> str | None:
     """A config path as given, or a preset name such as ``cpc_conv1d_gru`` (or
-    ``cpc_conv1d_gru.yaml``) of the presets shipped with cpc_tf."""
+    ``cpc_conv1d_gru.yaml``) of the presets shipped with cpc_tf.
+    """
     if not name:
         return None
     if os.path.exists(name):

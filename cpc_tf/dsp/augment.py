@@ -27,7 +27,8 @@ layer :class:`AudioAugment`.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import keras
 import tensorflow as tf
@@ -36,8 +37,15 @@ from cpc_tf.config import AugmentConfig
 from cpc_tf.dsp.batch_ops import RNG_ALG, as_batch
 from cpc_tf.dsp.pitch import pitch_shift
 from cpc_tf.dsp.reverb import reverb, reverb_impulse_response, reverb_parameters
-from cpc_tf.dsp.transforms import (add_noise, apply_gain, butterworth_filter, butterworth_gain,
-                                   delay, delay_choices_samples, polarity)
+from cpc_tf.dsp.transforms import (
+    add_noise,
+    apply_gain,
+    butterworth_filter,
+    butterworth_gain,
+    delay,
+    delay_choices_samples,
+    polarity,
+)
 
 __all__ = [
     "AudioAugment",
@@ -72,8 +80,14 @@ def _reverb_ir_seconds(cfg: AugmentConfig) -> float:
     return top["rt60"] + top["predelay"]
 
 
-def augment_batch(x: tf.Tensor, cfg: AugmentConfig, sample_rate: int, seed: tf.Tensor, *,
-                  skip_unfired: bool = True) -> tf.Tensor:
+def augment_batch(
+    x: tf.Tensor,
+    cfg: AugmentConfig,
+    sample_rate: int,
+    seed: tf.Tensor,
+    *,
+    skip_unfired: bool = True,
+) -> tf.Tensor:
     """Run the whole CLMR chain (Spijkervet & Burgoyne 2021, appendix B order) on ``x: float32 [B, n]``.
 
     Every example draws, independently, whether each transform fires (probability
@@ -96,16 +110,29 @@ def augment_batch(x: tf.Tensor, cfg: AugmentConfig, sample_rate: int, seed: tf.T
     seed = tf.cast(tf.convert_to_tensor(seed), tf.int64)
     batch = tf.shape(x)[0]
     seeds = tf.random.experimental.stateless_split(seed, num=len(_TRANSFORMS), alg=RNG_ALG)
-    keys = {name: tf.random.experimental.stateless_split(seeds[i], num=5, alg=RNG_ALG)
-            for i, name in enumerate(_TRANSFORMS)}
+    keys = {
+        name: tf.random.experimental.stateless_split(seeds[i], num=5, alg=RNG_ALG)
+        for i, name in enumerate(_TRANSFORMS)
+    }
 
     def uniform(name: str, slot: int, lo: float, hi: float) -> tf.Tensor:
-        return tf.random.stateless_uniform(tf.reshape(batch, [1]), seed=keys[name][slot],
-                                           minval=float(lo), maxval=float(hi), alg=RNG_ALG)
+        return tf.random.stateless_uniform(
+            tf.reshape(batch, [1]),
+            seed=keys[name][slot],
+            minval=float(lo),
+            maxval=float(hi),
+            alg=RNG_ALG,
+        )
 
-    def apply(x: tf.Tensor, name: str, p: float, fn: Any, params: dict[str, tf.Tensor],
-              costly: bool = False) -> tf.Tensor:
-        """x where the transform does not fire, fn(x, params) where it does."""
+    def apply(
+        x: tf.Tensor,
+        name: str,
+        p: float,
+        fn: Any,
+        params: dict[str, tf.Tensor],
+        costly: bool = False,
+    ) -> tf.Tensor:
+        """X where the transform does not fire, fn(x, params) where it does."""
         if p <= 0.0:
             return x
         mask = _fires(keys[name][0], batch, p)
@@ -116,48 +143,104 @@ def augment_batch(x: tf.Tensor, cfg: AugmentConfig, sample_rate: int, seed: tf.T
         return tf.tensor_scatter_nd_update(x, rows, fn(tf.gather(x, rows[:, 0]), picked))
 
     x = apply(x, "polarity", cfg.polarity_p, lambda v, q: polarity(v), {})
-    x = apply(x, "noise", cfg.noise_p, lambda v, q: add_noise(v, cfg.noise_snr_db, keys["noise"][1]), {},
-              costly=True)
+    x = apply(
+        x,
+        "noise",
+        cfg.noise_p,
+        lambda v, q: add_noise(v, cfg.noise_snr_db, keys["noise"][1]),
+        {},
+        costly=True,
+    )
     if cfg.gain_p > 0:
-        x = apply(x, "gain", cfg.gain_p, lambda v, q: apply_gain(v, q["db"]),
-                  {"db": uniform("gain", 1, cfg.gain_min_db, cfg.gain_max_db)})
+        x = apply(
+            x,
+            "gain",
+            cfg.gain_p,
+            lambda v, q: apply_gain(v, q["db"]),
+            {"db": uniform("gain", 1, cfg.gain_min_db, cfg.gain_max_db)},
+        )
     if cfg.filter_p > 0:
         highpass = _fires(keys["filter"][1], batch, 0.5)
-        cutoff = tf.where(highpass, uniform("filter", 3, cfg.highpass_min_hz, cfg.highpass_max_hz),
-                          uniform("filter", 2, cfg.lowpass_min_hz, cfg.lowpass_max_hz))
-        x = apply(x, "filter", cfg.filter_p,
-                  lambda v, q: butterworth_filter(v, q["cutoff"], q["highpass"], cfg.filter_order, sample_rate),
-                  {"cutoff": cutoff, "highpass": highpass}, costly=True)
+        cutoff = tf.where(
+            highpass,
+            uniform("filter", 3, cfg.highpass_min_hz, cfg.highpass_max_hz),
+            uniform("filter", 2, cfg.lowpass_min_hz, cfg.lowpass_max_hz),
+        )
+        x = apply(
+            x,
+            "filter",
+            cfg.filter_p,
+            lambda v, q: butterworth_filter(
+                v, q["cutoff"], q["highpass"], cfg.filter_order, sample_rate
+            ),
+            {"cutoff": cutoff, "highpass": highpass},
+            costly=True,
+        )
     if cfg.delay_p > 0:
         choices = delay_choices_samples(cfg, sample_rate)
-        pick = tf.random.stateless_uniform(tf.reshape(batch, [1]), seed=keys["delay"][1], minval=0,
-                                           maxval=len(choices), dtype=tf.int32, alg=RNG_ALG)
-        x = apply(x, "delay", cfg.delay_p, lambda v, q: delay(v, q["samples"], cfg.delay_mix),
-                  {"samples": tf.gather(tf.constant(choices, tf.int32), pick)})
+        pick = tf.random.stateless_uniform(
+            tf.reshape(batch, [1]),
+            seed=keys["delay"][1],
+            minval=0,
+            maxval=len(choices),
+            dtype=tf.int32,
+            alg=RNG_ALG,
+        )
+        x = apply(
+            x,
+            "delay",
+            cfg.delay_p,
+            lambda v, q: delay(v, q["samples"], cfg.delay_mix),
+            {"samples": tf.gather(tf.constant(choices, tf.int32), pick)},
+        )
     if cfg.pitch_p > 0:
-        x = apply(x, "pitch", cfg.pitch_p,
-                  lambda v, q: pitch_shift(v, q["semitones"], sample_rate, max_semitones=cfg.pitch_max_semitones),
-                  {"semitones": uniform("pitch", 1, cfg.pitch_min_semitones, cfg.pitch_max_semitones)},
-                  costly=True)
+        x = apply(
+            x,
+            "pitch",
+            cfg.pitch_p,
+            lambda v, q: pitch_shift(
+                v, q["semitones"], sample_rate, max_semitones=cfg.pitch_max_semitones
+            ),
+            {"semitones": uniform("pitch", 1, cfg.pitch_min_semitones, cfg.pitch_max_semitones)},
+            costly=True,
+        )
     if cfg.reverb_p > 0:
-        x = apply(x, "reverb", cfg.reverb_p,
-                  lambda v, q: reverb(v, q["room"], q["rev"], q["damp"], sample_rate, keys["reverb"][4],
-                                      ir_seconds=_reverb_ir_seconds(cfg)),
-                  {"room": uniform("reverb", 1, *cfg.reverb_room_size),
-                   "rev": uniform("reverb", 2, *cfg.reverb_reverberance),
-                   "damp": uniform("reverb", 3, *cfg.reverb_damping)}, costly=True)
+        x = apply(
+            x,
+            "reverb",
+            cfg.reverb_p,
+            lambda v, q: reverb(
+                v,
+                q["room"],
+                q["rev"],
+                q["damp"],
+                sample_rate,
+                keys["reverb"][4],
+                ir_seconds=_reverb_ir_seconds(cfg),
+            ),
+            {
+                "room": uniform("reverb", 1, *cfg.reverb_room_size),
+                "rev": uniform("reverb", 2, *cfg.reverb_reverberance),
+                "damp": uniform("reverb", 3, *cfg.reverb_damping),
+            },
+            costly=True,
+        )
     return x
 
 
-def augment_dataset(dataset: tf.data.Dataset, cfg: AugmentConfig, sample_rate: int,
-                    seed: int = 0) -> tf.data.Dataset:
+def augment_dataset(
+    dataset: tf.data.Dataset, cfg: AugmentConfig, sample_rate: int, seed: int = 0
+) -> tf.data.Dataset:
     """Map :func:`augment_batch` over a dataset of ``[B, n]`` batches.
 
     Batch ``i`` uses the seed ``[seed, i]``, so the stream is reproducible however many
     parallel calls tf.data makes.
     """
+
     def _map(index: tf.Tensor, batch: tf.Tensor) -> tf.Tensor:
-        return augment_batch(batch, cfg, sample_rate, tf.stack([tf.constant(seed, tf.int64), index]))
+        return augment_batch(
+            batch, cfg, sample_rate, tf.stack([tf.constant(seed, tf.int64), index])
+        )
 
     return dataset.enumerate().map(_map, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
@@ -183,8 +266,14 @@ class AudioAugment(keras.layers.Layer):
     policy.
     """
 
-    def __init__(self, augment: AugmentConfig | Mapping[str, Any] | None = None, sample_rate: int = 22050,
-                 seed: int | None = None, skip_unfired: bool = False, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        augment: AugmentConfig | Mapping[str, Any] | None = None,
+        sample_rate: int = 22050,
+        seed: int | None = None,
+        skip_unfired: bool = False,
+        **kwargs: Any,
+    ) -> None:
         kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
         self.augment = _to_config(augment)
@@ -197,14 +286,25 @@ class AudioAugment(keras.layers.Layer):
         x = tf.cast(inputs, tf.float32)
         if not training or not self.augment.enabled:
             return x
-        return augment_batch(x, self.augment, self.sample_rate, tf.cast(self.seed_generator.next(), tf.int64),
-                             skip_unfired=self.skip_unfired)
+        return augment_batch(
+            x,
+            self.augment,
+            self.sample_rate,
+            tf.cast(self.seed_generator.next(), tf.int64),
+            skip_unfired=self.skip_unfired,
+        )
 
     def compute_output_shape(self, input_shape: Any) -> Any:
         return input_shape
 
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()
-        config.update({"augment": dataclasses.asdict(self.augment), "sample_rate": self.sample_rate,
-                       "seed": self.seed, "skip_unfired": self.skip_unfired})
+        config.update(
+            {
+                "augment": dataclasses.asdict(self.augment),
+                "sample_rate": self.sample_rate,
+                "seed": self.seed,
+                "skip_unfired": self.skip_unfired,
+            }
+        )
         return config

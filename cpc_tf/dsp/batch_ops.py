@@ -47,7 +47,7 @@ def next_pow2(n: Length) -> Length:
 
 
 def padded_rfft(x: tf.Tensor, nfft: Length) -> tf.Tensor:
-    """rfft of ``x`` zero-padded to ``nfft`` (padded here: the op itself refuses an empty batch)."""
+    """Rfft of ``x`` zero-padded to ``nfft`` (padded here: the op itself refuses an empty batch)."""
     return tf.signal.rfft(tf.pad(x, [[0, 0], [0, nfft - num_samples(x)]]), fft_length=[nfft])
 
 
@@ -59,7 +59,8 @@ def per_example(value: Any, x: tf.Tensor, dtype: tf.DType = tf.float32) -> tf.Te
 
 def overlap_add(frames: tf.Tensor, hop: int) -> tf.Tensor:
     """Overlap-add ``[B, J, N]`` frames at ``hop``; a few shifted slice-sums when N is a
-    multiple of hop (faster than tf.signal.overlap_and_add on CPU), else the library op."""
+    multiple of hop (faster than tf.signal.overlap_and_add on CPU), else the library op.
+    """
     length = frames.shape[-1]
     if length is None or length % hop:
         return tf.signal.overlap_and_add(frames, hop)
@@ -67,7 +68,7 @@ def overlap_add(frames: tf.Tensor, hop: int) -> tf.Tensor:
     batch, count = tf.shape(frames)[0], tf.shape(frames)[1]
     pieces = tf.reshape(frames, tf.stack([batch, count, parts, hop]))
     pieces = tf.pad(pieces, [[0, 0], [parts - 1, parts - 1], [0, 0], [0, 0]])
-    total = pieces[:, parts - 1: parts - 1 + count + parts - 1, 0]
+    total = pieces[:, parts - 1 : parts - 1 + count + parts - 1, 0]
     for q in range(1, parts):
-        total += pieces[:, parts - 1 - q: parts - 1 - q + count + parts - 1, q]
+        total += pieces[:, parts - 1 - q : parts - 1 - q + count + parts - 1, q]
     return tf.reshape(total, tf.stack([batch, (count + parts - 1) * hop]))

@@ -20,7 +20,13 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-__all__ = ["LogMelSpectrogram", "MelPatches", "log_mel_spectrogram", "mel_filterbank", "mel_hop_length"]
+__all__ = [
+    "LogMelSpectrogram",
+    "MelPatches",
+    "log_mel_spectrogram",
+    "mel_filterbank",
+    "mel_hop_length",
+]
 
 # Slaney's mel scale (librosa htk=False): linear below 1 kHz, logarithmic above.
 _F_SP = 200.0 / 3.0
@@ -53,8 +59,9 @@ def _mel_to_hz(m: tf.Tensor) -> tf.Tensor:
     return tf.where(m >= _MIN_LOG_MEL, log_part, _F_SP * m)
 
 
-def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, fmin: float = 0.0,
-                   fmax: float | None = None) -> tf.Tensor:
+def mel_filterbank(
+    sample_rate: int, n_fft: int, n_mels: int, fmin: float = 0.0, fmax: float | None = None
+) -> tf.Tensor:
     """Triangular Slaney-normalised mel filters, ``[n_fft // 2 + 1, n_mels]`` float32.
 
     The same matrix as ``librosa.filters.mel(sr=..., n_fft=..., n_mels=..., fmin=..., fmax=...).T``
@@ -63,11 +70,14 @@ def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, fmin: float = 0.0,
     """
     fmax = float(sample_rate) / 2.0 if not fmax else float(fmax)
     fft_freqs = tf.linspace(tf.constant(0.0, tf.float64), float(sample_rate) / 2.0, n_fft // 2 + 1)
-    mels = tf.linspace(_hz_to_mel(tf.constant(float(fmin), tf.float64)),
-                       _hz_to_mel(tf.constant(fmax, tf.float64)), n_mels + 2)
-    edges = _mel_to_hz(mels)                                  # [n_mels + 2]
-    widths = edges[1:] - edges[:-1]                           # [n_mels + 1]
-    ramps = edges[:, None] - fft_freqs[None, :]               # [n_mels + 2, K]
+    mels = tf.linspace(
+        _hz_to_mel(tf.constant(float(fmin), tf.float64)),
+        _hz_to_mel(tf.constant(fmax, tf.float64)),
+        n_mels + 2,
+    )
+    edges = _mel_to_hz(mels)  # [n_mels + 2]
+    widths = edges[1:] - edges[:-1]  # [n_mels + 1]
+    ramps = edges[:, None] - fft_freqs[None, :]  # [n_mels + 2, K]
     rising = -ramps[:-2] / widths[:-1, None]
     falling = ramps[2:] / widths[1:, None]
     weights = tf.maximum(tf.minimum(rising, falling), tf.constant(0.0, tf.float64))  # [n_mels, K]
@@ -75,10 +85,19 @@ def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, fmin: float = 0.0,
     return tf.cast(tf.transpose(weights), tf.float32)
 
 
-def log_mel_spectrogram(x: tf.Tensor, sample_rate: int, n_fft: int, hop_length: int, n_mels: int,
-                        fmin: float = 0.0, fmax: float | None = None, center: bool = True,
-                        pad_mode: str = "reflect", amin: float = 1e-10,
-                        top_db: float | None = 80.0) -> tf.Tensor:
+def log_mel_spectrogram(
+    x: tf.Tensor,
+    sample_rate: int,
+    n_fft: int,
+    hop_length: int,
+    n_mels: int,
+    fmin: float = 0.0,
+    fmax: float | None = None,
+    center: bool = True,
+    pad_mode: str = "reflect",
+    amin: float = 1e-10,
+    top_db: float | None = 80.0,
+) -> tf.Tensor:
     """``[B, n] -> [B, frames, n_mels]`` log-mel power in dB (see the module docstring).
 
     With ``center`` the signal is padded by ``n_fft // 2`` on both sides (``"reflect"``
@@ -93,8 +112,14 @@ def log_mel_spectrogram(x: tf.Tensor, sample_rate: int, n_fft: int, hop_length: 
         if mode is None:
             raise ValueError(f"pad_mode must be 'reflect' or 'constant', got {pad_mode!r}")
         x = tf.pad(x, [[0, 0], [half, half]], mode=mode)
-    spec = tf.signal.stft(x, frame_length=n_fft, frame_step=hop_length, fft_length=n_fft,
-                          window_fn=tf.signal.hann_window, pad_end=False)
+    spec = tf.signal.stft(
+        x,
+        frame_length=n_fft,
+        frame_step=hop_length,
+        fft_length=n_fft,
+        window_fn=tf.signal.hann_window,
+        pad_end=False,
+    )
     power = tf.square(tf.math.real(spec)) + tf.square(tf.math.imag(spec))
     mel = tf.matmul(power, mel_filterbank(sample_rate, n_fft, n_mels, fmin, fmax))
     db = (10.0 / math.log(10.0)) * tf.math.log(tf.maximum(mel, float(amin)))
@@ -106,9 +131,19 @@ def log_mel_spectrogram(x: tf.Tensor, sample_rate: int, n_fft: int, hop_length: 
 class _MelBase(keras.layers.Layer):
     """Shared settings of the two mel layers; computes in float32 whatever the dtype policy."""
 
-    def __init__(self, sample_rate: int = 22050, n_fft: int = 2048, n_mels: int = 64, fmin: float = 0.0,
-                 fmax: float = 0.0, center: bool = True, pad_mode: str = "reflect", amin: float = 1e-10,
-                 top_db: float | None = 80.0, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        sample_rate: int = 22050,
+        n_fft: int = 2048,
+        n_mels: int = 64,
+        fmin: float = 0.0,
+        fmax: float = 0.0,
+        center: bool = True,
+        pad_mode: str = "reflect",
+        amin: float = 1e-10,
+        top_db: float | None = 80.0,
+        **kwargs: Any,
+    ) -> None:
         kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
         if pad_mode not in ("reflect", "constant"):
@@ -124,14 +159,35 @@ class _MelBase(keras.layers.Layer):
         self.top_db = None if top_db is None else float(top_db)
 
     def _log_mel(self, x: tf.Tensor, hop_length: int) -> tf.Tensor:
-        return log_mel_spectrogram(x, self.sample_rate, self.n_fft, hop_length, self.n_mels, self.fmin,
-                                   self.fmax or None, self.center, self.pad_mode, self.amin, self.top_db)
+        return log_mel_spectrogram(
+            x,
+            self.sample_rate,
+            self.n_fft,
+            hop_length,
+            self.n_mels,
+            self.fmin,
+            self.fmax or None,
+            self.center,
+            self.pad_mode,
+            self.amin,
+            self.top_db,
+        )
 
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()
-        config.update({"sample_rate": self.sample_rate, "n_fft": self.n_fft, "n_mels": self.n_mels,
-                       "fmin": self.fmin, "fmax": self.fmax, "center": self.center, "pad_mode": self.pad_mode,
-                       "amin": self.amin, "top_db": self.top_db})
+        config.update(
+            {
+                "sample_rate": self.sample_rate,
+                "n_fft": self.n_fft,
+                "n_mels": self.n_mels,
+                "fmin": self.fmin,
+                "fmax": self.fmax,
+                "center": self.center,
+                "pad_mode": self.pad_mode,
+                "amin": self.amin,
+                "top_db": self.top_db,
+            }
+        )
         return config
 
 
@@ -143,8 +199,14 @@ class LogMelSpectrogram(_MelBase):
     Nyquist.
     """
 
-    def __init__(self, sample_rate: int = 22050, n_fft: int = 2048, hop_length: int = 512, n_mels: int = 64,
-                 **kwargs: Any) -> None:
+    def __init__(
+        self,
+        sample_rate: int = 22050,
+        n_fft: int = 2048,
+        hop_length: int = 512,
+        n_mels: int = 64,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(sample_rate=sample_rate, n_fft=n_fft, n_mels=n_mels, **kwargs)
         self.hop_length = int(hop_length)
 
@@ -153,8 +215,13 @@ class LogMelSpectrogram(_MelBase):
 
     def compute_output_shape(self, input_shape: Any) -> tuple[Any, ...]:
         n = input_shape[-1]
-        frames = None if n is None else (1 + n // self.hop_length if self.center
-                                         else 1 + (n - self.n_fft) // self.hop_length)
+        frames = (
+            None
+            if n is None
+            else (
+                1 + n // self.hop_length if self.center else 1 + (n - self.n_fft) // self.hop_length
+            )
+        )
         return (input_shape[0], frames, self.n_mels)
 
     def get_config(self) -> dict[str, Any]:
@@ -179,22 +246,32 @@ class MelPatches(_MelBase):
     example over the whole crop, as librosa does on the 4 s of audio.
     """
 
-    def __init__(self, sample_rate: int = 22050, n_fft: int = 2048, n_mels: int = 64, frames: int = 64,
-                 **kwargs: Any) -> None:
+    def __init__(
+        self,
+        sample_rate: int = 22050,
+        n_fft: int = 2048,
+        n_mels: int = 64,
+        frames: int = 64,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(sample_rate=sample_rate, n_fft=n_fft, n_mels=n_mels, **kwargs)
         self.frames = int(frames)
 
     def _shape(self, input_shape: Any) -> tuple[int, int]:
         if len(input_shape) != 3 or input_shape[-1] is None or input_shape[-2] is None:
-            raise ValueError("MelPatches needs input [batch, windows, window_samples] with static windows "
-                             f"and window_samples, got {tuple(input_shape)}")
+            raise ValueError(
+                "MelPatches needs input [batch, windows, window_samples] with static windows "
+                f"and window_samples, got {tuple(input_shape)}"
+            )
         return int(input_shape[-2]), int(input_shape[-1])
 
     def call(self, inputs: tf.Tensor) -> tf.Tensor:
         windows, samples = self._shape(inputs.shape)
         hop = mel_hop_length(samples, self.frames)
         if not self.center and 1 + (windows * samples - self.n_fft) // hop < windows * self.frames:
-            raise ValueError(f"center=False leaves fewer than {windows * self.frames} frames; use center=True")
+            raise ValueError(
+                f"center=False leaves fewer than {windows * self.frames} frames; use center=True"
+            )
         crop = tf.reshape(tf.cast(inputs, tf.float32), [-1, windows * samples])
         spec = self._log_mel(crop, hop)[:, : windows * self.frames, :]
         return tf.reshape(spec, [-1, windows, self.frames, self.n_mels])

@@ -13,6 +13,7 @@ import tensorflow as tf
 
 from cpc_tf.dsp.batch_ops import Length, as_batch, num_samples, overlap_add, per_example
 
+
 def _vocoder_fft_size(sample_rate: int) -> int:
     """About 80 ms of audio, as a power of two (2048 at 22050 Hz, 512 at 4410 Hz)."""
     return max(256, 1 << math.ceil(math.log2(0.08 * sample_rate)))
@@ -22,9 +23,16 @@ def _wrap_phase(p: tf.Tensor) -> tf.Tensor:
     return p - (2.0 * math.pi) * tf.round(p / (2.0 * math.pi))
 
 
-def pitch_shift(x: tf.Tensor, semitones: Any, sample_rate: int, *, n_fft: int | None = None,
-                hop_length: int | None = None, max_semitones: float | None = None,
-                oversample: int = 2) -> tf.Tensor:
+def pitch_shift(
+    x: tf.Tensor,
+    semitones: Any,
+    sample_rate: int,
+    *,
+    n_fft: int | None = None,
+    hop_length: int | None = None,
+    max_semitones: float | None = None,
+    oversample: int = 2,
+) -> tf.Tensor:
     """Shift each example's pitch by ``semitones[b]`` and keep its length (Spijkervet & Burgoyne 2021, §3.1, item 7).
 
     The classic recipe, batched: a phase vocoder stretches time by ``2 ** (s / 12)``
@@ -53,7 +61,7 @@ def pitch_shift(x: tf.Tensor, semitones: Any, sample_rate: int, *, n_fft: int | 
     n_fft = int(n_fft or _vocoder_fft_size(sample_rate))
     hop = int(hop_length or n_fft // 4)
     factor = tf.pow(2.0, per_example(semitones, x) / 12.0)  # frequency factor, [B]
-    rate = 1.0 / factor                                      # time-stretch rate, [B]
+    rate = 1.0 / factor  # time-stretch rate, [B]
     mag, phase, frames_in = _analyse(x, n_fft, hop)
     frames_out = _output_frames(n, factor, hop, max_semitones)
     magnitude, acc = _stretch(mag, phase, frames_in, frames_out, rate, n_fft, hop)
@@ -69,13 +77,20 @@ def pitch_shift(x: tf.Tensor, semitones: Any, sample_rate: int, *, n_fft: int | 
 
 def _analyse(x: tf.Tensor, n_fft: int, hop: int) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
     """Centred STFT of ``x``: magnitude and phase ``[B, T + 2, K]`` (two zero frames
-    appended, so reading one frame past the end is safe) and the frame count ``T``."""
+    appended, so reading one frame past the end is safe) and the frame count ``T``.
+    """
     half = n_fft // 2
     window = tf.signal.hann_window(n_fft, periodic=True)
     # Pad a whole frame at the end so every sample is covered by all its overlapping frames.
     padded = tf.pad(x, [[0, 0], [half, n_fft]])
-    spec = tf.signal.stft(padded, frame_length=n_fft, frame_step=hop, fft_length=n_fft,
-                          window_fn=lambda length, dtype: window, pad_end=False)  # [B, T, K]
+    spec = tf.signal.stft(
+        padded,
+        frame_length=n_fft,
+        frame_step=hop,
+        fft_length=n_fft,
+        window_fn=lambda length, dtype: window,
+        pad_end=False,
+    )  # [B, T, K]
     frames_in = tf.shape(spec)[1]
     mag = tf.pad(tf.abs(spec), [[0, 0], [0, 2], [0, 0]])
     # atan2 rather than tf.math.angle: the same values, about ten times faster on CPU.
@@ -94,16 +109,23 @@ def _output_frames(n: Length, factor: tf.Tensor, hop: int, max_semitones: float 
     return tf.cast(tf.math.ceil(tf.cast(n - 1, tf.float32) * top_t / hop), tf.int32) + 3
 
 
-def _stretch(mag: tf.Tensor, phase: tf.Tensor, frames_in: tf.Tensor, frames_out: Length,
-             rate: tf.Tensor, n_fft: int, hop: int) -> tuple[tf.Tensor, tf.Tensor]:
+def _stretch(
+    mag: tf.Tensor,
+    phase: tf.Tensor,
+    frames_in: tf.Tensor,
+    frames_out: Length,
+    rate: tf.Tensor,
+    n_fft: int,
+    hop: int,
+) -> tuple[tf.Tensor, tf.Tensor]:
     """Phase vocoder: output frame ``j`` reads the input at fractional frame ``j * rate[b]``.
 
     Returns the interpolated magnitude and the accumulated phase, both ``[B, J, K]``.
     """
-    steps = tf.cast(tf.range(frames_out), tf.float32)[None, :] * rate[:, None]   # [B, J]
+    steps = tf.cast(tf.range(frames_out), tf.float32)[None, :] * rate[:, None]  # [B, J]
     base = tf.floor(steps)
     alpha = (steps - base)[:, :, None]
-    i0 = tf.minimum(tf.cast(base, tf.int32), frames_in)   # frames_in, frames_in+1 are zero frames
+    i0 = tf.minimum(tf.cast(base, tf.int32), frames_in)  # frames_in, frames_in+1 are zero frames
     i1 = i0 + 1
     m0 = tf.gather(mag, i0, batch_dims=1)
     m1 = tf.gather(mag, i1, batch_dims=1)
@@ -118,8 +140,15 @@ def _stretch(mag: tf.Tensor, phase: tf.Tensor, frames_in: tf.Tensor, frames_out:
     return magnitude, acc
 
 
-def _synthesise(magnitude: tf.Tensor, acc: tf.Tensor, factor: tf.Tensor, frames_out: Length,
-                n_fft: int, hop: int, up: int) -> tf.Tensor:
+def _synthesise(
+    magnitude: tf.Tensor,
+    acc: tf.Tensor,
+    factor: tf.Tensor,
+    frames_out: Length,
+    n_fft: int,
+    hop: int,
+    up: int,
+) -> tf.Tensor:
     """Anti-alias, then inverse FFT at ``up`` times the rate and overlap-add: ``[B, L]``."""
     half = n_fft // 2
     # Anti-alias (upward shifts): drop bins that would land above Nyquist. When the
@@ -136,7 +165,7 @@ def _synthesise(magnitude: tf.Tensor, acc: tf.Tensor, factor: tf.Tensor, frames_
         stretched = tf.pad(stretched, [[0, 0], [0, 0], [0, (up - 1) * half]])
     syn_window = tf.signal.hann_window(up * n_fft, periodic=True)
     grains = tf.signal.irfft(stretched, fft_length=[up * n_fft]) * (float(up) * syn_window)
-    z = overlap_add(grains, up * hop)                                        # [B, L]
+    z = overlap_add(grains, up * hop)  # [B, L]
     windows = tf.tile(tf.square(syn_window)[None, None, :], tf.stack([1, frames_out, 1]))
     envelope = overlap_add(windows, up * hop)
     return z / tf.maximum(envelope, 1e-6)

@@ -11,8 +11,15 @@ from typing import Any
 
 import tensorflow as tf
 
-from cpc_tf.dsp.batch_ops import (RNG_ALG, as_batch, next_pow2, num_samples, overlap_add, padded_rfft,
-                                  per_example)
+from cpc_tf.dsp.batch_ops import (
+    RNG_ALG,
+    as_batch,
+    next_pow2,
+    num_samples,
+    overlap_add,
+    padded_rfft,
+    per_example,
+)
 
 _LN_1000 = math.log(1000.0)  # amplitude decay of 60 dB, the definition of RT60
 
@@ -34,12 +41,17 @@ def reverb_parameters(room_size: Any, reverberance: Any, damping: Any) -> dict[s
     floats and on tensors.
     """
     room, rev, damp = room_size / 100.0, reverberance / 100.0, damping / 100.0
-    return {"rt60": 0.1 + 1.9 * rev * (0.3 + 0.7 * room), "predelay": 0.02 * room,
-            "wet": 0.1 + 0.4 * rev, "damping": damp}
+    return {
+        "rt60": 0.1 + 1.9 * rev * (0.3 + 0.7 * room),
+        "predelay": 0.02 * room,
+        "wet": 0.1 + 0.4 * rev,
+        "damping": damp,
+    }
 
 
-def reverb_impulse_response(room_size: Any, reverberance: Any, damping: Any, sample_rate: int,
-                            seed: tf.Tensor, length: int) -> tf.Tensor:
+def reverb_impulse_response(
+    room_size: Any, reverberance: Any, damping: Any, sample_rate: int, seed: tf.Tensor, length: int
+) -> tf.Tensor:
     """A decaying-noise room response, ``[B, length]``, unit energy per example.
 
     Built in the STFT domain (about 20 ms frames, half-overlapping Hann windows):
@@ -50,8 +62,11 @@ def reverb_impulse_response(room_size: Any, reverberance: Any, damping: Any, sam
     of such terms, so it is Gaussian in effect; uniform draws are cheaper). Nothing
     arrives before the pre-delay.
     """
-    params = reverb_parameters(tf.cast(room_size, tf.float32), tf.cast(reverberance, tf.float32),
-                               tf.cast(damping, tf.float32))
+    params = reverb_parameters(
+        tf.cast(room_size, tf.float32),
+        tf.cast(reverberance, tf.float32),
+        tf.cast(damping, tf.float32),
+    )
     rt60 = tf.reshape(params["rt60"], [-1, 1, 1])
     predelay = tf.reshape(params["predelay"], [-1, 1])
     damp = tf.reshape(params["damping"], [-1, 1, 1])
@@ -61,12 +76,17 @@ def reverb_impulse_response(room_size: Any, reverberance: Any, damping: Any, sam
     bins = n_fft // 2 + 1
     frames = int(length) // hop + 1
     centre_s = (tf.range(frames, dtype=tf.float32) * hop + n_fft / 2) / float(sample_rate)
-    rel_freq = tf.range(bins, dtype=tf.float32) / float(bins - 1)             # f / nyquist
-    rt60_f = rt60 / (1.0 + 5.0 * damp * rel_freq[None, None, :])              # [B, 1, K]
+    rel_freq = tf.range(bins, dtype=tf.float32) / float(bins - 1)  # f / nyquist
+    rt60_f = rt60 / (1.0 + 5.0 * damp * rel_freq[None, None, :])  # [B, 1, K]
     elapsed = tf.maximum(centre_s[None, :, None] - predelay[:, :, None], 0.0)  # [B, F, 1]
-    envelope = tf.exp(-_LN_1000 * elapsed / rt60_f)                          # [B, F, K]
-    noise = tf.random.stateless_uniform(tf.stack([batch, frames, bins, 2]), seed=seed,
-                                        minval=-math.sqrt(3.0), maxval=math.sqrt(3.0), alg=RNG_ALG)
+    envelope = tf.exp(-_LN_1000 * elapsed / rt60_f)  # [B, F, K]
+    noise = tf.random.stateless_uniform(
+        tf.stack([batch, frames, bins, 2]),
+        seed=seed,
+        minval=-math.sqrt(3.0),
+        maxval=math.sqrt(3.0),
+        alg=RNG_ALG,
+    )
     spectrum = tf.complex(noise[..., 0] * envelope, noise[..., 1] * envelope)
     window = tf.signal.hann_window(n_fft, periodic=True)
     ir = overlap_add(tf.signal.irfft(spectrum, fft_length=[n_fft]) * window, hop)
@@ -77,8 +97,16 @@ def reverb_impulse_response(room_size: Any, reverberance: Any, damping: Any, sam
     return ir * tf.math.rsqrt(tf.maximum(energy, 1e-20))
 
 
-def reverb(x: tf.Tensor, room_size: Any, reverberance: Any, damping: Any, sample_rate: int,
-           seed: tf.Tensor, *, ir_seconds: float | None = None) -> tf.Tensor:
+def reverb(
+    x: tf.Tensor,
+    room_size: Any,
+    reverberance: Any,
+    damping: Any,
+    sample_rate: int,
+    seed: tf.Tensor,
+    *,
+    ir_seconds: float | None = None,
+) -> tf.Tensor:
     """Reverberate each example: ``(1 - wet) * x + wet * (x * h)`` with ``h`` from
     :func:`reverb_impulse_response` (Spijkervet & Burgoyne 2021, §3.1, item 8).
 
@@ -98,6 +126,8 @@ def reverb(x: tf.Tensor, room_size: Any, reverberance: Any, damping: Any, sample
     length = max(1, int(math.ceil(float(ir_seconds) * sample_rate)))
     ir = reverb_impulse_response(room, rev, damp, sample_rate, seed, length)
     nfft = next_pow2(n + length - 1)
-    wet_signal = tf.signal.irfft(padded_rfft(x, nfft) * padded_rfft(ir, nfft), fft_length=[nfft])[:, :n]
+    wet_signal = tf.signal.irfft(padded_rfft(x, nfft) * padded_rfft(ir, nfft), fft_length=[nfft])[
+        :, :n
+    ]
     wet = reverb_parameters(room, rev, damp)["wet"][:, None]
     return (1.0 - wet) * x + wet * wet_signal

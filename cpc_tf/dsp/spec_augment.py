@@ -53,8 +53,13 @@ def log_mixup_exp(x: tf.Tensor, other: tf.Tensor, ratio: tf.Tensor) -> tf.Tensor
     return _DB * tf.reduce_logsumexp(tf.stack([a, b]), axis=0)
 
 
-def random_resized_crop(x: tf.Tensor, seed: tf.Tensor, time_scale: tuple[float, float] = (0.6, 1.5),
-                        freq_scale: tuple[float, float] = (0.6, 1.5), virtual: float = 1.5) -> tf.Tensor:
+def random_resized_crop(
+    x: tf.Tensor,
+    seed: tf.Tensor,
+    time_scale: tuple[float, float] = (0.6, 1.5),
+    freq_scale: tuple[float, float] = (0.6, 1.5),
+    virtual: float = 1.5,
+) -> tf.Tensor:
     """BYOL-A's random resized crop of ``[B, T, F]`` spectrograms (Niizumi et al. 2021, §3.3).
 
     The spectrogram sits in the middle of a canvas of ``virtual``·T × ``virtual``·F,
@@ -79,8 +84,9 @@ def random_resized_crop(x: tf.Tensor, seed: tf.Tensor, time_scale: tuple[float, 
     left = _uniform(seeds[3], batch, 0.0, 1.0) * (1.0 - w)
     # crop_and_resize maps box corners onto pixel centres: y = y1·(H-1) ... y2·(H-1).
     boxes = tf.stack([top, left, top + h, left + w], axis=1)
-    out = tf.image.crop_and_resize(canvas[..., None], boxes, tf.range(batch), [frames, bands],
-                                   method="bilinear")
+    out = tf.image.crop_and_resize(
+        canvas[..., None], boxes, tf.range(batch), [frames, bands], method="bilinear"
+    )
     return out[..., 0]
 
 
@@ -102,15 +108,17 @@ def augment_spectrogram(x: tf.Tensor, cfg: AugmentConfig, seed: tf.Tensor) -> tf
     batch = tf.shape(x)[0]
     seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), 7)
     if cfg.mixup_p > 0 and cfg.mixup_ratio > 0:
-        shift = tf.random.stateless_uniform([], seeds[0], minval=1, maxval=tf.maximum(batch, 2),
-                                            dtype=tf.int32)
+        shift = tf.random.stateless_uniform(
+            [], seeds[0], minval=1, maxval=tf.maximum(batch, 2), dtype=tf.int32
+        )
         other = tf.roll(x, shift, axis=0)
         lam = _uniform(seeds[1], batch, 0.0, cfg.mixup_ratio)
         lam = tf.where(_fires(seeds[2], batch, cfg.mixup_p) & (batch > 1), lam, 0.0)
         x = log_mixup_exp(x, other, lam)
     if cfg.rrc_p > 0:
-        cropped = random_resized_crop(x, seeds[3], tuple(cfg.rrc_time_scale), tuple(cfg.rrc_freq_scale),
-                                      cfg.rrc_virtual_scale)
+        cropped = random_resized_crop(
+            x, seeds[3], tuple(cfg.rrc_time_scale), tuple(cfg.rrc_freq_scale), cfg.rrc_virtual_scale
+        )
         x = tf.where(tf.reshape(_fires(seeds[4], batch, cfg.rrc_p), [-1, 1, 1]), cropped, x)
     if cfg.gain_p > 0:
         gain = _uniform(seeds[5], batch, cfg.gain_min_db, cfg.gain_max_db)
@@ -127,8 +135,9 @@ class SpectrogramAugment(keras.layers.Layer):
     weight, so it is checkpointed and a resumed run continues the stream).
     """
 
-    def __init__(self, augment: AugmentConfig | Mapping[str, Any] | None = None, seed: int = 0,
-                 **kwargs: Any) -> None:
+    def __init__(
+        self, augment: AugmentConfig | Mapping[str, Any] | None = None, seed: int = 0, **kwargs: Any
+    ) -> None:
         kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
         self.augment = _to_config(augment)

@@ -14,7 +14,8 @@ from typing import Any
 import tensorflow as tf
 
 from cpc_tf.config import AugmentConfig
-from cpc_tf.dsp.batch_ops import RNG_ALG, as_batch, num_samples, next_pow2, per_example, padded_rfft
+from cpc_tf.dsp.batch_ops import RNG_ALG, as_batch, next_pow2, num_samples, padded_rfft, per_example
+
 
 # ------------------------------------------------------------------ the transforms
 def polarity(x: tf.Tensor) -> tf.Tensor:
@@ -42,8 +43,9 @@ def apply_gain(x: tf.Tensor, gain_db: Any) -> tf.Tensor:
     return x * tf.pow(10.0, per_example(gain_db, x) / 20.0)[:, None]
 
 
-def butterworth_gain(freqs_hz: Any, cutoff_hz: Any, order: int, sample_rate: int,
-                     highpass: Any) -> tf.Tensor:
+def butterworth_gain(
+    freqs_hz: Any, cutoff_hz: Any, order: int, sample_rate: int, highpass: Any
+) -> tf.Tensor:
     """Magnitude of a digital Butterworth filter, ``[B, K]`` for freqs ``[K]``, cutoff ``[B]``.
 
     This is the exact magnitude of the bilinear-transform design that
@@ -55,12 +57,13 @@ def butterworth_gain(freqs_hz: Any, cutoff_hz: Any, order: int, sample_rate: int
     """
     freqs = tf.cast(tf.convert_to_tensor(freqs_hz), tf.float32)[None, :]
     cutoff = tf.reshape(tf.cast(cutoff_hz, tf.float32), [-1, 1])
-    half_w = math.pi * freqs / float(sample_rate)      # w / 2
-    half_wc = math.pi * cutoff / float(sample_rate)    # wc / 2
+    half_w = math.pi * freqs / float(sample_rate)  # w / 2
+    half_wc = math.pi * cutoff / float(sample_rate)  # wc / 2
     tiny = 1e-30
     # tan(w/2) / tan(wc/2) = sin(w/2) cos(wc/2) / (cos(w/2) sin(wc/2))
-    log_ratio = (tf.math.log(tf.maximum(tf.abs(tf.sin(half_w) * tf.cos(half_wc)), tiny))
-                 - tf.math.log(tf.maximum(tf.abs(tf.cos(half_w) * tf.sin(half_wc)), tiny)))
+    log_ratio = tf.math.log(
+        tf.maximum(tf.abs(tf.sin(half_w) * tf.cos(half_wc)), tiny)
+    ) - tf.math.log(tf.maximum(tf.abs(tf.cos(half_w) * tf.sin(half_wc)), tiny))
     z = 2.0 * float(order) * log_ratio
     lowpass_gain = tf.exp(-0.5 * tf.nn.softplus(z))
     highpass_gain = tf.exp(-0.5 * tf.nn.softplus(-z))
@@ -68,8 +71,14 @@ def butterworth_gain(freqs_hz: Any, cutoff_hz: Any, order: int, sample_rate: int
     return tf.where(highpass, highpass_gain, lowpass_gain)
 
 
-def butterworth_filter(x: tf.Tensor, cutoff_hz: Any, kind: Any, order: int, sample_rate: int,
-                       pad_samples: int | None = None) -> tf.Tensor:
+def butterworth_filter(
+    x: tf.Tensor,
+    cutoff_hz: Any,
+    kind: Any,
+    order: int,
+    sample_rate: int,
+    pad_samples: int | None = None,
+) -> tf.Tensor:
     """Zero-phase Butterworth low- or high-pass applied in the FFT domain.
 
     Seed 000 §3.1 (item 5). ``kind`` is ``"lowpass"``, ``"highpass"`` or a ``[B]`` bool
@@ -89,7 +98,9 @@ def butterworth_filter(x: tf.Tensor, cutoff_hz: Any, kind: Any, order: int, samp
     pad = int(pad_samples) if pad_samples is not None else max(64, sample_rate // 4)
     nfft = next_pow2(n + pad)
     spectrum = padded_rfft(x, nfft)
-    freqs = tf.range(nfft // 2 + 1, dtype=tf.float32) * (float(sample_rate) / tf.cast(nfft, tf.float32))
+    freqs = tf.range(nfft // 2 + 1, dtype=tf.float32) * (
+        float(sample_rate) / tf.cast(nfft, tf.float32)
+    )
     gain = butterworth_gain(freqs, per_example(cutoff_hz, x), order, sample_rate, highpass)
     y = tf.signal.irfft(spectrum * tf.cast(gain, tf.complex64), fft_length=[nfft])
     return y[:, :n]
@@ -98,8 +109,10 @@ def butterworth_filter(x: tf.Tensor, cutoff_hz: Any, kind: Any, order: int, samp
 def delay_choices_samples(cfg: AugmentConfig, sample_rate: int) -> list[int]:
     """The delays CLMR draws from: min..max ms inclusive in steps, as whole samples."""
     count = int(math.floor((cfg.delay_max_ms - cfg.delay_min_ms) / cfg.delay_step_ms + 1e-9)) + 1
-    return [int(math.floor((cfg.delay_min_ms + i * cfg.delay_step_ms) * sample_rate / 1000.0 + 1e-9))
-            for i in range(count)]
+    return [
+        int(math.floor((cfg.delay_min_ms + i * cfg.delay_step_ms) * sample_rate / 1000.0 + 1e-9))
+        for i in range(count)
+    ]
 
 
 def delay(x: tf.Tensor, delay_samples: Any, mix: float = 0.5) -> tf.Tensor:

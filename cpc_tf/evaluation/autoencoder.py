@@ -33,7 +33,9 @@ class AutoencoderResult:
 
     def reduce(self, x: np.ndarray, batch_size: int = 1024) -> np.ndarray:
         """Bottleneck features of `x` (dropout is off at inference)."""
-        return np.asarray(self.encoder.predict(np.asarray(x, np.float32), batch_size=batch_size, verbose=0))
+        return np.asarray(
+            self.encoder.predict(np.asarray(x, np.float32), batch_size=batch_size, verbose=0)
+        )
 
 
 def bottleneck_index(units: Sequence[int]) -> int:
@@ -43,8 +45,12 @@ def bottleneck_index(units: Sequence[int]) -> int:
     return int(np.argmin(units))
 
 
-def build_autoencoder(input_dim: int, units: Sequence[int] = (256, 256, 128, 64, 32, 64, 128, 256),
-                      dropout: float = 0.1, seed: int = 0) -> tuple[keras.Model, keras.Model]:
+def build_autoencoder(
+    input_dim: int,
+    units: Sequence[int] = (256, 256, 128, 64, 32, 64, 128, 256),
+    dropout: float = 0.1,
+    seed: int = 0,
+) -> tuple[keras.Model, keras.Model]:
     """(autoencoder, encoder) of Table 4: Dense -> LeakyReLU -> Dropout per entry of `units`."""
     import keras
 
@@ -60,13 +66,22 @@ def build_autoencoder(input_dim: int, units: Sequence[int] = (256, 256, 128, 64,
         if dropout > 0:
             h = keras.layers.Dropout(dropout, seed=seed + i, name=f"dropout_{i}")(h)
     outputs = keras.layers.Dense(input_dim, name="reconstruction")(h)
-    return (keras.Model(inputs, outputs, name="autoencoder"),
-            keras.Model(inputs, code, name="autoencoder_encoder"))
+    return (
+        keras.Model(inputs, outputs, name="autoencoder"),
+        keras.Model(inputs, code, name="autoencoder_encoder"),
+    )
 
 
-def fit_autoencoder(x_train: np.ndarray, *, units: Sequence[int] = (256, 256, 128, 64, 32, 64, 128, 256),
-                    dropout: float = 0.1, epochs: int = 10, learning_rate: float = 1e-4,
-                    batch_size: int = 32, seed: int = 0) -> AutoencoderResult:
+def fit_autoencoder(
+    x_train: np.ndarray,
+    *,
+    units: Sequence[int] = (256, 256, 128, 64, 32, 64, 128, 256),
+    dropout: float = 0.1,
+    epochs: int = 10,
+    learning_rate: float = 1e-4,
+    batch_size: int = 32,
+    seed: int = 0,
+) -> AutoencoderResult:
     """Train the Table 4 autoencoder with MSE on the training features only."""
     import keras
 
@@ -75,4 +90,6 @@ def fit_autoencoder(x_train: np.ndarray, *, units: Sequence[int] = (256, 256, 12
     auto, encoder = build_autoencoder(x.shape[1], units, dropout, seed)
     auto.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="mse", steps_per_execution=16)
     hist = auto.fit(x, x, epochs=epochs, batch_size=batch_size, shuffle=True, verbose=0)
-    return AutoencoderResult(encoder, {k: [float(v) for v in vals] for k, vals in hist.history.items()})
+    return AutoencoderResult(
+        encoder, {k: [float(v) for v in vals] for k, vals in hist.history.items()}
+    )

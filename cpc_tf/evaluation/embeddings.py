@@ -87,9 +87,18 @@ class EmbeddingSet:
 
     def subset(self, rows: np.ndarray) -> EmbeddingSet:
         """The same set restricted to `rows` (a boolean mask or integer indices)."""
-        return EmbeddingSet(self.embeddings[rows], self.paths[rows], self.labels[rows],
-                            self.crop_start[rows], self.clip_index[rows], self.run, self.model,
-                            self.source, dict(self.extras), list(self.warnings))
+        return EmbeddingSet(
+            self.embeddings[rows],
+            self.paths[rows],
+            self.labels[rows],
+            self.crop_start[rows],
+            self.clip_index[rows],
+            self.run,
+            self.model,
+            self.source,
+            dict(self.extras),
+            list(self.warnings),
+        )
 
     def config_text(self) -> str:
         """The run's YAML config when the file carries one (extra array ``config``), else ''."""
@@ -129,7 +138,9 @@ def save_embeddings(path: str | os.PathLike[str], *, compress: bool = False, **a
             arr = arr.astype(str)
         clean[key] = arr
     saver = np.savez_compressed if compress else np.savez
-    fileio.remove_stale_temps_of(os.fspath(path))  # left by an extract that was killed while writing
+    fileio.remove_stale_temps_of(
+        os.fspath(path)
+    )  # left by an extract that was killed while writing
     atomic_write(path, lambda fh: saver(fh, **clean))
 
 
@@ -159,8 +170,10 @@ def _read_npz(path: str, wanted: tuple[str, ...]) -> dict[str, np.ndarray]:
         raise
     except ValueError as exc:
         if "pickle" in str(exc).lower():
-            raise DataError(f"{path}: holds Python objects (pickled); store strings as numpy "
-                            "str arrays, e.g. with cpc_tf.evaluation.embeddings.save_embeddings") from None
+            raise DataError(
+                f"{path}: holds Python objects (pickled); store strings as numpy "
+                "str arrays, e.g. with cpc_tf.evaluation.embeddings.save_embeddings"
+            ) from None
         raise DataError(f"{path}: not a readable .npz file ({exc})") from None
     except (OSError, EOFError, zipfile.BadZipFile) as exc:
         raise DataError(f"{path}: not a readable .npz file ({exc})") from None
@@ -190,16 +203,21 @@ def _check_declared_sizes(path: str, wanted: tuple[str, ...]) -> None:
             with archive.open(info) as fh:
                 try:
                     version = np.lib.format.read_magic(fh)
-                    read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                                   else np.lib.format.read_array_header_2_0)
+                    read_header = (
+                        np.lib.format.read_array_header_1_0
+                        if version == (1, 0)
+                        else np.lib.format.read_array_header_2_0
+                    )
                     shape, _, dtype = read_header(fh)
                 except (ValueError, OSError, EOFError) as exc:
                     raise DataError(f"{path}: array {key!r} has a broken header ({exc})") from None
             declared = int(np.prod(shape, dtype=np.float64) * dtype.itemsize)
             if declared > info.file_size or declared > limit:
-                raise DataError(f"{path}: array {key!r} declares shape {shape} of {dtype} "
-                                f"({declared / 2**30:.1f} GiB) but the archive holds "
-                                f"{info.file_size / 2**20:.1f} MiB for it; the file is damaged or forged")
+                raise DataError(
+                    f"{path}: array {key!r} declares shape {shape} of {dtype} "
+                    f"({declared / 2**30:.1f} GiB) but the archive holds "
+                    f"{info.file_size / 2**20:.1f} MiB for it; the file is damaged or forged"
+                )
 
 
 def validate_arrays(arrays: Mapping[str, np.ndarray], source: str = "<arrays>") -> EmbeddingSet:
@@ -210,8 +228,10 @@ def validate_arrays(arrays: Mapping[str, np.ndarray], source: str = "<arrays>") 
     """
     missing = [k for k in ROW_KEYS if k not in arrays]
     if missing:
-        raise DataError(f"{source}: missing array(s) {', '.join(repr(k) for k in missing)} "
-                        f"(an embeddings file needs {', '.join(ROW_KEYS)})")
+        raise DataError(
+            f"{source}: missing array(s) {', '.join(repr(k) for k in missing)} "
+            f"(an embeddings file needs {', '.join(ROW_KEYS)})"
+        )
     emb = np.asarray(arrays["embeddings"])
     if emb.ndim != 2:
         raise DataError(f"{source}: 'embeddings' must be 2-D [n, d], got shape {emb.shape}")
@@ -224,8 +244,10 @@ def validate_arrays(arrays: Mapping[str, np.ndarray], source: str = "<arrays>") 
     for key in ROW_KEYS[1:]:
         arr = np.asarray(arrays[key])
         if arr.ndim != 1 or arr.shape[0] != n:
-            raise DataError(f"{source}: {key!r} has shape {arr.shape}, expected [{n}] "
-                            "(one entry per embedding row)")
+            raise DataError(
+                f"{source}: {key!r} has shape {arr.shape}, expected [{n}] "
+                "(one entry per embedding row)"
+            )
         rows[key] = arr
     paths = rows["paths"].astype(str)
     labels = np.char.strip(rows["labels"].astype(str))
@@ -243,38 +265,62 @@ def validate_arrays(arrays: Mapping[str, np.ndarray], source: str = "<arrays>") 
     if not finite.all():
         bad = int((~finite).sum())
         if bad == n:
-            raise DataError(f"{source}: every embedding row contains NaN or Inf "
-                            "(the model diverged or extraction failed)")
-        warnings.append(f"{source}: dropped {bad} of {n} rows whose embeddings contain NaN/Inf "
-                        f"(from {np.unique(paths[~finite]).size} file(s))")
+            raise DataError(
+                f"{source}: every embedding row contains NaN or Inf "
+                "(the model diverged or extraction failed)"
+            )
+        warnings.append(
+            f"{source}: dropped {bad} of {n} rows whose embeddings contain NaN/Inf "
+            f"(from {np.unique(paths[~finite]).size} file(s))"
+        )
     labelled = labels != ""
     if not labelled.any():
-        raise DataError(f"{source}: every label is empty; re-run extract with "
-                        "--labels folder|regex:PATTERN|csv:PATH to evaluate")
+        raise DataError(
+            f"{source}: every label is empty; re-run extract with "
+            "--labels folder|regex:PATTERN|csv:PATH to evaluate"
+        )
     if not labelled.all():
-        warnings.append(f"{source}: dropped {int((~labelled).sum())} unlabelled rows "
-                        f"({np.unique(paths[~labelled]).size} file(s))")
+        warnings.append(
+            f"{source}: dropped {int((~labelled).sum())} unlabelled rows "
+            f"({np.unique(paths[~labelled]).size} file(s))"
+        )
     keep = finite & labelled
     if not keep.any():
         raise DataError(f"{source}: no row is both labelled and finite")
 
     paths, labels = paths[keep], labels[keep]
     _check_one_label_per_file(paths, labels, source)
-    extras = {k: np.asarray(v) for k, v in arrays.items() if k not in ROW_KEYS and k not in META_KEYS}
+    extras = {
+        k: np.asarray(v) for k, v in arrays.items() if k not in ROW_KEYS and k not in META_KEYS
+    }
     meta = {k: _scalar_text(arrays[k]) if k in arrays else "" for k in META_KEYS}
-    return EmbeddingSet(emb[keep], paths, labels, crop_start[keep], clip_index[keep],
-                        meta["run"], meta["model"], source, extras, warnings)
+    return EmbeddingSet(
+        emb[keep],
+        paths,
+        labels,
+        crop_start[keep],
+        clip_index[keep],
+        meta["run"],
+        meta["model"],
+        source,
+        extras,
+        warnings,
+    )
 
 
 def _check_one_label_per_file(paths: np.ndarray, labels: np.ndarray, source: str) -> None:
     first: dict[str, str] = {}
     for p, lab in zip(paths.tolist(), labels.tolist()):
         if first.setdefault(p, lab) != lab:
-            raise DataError(f"{source}: crops of {p!r} carry different labels ({first[p]!r}, {lab!r}); "
-                            "labels must be per file")
+            raise DataError(
+                f"{source}: crops of {p!r} carry different labels ({first[p]!r}, {lab!r}); "
+                "labels must be per file"
+            )
 
 
-def load_embeddings(path: str | os.PathLike[str], extras: tuple[str, ...] = ("config",)) -> EmbeddingSet:
+def load_embeddings(
+    path: str | os.PathLike[str], extras: tuple[str, ...] = ("config",)
+) -> EmbeddingSet:
     """Load and validate an embeddings file (see the module docstring for the rules).
 
     Only the contract's arrays and the named `extras` are read; large optional arrays
@@ -296,5 +342,8 @@ def split_tags(label: str) -> list[str]:
 
 def natural_key(text: str) -> tuple[tuple[int, int | str], ...]:
     """Sort key that orders digit runs by value: 'class2' < 'class10', '2' < '10'."""
-    return tuple((0, int(part)) if part.isdigit() else (1, part)
-                 for part in re.split(r"(\d+)", text) if part != "")
+    return tuple(
+        (0, int(part)) if part.isdigit() else (1, part)
+        for part in re.split(r"(\d+)", text)
+        if part != ""
+    )

@@ -32,7 +32,9 @@ def class_names(labels: Sequence[str] | np.ndarray, multilabel: bool) -> list[st
     return sorted(names, key=natural_key)
 
 
-def encode_labels(labels: Sequence[str] | np.ndarray, classes: Sequence[str], multilabel: bool) -> np.ndarray:
+def encode_labels(
+    labels: Sequence[str] | np.ndarray, classes: Sequence[str], multilabel: bool
+) -> np.ndarray:
     """Class indices (int64 [n]) or a multi-hot matrix (float32 [n, T])."""
     index = {c: i for i, c in enumerate(classes)}
     labels = np.asarray(labels).tolist()
@@ -55,12 +57,15 @@ def single_label_metrics(y_true: np.ndarray, probs: np.ndarray) -> dict[str, flo
     from sklearn.metrics import accuracy_score, f1_score
 
     y_pred = np.asarray(probs).argmax(axis=1)
-    return {"accuracy": float(accuracy_score(y_true, y_pred)),
-            "macro_f1": float(f1_score(y_true, y_pred, average="macro", zero_division=0))}
+    return {
+        "accuracy": float(accuracy_score(y_true, y_pred)),
+        "macro_f1": float(f1_score(y_true, y_pred, average="macro", zero_division=0)),
+    }
 
 
-def normalized_confusion(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int
-                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def normalized_confusion(
+    y_true: np.ndarray, y_pred: np.ndarray, n_classes: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Confusion matrix (rows true, columns predicted) summing to 1, with row and column sums."""
     from sklearn.metrics import confusion_matrix
 
@@ -107,14 +112,22 @@ def multilabel_metrics(y_true: np.ndarray, probs: np.ndarray) -> dict[str, float
 
     roc_t, pr_t = tagwise_auc(y_true, probs)
     roc_c, pr_c = clipwise_auc(y_true, probs)
-    f1 = f1_score(y_true.astype(int), (np.asarray(probs) >= 0.5).astype(int), average="macro",
-                  zero_division=0)
-    return {"roc_auc_tag": roc_t, "pr_auc_tag": pr_t, "roc_auc_clip": roc_c, "pr_auc_clip": pr_c,
-            "macro_f1": float(f1)}
+    f1 = f1_score(
+        y_true.astype(int), (np.asarray(probs) >= 0.5).astype(int), average="macro", zero_division=0
+    )
+    return {
+        "roc_auc_tag": roc_t,
+        "pr_auc_tag": pr_t,
+        "roc_auc_clip": roc_c,
+        "pr_auc_clip": pr_c,
+        "macro_f1": float(f1),
+    }
 
 
 # ---------------------------------------------------------- aggregation
-def aggregate_by_file(values: np.ndarray, paths: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def aggregate_by_file(
+    values: np.ndarray, paths: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Mean of the rows of each file.
 
     Returns ``(files, means, first_row)``: the sorted unique paths, the mean of
@@ -129,8 +142,9 @@ def aggregate_by_file(values: np.ndarray, paths: np.ndarray) -> tuple[np.ndarray
     return files, sums / counts, first
 
 
-def pool_by_file(values: np.ndarray, paths: np.ndarray, how: str = "mean"
-                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def pool_by_file(
+    values: np.ndarray, paths: np.ndarray, how: str = "mean"
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One feature row per file from its crop rows: ``mean`` or ``mean_std`` (mean, then std).
 
     Returns ``(files, features, first_row)`` as :func:`aggregate_by_file` does; the
@@ -151,8 +165,9 @@ def level_metrics(targets: np.ndarray, probs: np.ndarray, multilabel: bool) -> d
     return (multilabel_metrics if multilabel else single_label_metrics)(targets, probs)
 
 
-def compute_metrics(probs: np.ndarray, targets: np.ndarray, paths: np.ndarray, multilabel: bool
-                    ) -> dict[str, dict[str, float]]:
+def compute_metrics(
+    probs: np.ndarray, targets: np.ndarray, paths: np.ndarray, multilabel: bool
+) -> dict[str, dict[str, float]]:
     """Crop-level and file-level metrics of one set of predictions."""
     fn = multilabel_metrics if multilabel else single_label_metrics
     _, file_probs, first = aggregate_by_file(probs, paths)

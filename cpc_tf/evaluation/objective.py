@@ -18,10 +18,16 @@ if TYPE_CHECKING:
 PROBE_OBJECTIVE = "probe_acc"
 
 
-def probe_accuracy(embeddings: np.ndarray, paths: np.ndarray, labels: np.ndarray, cfg: EvalConfig,
-                   source: str = "--labels") -> float:
+def probe_accuracy(
+    embeddings: np.ndarray,
+    paths: np.ndarray,
+    labels: np.ndarray,
+    cfg: EvalConfig,
+    source: str = "--labels",
+) -> float:
     """Probe accuracy on a file-level split (``cfg.test_fraction``, ``cfg.seed``) of the
-    labelled rows; rows with an empty label are left out. `source` names the labels in errors."""
+    labelled rows; rows with an empty label are left out. `source` names the labels in errors.
+    """
     from cpc_tf.evaluation.probe import train_probe
     from cpc_tf.evaluation.splits import split_by_file
 
@@ -30,6 +36,7 @@ def probe_accuracy(embeddings: np.ndarray, paths: np.ndarray, labels: np.ndarray
     if len(set(y.tolist())) < 2:
         raise DataError(f"{source}: fewer than two classes among the files")
     train_idx, test_idx = split_by_file(paths, y, test_fraction=cfg.test_fraction, seed=cfg.seed)
-    result = train_probe(x[train_idx], y[train_idx], x[test_idx], y[test_idx], cfg,
-                         train_files=paths[train_idx])
+    result = train_probe(
+        x[train_idx], y[train_idx], x[test_idx], y[test_idx], cfg, train_files=paths[train_idx]
+    )
     return float(result.accuracy)

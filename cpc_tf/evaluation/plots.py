@@ -60,7 +60,7 @@ def save_figure(fig: Figure, path: str | os.PathLike[str], dpi: int = 100) -> st
 
 
 def class_colors(n: int) -> list[Any]:
-    """n distinguishable colours (tab10 / tab20, then an evenly sampled 'turbo')."""
+    """N distinguishable colours (tab10 / tab20, then an evenly sampled 'turbo')."""
     from matplotlib import colormaps
 
     if n <= 10:
@@ -71,8 +71,12 @@ def class_colors(n: int) -> list[Any]:
 
 
 # ------------------------------------------------------------- confusion
-def plot_confusion(matrix: np.ndarray, classes: Sequence[str], path: str | os.PathLike[str],
-                   title: str = "Confusion matrix (sums to 1)") -> str:
+def plot_confusion(
+    matrix: np.ndarray,
+    classes: Sequence[str],
+    path: str | os.PathLike[str],
+    title: str = "Confusion matrix (sums to 1)",
+) -> str:
     """Draw a sum-to-1 confusion matrix with its row and column sums."""
     m = np.asarray(matrix, dtype=float)
     n = len(classes)
@@ -88,8 +92,15 @@ def plot_confusion(matrix: np.ndarray, classes: Sequence[str], path: str | os.Pa
     for i in range(n):
         for j in range(n):
             if annotate and m[i, j] > 0:
-                ax.text(j, i, f"{m[i, j]:.3f}", ha="center", va="center", fontsize=fs,
-                        color="white" if m[i, j] > 0.6 * vmax else "black")
+                ax.text(
+                    j,
+                    i,
+                    f"{m[i, j]:.3f}",
+                    ha="center",
+                    va="center",
+                    fontsize=fs,
+                    color="white" if m[i, j] > 0.6 * vmax else "black",
+                )
         ax.text(n, i, f"{rows[i]:.3f}", ha="center", va="center", fontsize=fs, color="#333333")
         ax.text(i, n, f"{cols[i]:.3f}", ha="center", va="center", fontsize=fs, color="#333333")
     ax.text(n, n, f"{np.trace(m):.3f}", ha="center", va="center", fontsize=fs, fontweight="bold")
@@ -97,7 +108,9 @@ def plot_confusion(matrix: np.ndarray, classes: Sequence[str], path: str | os.Pa
     ax.axhline(n - 0.5, color="grey", lw=0.8)
     ax.set_xlim(-0.5, n + 0.5)
     ax.set_ylim(n + 0.5, -0.5)
-    ax.set_xticks(range(n + 1), list(classes) + ["row sum"], rotation=45, ha="right", fontsize=fs + 1)
+    ax.set_xticks(
+        range(n + 1), list(classes) + ["row sum"], rotation=45, ha="right", fontsize=fs + 1
+    )
     ax.set_yticks(range(n + 1), list(classes) + ["column sum"], fontsize=fs + 1)
     ax.set_xlabel("predicted class")
     ax.set_ylabel("true class")
@@ -106,9 +119,14 @@ def plot_confusion(matrix: np.ndarray, classes: Sequence[str], path: str | os.Pa
 
 
 # ------------------------------------------------------------------ t-SNE
-def tsne_embed(x_train: np.ndarray, x_test: np.ndarray, max_points: int = 5000, seed: int = 0,
-               n_jobs: int = 2, max_iter: int | None = None
-               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def tsne_embed(
+    x_train: np.ndarray,
+    x_test: np.ndarray,
+    max_points: int = 5000,
+    seed: int = 0,
+    n_jobs: int = 2,
+    max_iter: int | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Map up to `max_points` random train and test rows to 2-D together (Bajorath et al. 2021, §2.3).
 
     Rows are first reduced to 50 dimensions by PCA (the usual t-SNE preprocessing),
@@ -127,43 +145,68 @@ def tsne_embed(x_train: np.ndarray, x_test: np.ndarray, max_points: int = 5000, 
     n = x.shape[0]
     if n < 5:
         xy = np.zeros((n, 2), np.float32)
-        return xy[: r_tr.size], xy[r_tr.size:], r_tr, r_te
+        return xy[: r_tr.size], xy[r_tr.size :], r_tr, r_te
     n_comp = min(50, x.shape[1], n)
     if x.shape[1] > n_comp:
         x = PCA(n_components=n_comp, random_state=seed).fit_transform(x)
     perplexity = float(min(30.0, max(2.0, (n - 1) / 3.0)))
     iters = max_iter or (1000 if n <= 4000 else 500)
-    xy = TSNE(n_components=2, perplexity=perplexity, init="pca", learning_rate="auto", max_iter=iters,
-              random_state=seed, n_jobs=n_jobs).fit_transform(x)
-    return xy[: r_tr.size], xy[r_tr.size:], r_tr, r_te
+    xy = TSNE(
+        n_components=2,
+        perplexity=perplexity,
+        init="pca",
+        learning_rate="auto",
+        max_iter=iters,
+        random_state=seed,
+        n_jobs=n_jobs,
+    ).fit_transform(x)
+    return xy[: r_tr.size], xy[r_tr.size :], r_tr, r_te
 
 
-def plot_tsne_classes(xy_train: np.ndarray, labels_train: Sequence[str], xy_test: np.ndarray,
-                      labels_test: Sequence[str], classes: Sequence[str], path: str | os.PathLike[str],
-                      title: str = "t-SNE of the embeddings, coloured by class") -> str:
+def plot_tsne_classes(
+    xy_train: np.ndarray,
+    labels_train: Sequence[str],
+    xy_test: np.ndarray,
+    labels_test: Sequence[str],
+    classes: Sequence[str],
+    path: str | os.PathLike[str],
+    title: str = "t-SNE of the embeddings, coloured by class",
+) -> str:
     """Plot 1 of Bajorath et al. 2021, §2.3: a train panel and a test panel, one colour per class."""
     colors = dict(zip(classes, class_colors(len(classes))))
     fig = _new_figure(12, 5.8)
     axes = fig.subplots(1, 2, sharex=True, sharey=True)
-    for ax, xy, labs, name in ((axes[0], xy_train, labels_train, "train"),
-                               (axes[1], xy_test, labels_test, "test")):
+    for ax, xy, labs, name in (
+        (axes[0], xy_train, labels_train, "train"),
+        (axes[1], xy_test, labels_test, "test"),
+    ):
         labs = np.asarray(labs)
         for c in classes:
             sel = labs == c
             if sel.any():
-                ax.scatter(xy[sel, 0], xy[sel, 1], s=4, alpha=0.6, color=colors[c], label=c, linewidths=0)
+                ax.scatter(
+                    xy[sel, 0], xy[sel, 1], s=4, alpha=0.6, color=colors[c], label=c, linewidths=0
+                )
         ax.set_title(f"{name} ({len(labs)} crops)")
         ax.set_xticks([])
         ax.set_yticks([])
     if len(classes) <= 20:
-        axes[1].legend(loc="center left", bbox_to_anchor=(1.01, 0.5), markerscale=3, fontsize=8, frameon=False)
+        axes[1].legend(
+            loc="center left", bbox_to_anchor=(1.01, 0.5), markerscale=3, fontsize=8, frameon=False
+        )
     fig.suptitle(title)
     return save_figure(fig, path)
 
 
-def plot_tsne_train_test(xy_train: np.ndarray, labels_train: Sequence[str], xy_test: np.ndarray,
-                         labels_test: Sequence[str], classes: Sequence[str], path: str | os.PathLike[str],
-                         max_panels: int = 64) -> str:
+def plot_tsne_train_test(
+    xy_train: np.ndarray,
+    labels_train: Sequence[str],
+    xy_test: np.ndarray,
+    labels_test: Sequence[str],
+    classes: Sequence[str],
+    path: str | os.PathLike[str],
+    max_panels: int = 64,
+) -> str:
     """Plot 2 of Bajorath et al. 2021, §2.3: per class, train against test over all points in grey."""
     shown = list(classes)[:max_panels]
     cols = max(1, math.ceil(math.sqrt(len(shown))))
@@ -171,17 +214,33 @@ def plot_tsne_train_test(xy_train: np.ndarray, labels_train: Sequence[str], xy_t
     fig = _new_figure(2.6 * cols + 0.5, 2.6 * rows + 0.6)
     axes = np.atleast_1d(fig.subplots(rows, cols, sharex=True, sharey=True, squeeze=False)).ravel()
     ltr, lte = np.asarray(labels_train), np.asarray(labels_test)
-    everything = np.concatenate([xy_train, xy_test]) if len(xy_train) + len(xy_test) else np.zeros((0, 2))
+    everything = (
+        np.concatenate([xy_train, xy_test]) if len(xy_train) + len(xy_test) else np.zeros((0, 2))
+    )
     for ax, c in zip(axes, shown):
         ax.scatter(everything[:, 0], everything[:, 1], s=1, color="#dddddd", linewidths=0)
-        ax.scatter(xy_train[ltr == c, 0], xy_train[ltr == c, 1], s=3, color=TRAIN_COLOR, alpha=0.7,
-                   linewidths=0, label="train")
-        ax.scatter(xy_test[lte == c, 0], xy_test[lte == c, 1], s=3, color=TEST_COLOR, alpha=0.7,
-                   linewidths=0, label="test")
+        ax.scatter(
+            xy_train[ltr == c, 0],
+            xy_train[ltr == c, 1],
+            s=3,
+            color=TRAIN_COLOR,
+            alpha=0.7,
+            linewidths=0,
+            label="train",
+        )
+        ax.scatter(
+            xy_test[lte == c, 0],
+            xy_test[lte == c, 1],
+            s=3,
+            color=TEST_COLOR,
+            alpha=0.7,
+            linewidths=0,
+            label="test",
+        )
         ax.set_title(str(c), fontsize=9)
         ax.set_xticks([])
         ax.set_yticks([])
-    for ax in axes[len(shown):]:
+    for ax in axes[len(shown) :]:
         ax.set_axis_off()
     axes[0].legend(loc="upper left", markerscale=3, fontsize=7)
     extra = f" (first {max_panels} of {len(classes)} classes)" if len(classes) > max_panels else ""
@@ -190,8 +249,9 @@ def plot_tsne_train_test(xy_train: np.ndarray, labels_train: Sequence[str], xy_t
 
 
 # ----------------------------------------------------------------- curves
-def plot_probe_curves(curves: Mapping[str, tuple[Mapping[str, Sequence[float]], str]],
-                      path: str | os.PathLike[str]) -> str:
+def plot_probe_curves(
+    curves: Mapping[str, tuple[Mapping[str, Sequence[float]], str]], path: str | os.PathLike[str]
+) -> str:
     """Loss and accuracy (or PR-AUC) per epoch; `curves` maps a name to (history, monitor).
 
     ``monitor`` names what the ``val_*`` series were measured on ("test" or
@@ -211,7 +271,9 @@ def plot_probe_curves(curves: Mapping[str, tuple[Mapping[str, Sequence[float]], 
         if metric:
             ax_acc.plot(epochs, hist[metric], ls, color=TRAIN_COLOR, label=f"{name} train")
             if f"val_{metric}" in hist:
-                ax_acc.plot(epochs, hist[f"val_{metric}"], ls, color=TEST_COLOR, label=f"{name} {monitor}")
+                ax_acc.plot(
+                    epochs, hist[f"val_{metric}"], ls, color=TEST_COLOR, label=f"{name} {monitor}"
+                )
             ax_acc.set_ylabel(metric.replace("_", "-"))
     for ax, what in ((ax_loss, "loss"), (ax_acc, "score")):
         _integer_epochs(ax)
@@ -232,7 +294,7 @@ def read_history_csv(path: str | os.PathLike[str]) -> dict[str, list[float]]:
     except (OSError, UnicodeDecodeError, csv.Error):
         return {}
     out: dict[str, list[float]] = {}
-    for key in (rows[0].keys() if rows else []):
+    for key in rows[0].keys() if rows else []:
         if key is None or key == "epoch":
             continue
         try:
@@ -242,8 +304,11 @@ def read_history_csv(path: str | os.PathLike[str]) -> dict[str, list[float]]:
     return out
 
 
-def plot_pretrain_loss(history: Mapping[str, Sequence[float]], path: str | os.PathLike[str],
-                       title: str = "pre-training loss") -> str | None:
+def plot_pretrain_loss(
+    history: Mapping[str, Sequence[float]],
+    path: str | os.PathLike[str],
+    title: str = "pre-training loss",
+) -> str | None:
     """Every ``*loss*`` column of a run's history (Bajorath et al. 2021, Figure 4); None when there is none."""
     keys = [k for k in history if "loss" in k]
     if not keys:
@@ -261,8 +326,11 @@ def plot_pretrain_loss(history: Mapping[str, Sequence[float]], path: str | os.Pa
     return save_figure(fig, path)
 
 
-def plot_data_efficiency(results: Mapping[str, Mapping[float, tuple[float, float]]], metric: str,
-                         path: str | os.PathLike[str]) -> str:
+def plot_data_efficiency(
+    results: Mapping[str, Mapping[float, tuple[float, float]]],
+    metric: str,
+    path: str | os.PathLike[str],
+) -> str:
     """Score against the fraction of training labels (Spijkervet & Burgoyne 2021, §4.4); mean ± std bars."""
     fig = _new_figure(6.5, 4.2)
     ax = fig.add_subplot()
@@ -270,8 +338,15 @@ def plot_data_efficiency(results: Mapping[str, Mapping[float, tuple[float, float
         fr = sorted(points)
         mean = [points[f][0] for f in fr]
         std = [points[f][1] for f in fr]
-        ax.errorbar([100 * f for f in fr], mean, yerr=std, marker="o", capsize=3,
-                    color=TRAIN_COLOR if i == 0 else TEST_COLOR, label=name)
+        ax.errorbar(
+            [100 * f for f in fr],
+            mean,
+            yerr=std,
+            marker="o",
+            capsize=3,
+            color=TRAIN_COLOR if i == 0 else TEST_COLOR,
+            label=name,
+        )
     ax.set_xscale("log")
     ax.set_xlabel("labelled training files used (%)")
     ax.set_ylabel(metric.replace("_", "-"))

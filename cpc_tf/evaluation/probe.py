@@ -77,8 +77,16 @@ class Standardizer:
         return ((np.asarray(x, dtype=np.float64) - self.mean) / self.scale).astype(np.float32)
 
 
-def build_probe(input_dim: int, n_classes: int, *, classifier: str = "linear", hidden: int = 512,
-                dropout: float = 0.1, multilabel: bool = False, seed: int = 0) -> keras.Model:
+def build_probe(
+    input_dim: int,
+    n_classes: int,
+    *,
+    classifier: str = "linear",
+    hidden: int = 512,
+    dropout: float = 0.1,
+    multilabel: bool = False,
+    seed: int = 0,
+) -> keras.Model:
     """Linear: Dropout -> Dense(softmax|sigmoid). MLP: Dense(hidden, relu) -> Dropout -> Dense."""
     import keras
 
@@ -90,8 +98,9 @@ def build_probe(input_dim: int, n_classes: int, *, classifier: str = "linear", h
         h = keras.layers.Dense(hidden, activation="relu", name="hidden")(h)
     if dropout > 0:
         h = keras.layers.Dropout(dropout, seed=seed, name="dropout")(h)
-    outputs = keras.layers.Dense(n_classes, activation="sigmoid" if multilabel else "softmax",
-                                 name="classes")(h)
+    outputs = keras.layers.Dense(
+        n_classes, activation="sigmoid" if multilabel else "softmax", name="classes"
+    )(h)
     return keras.Model(inputs, outputs, name=f"{classifier}_probe")
 
 
@@ -114,7 +123,9 @@ def _validation_files(files: np.ndarray, y: np.ndarray, fraction: float, seed: i
     return np.asarray(sorted(chosen), dtype=str)
 
 
-def _cv_folds(files: np.ndarray, y: np.ndarray, k: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+def _cv_folds(
+    files: np.ndarray, y: np.ndarray, k: int, seed: int
+) -> list[tuple[np.ndarray, np.ndarray]]:
     """Up to `k` (train, validation) row splits with whole files on one side, stratified when possible."""
     from sklearn.model_selection import GroupKFold, StratifiedGroupKFold
 
@@ -129,7 +140,9 @@ def _cv_folds(files: np.ndarray, y: np.ndarray, k: int, seed: int) -> list[tuple
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # "least populated class" notices: the folds still work
-            folds = list(StratifiedGroupKFold(k, shuffle=True, random_state=seed).split(x, strat, groups))
+            folds = list(
+                StratifiedGroupKFold(k, shuffle=True, random_state=seed).split(x, strat, groups)
+            )
     except ValueError:  # a class with fewer members than folds (newer scikit-learn refuses)
         folds = []
     if not folds or any(len(te) == 0 or len(tr) == 0 for tr, te in folds):
@@ -145,15 +158,16 @@ def _logistic(c: float, multilabel: bool, seed: int) -> Any:
     return OneVsRestClassifier(lr) if multilabel else lr
 
 
-def _fit_logistic(x: np.ndarray, y: np.ndarray, c: float, multilabel: bool, n_classes: int,
-                  seed: int) -> Callable[[np.ndarray], np.ndarray]:
+def _fit_logistic(
+    x: np.ndarray, y: np.ndarray, c: float, multilabel: bool, n_classes: int, seed: int
+) -> Callable[[np.ndarray], np.ndarray]:
     """Fit one probe; returns ``predict(x) -> probabilities [n, n_classes]`` over every class."""
     import warnings
 
     from sklearn.exceptions import ConvergenceWarning
 
     if multilabel:
-        present = np.flatnonzero((y.min(axis=0) != y.max(axis=0)))  # tags with both values here
+        present = np.flatnonzero(y.min(axis=0) != y.max(axis=0))  # tags with both values here
         constant = y[0] if len(y) else np.zeros(n_classes)
         if present.size == 0:
             return lambda q: np.tile(constant, (len(q), 1)).astype(np.float32)
@@ -166,6 +180,7 @@ def _fit_logistic(x: np.ndarray, y: np.ndarray, c: float, multilabel: bool, n_cl
             out = np.tile(constant, (len(q), 1)).astype(np.float32)
             out[:, present] = model.predict_proba(q)
             return out
+
         return predict_tags
     seen = np.unique(y)
     if seen.size < 2:  # one class in this training set: predict it
@@ -181,6 +196,7 @@ def _fit_logistic(x: np.ndarray, y: np.ndarray, c: float, multilabel: bool, n_cl
         out = np.zeros((len(q), n_classes), np.float32)
         out[:, model.classes_] = model.predict_proba(q)
         return out
+
     return predict
 
 
@@ -199,8 +215,15 @@ def _score(y: np.ndarray, probs: np.ndarray, multilabel: bool) -> tuple[float, f
     return float(np.mean(probs.argmax(axis=1) == y)), loss
 
 
-def choose_c(x: np.ndarray, y: np.ndarray, files: np.ndarray, cfg: EvalConfig, n_classes: int,
-             multilabel: bool, seed: int) -> float:
+def choose_c(
+    x: np.ndarray,
+    y: np.ndarray,
+    files: np.ndarray,
+    cfg: EvalConfig,
+    n_classes: int,
+    multilabel: bool,
+    seed: int,
+) -> float:
     """The C of ``eval.logistic_c`` with the best cross-validated score on the training rows.
 
     Folds are made of whole files (``eval.logistic_folds``, stratified by class). Among
@@ -213,15 +236,32 @@ def choose_c(x: np.ndarray, y: np.ndarray, files: np.ndarray, cfg: EvalConfig, n
         return grid[len(grid) // 2]
     scored = []
     for c in grid:
-        runs = [_score(y[te], _fit_logistic(x[tr], y[tr], c, multilabel, n_classes, seed)(x[te]), multilabel)
-                for tr, te in folds]
-        scored.append((float(np.mean([r[0] for r in runs])), -float(np.mean([r[1] for r in runs])), c))
+        runs = [
+            _score(
+                y[te],
+                _fit_logistic(x[tr], y[tr], c, multilabel, n_classes, seed)(x[te]),
+                multilabel,
+            )
+            for tr, te in folds
+        ]
+        scored.append(
+            (float(np.mean([r[0] for r in runs])), -float(np.mean([r[1] for r in runs])), c)
+        )
     return max(scored)[2]
 
 
-def train_logistic(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, cfg: EvalConfig, *,
-                   n_classes: int, multilabel: bool, seed: int, train_files: np.ndarray | None = None,
-                   c: float | None = None) -> tuple[np.ndarray, float]:
+def train_logistic(
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    x_test: np.ndarray,
+    cfg: EvalConfig,
+    *,
+    n_classes: int,
+    multilabel: bool,
+    seed: int,
+    train_files: np.ndarray | None = None,
+    c: float | None = None,
+) -> tuple[np.ndarray, float]:
     """Standardise (training statistics), choose C unless given, fit, predict the test rows.
 
     Returns the test probabilities ``[n_test, n_classes]`` and the C used.
@@ -236,10 +276,20 @@ def train_logistic(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray,
     return probs, c
 
 
-def train_probe(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray,
-                cfg: EvalConfig, *, n_classes: int | None = None, multilabel: bool | None = None,
-                seed: int | None = None, train_files: np.ndarray | None = None,
-                validation_fraction: float = 0.1, c: float | None = None) -> ProbeResult:
+def train_probe(
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    x_test: np.ndarray,
+    y_test: np.ndarray,
+    cfg: EvalConfig,
+    *,
+    n_classes: int | None = None,
+    multilabel: bool | None = None,
+    seed: int | None = None,
+    train_files: np.ndarray | None = None,
+    validation_fraction: float = 0.1,
+    c: float | None = None,
+) -> ProbeResult:
     """Fit the probe on standardised training features and predict the test rows.
 
     `y_*` are class indices (single-label) or multi-hot rows (multi-label), with
@@ -273,8 +323,17 @@ def train_probe(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_
         raise ValueError("train_probe: give n_classes and multilabel with encoded labels")
 
     if cfg.classifier == "logistic":
-        probs, used = train_logistic(np.asarray(x_train), ytr, np.asarray(x_test), cfg, n_classes=n_classes,
-                                     multilabel=multilabel, seed=seed, train_files=train_files, c=c)
+        probs, used = train_logistic(
+            np.asarray(x_train),
+            ytr,
+            np.asarray(x_test),
+            cfg,
+            n_classes=n_classes,
+            multilabel=multilabel,
+            seed=seed,
+            train_files=train_files,
+            c=c,
+        )
         return ProbeResult(probs, {}, "cross-validation", 0, yte, multilabel, classes, used)
 
     import keras
@@ -287,46 +346,82 @@ def train_probe(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_
     monitor = "test"
     val_data = (xte, yte) if len(xte) else None
     if cfg.early_stopping_patience > 0:
-        files = np.asarray(train_files) if train_files is not None else np.arange(len(xtr)).astype(str)
+        files = (
+            np.asarray(train_files) if train_files is not None else np.arange(len(xtr)).astype(str)
+        )
         val_files = _validation_files(files, ytr, validation_fraction, seed)
         if val_files.size:
             is_val = np.isin(files, val_files)
             val_data = (xtr[is_val], ytr[is_val])
             xtr, ytr = xtr[~is_val], ytr[~is_val]
             monitor = "validation"
-            callbacks.append(keras.callbacks.EarlyStopping(
-                monitor="val_loss", patience=cfg.early_stopping_patience, restore_best_weights=True))
+            callbacks.append(
+                keras.callbacks.EarlyStopping(
+                    monitor="val_loss",
+                    patience=cfg.early_stopping_patience,
+                    restore_best_weights=True,
+                )
+            )
 
-    model = build_probe(xtr.shape[1], n_classes, classifier=cfg.classifier, hidden=cfg.mlp_hidden,
-                        dropout=cfg.probe_dropout, multilabel=multilabel, seed=seed)
+    model = build_probe(
+        xtr.shape[1],
+        n_classes,
+        classifier=cfg.classifier,
+        hidden=cfg.mlp_hidden,
+        dropout=cfg.probe_dropout,
+        multilabel=multilabel,
+        seed=seed,
+    )
     if cfg.probe_weight_decay > 0:
         opt = keras.optimizers.AdamW(cfg.probe_learning_rate, weight_decay=cfg.probe_weight_decay)
     else:
         opt = keras.optimizers.Adam(cfg.probe_learning_rate)
     if multilabel:
         loss = "binary_crossentropy"
-        metrics = [keras.metrics.AUC(curve="PR", multi_label=True, num_labels=n_classes, name="pr_auc")]
+        metrics = [
+            keras.metrics.AUC(curve="PR", multi_label=True, num_labels=n_classes, name="pr_auc")
+        ]
     else:
         loss = "sparse_categorical_crossentropy"
         metrics = ["accuracy"]
     model.compile(optimizer=opt, loss=loss, metrics=metrics, steps_per_execution=16)
-    hist = model.fit(xtr, ytr, epochs=cfg.probe_epochs, batch_size=cfg.probe_batch_size, shuffle=True,
-                     validation_data=val_data, callbacks=callbacks, verbose=0)
+    hist = model.fit(
+        xtr,
+        ytr,
+        epochs=cfg.probe_epochs,
+        batch_size=cfg.probe_batch_size,
+        shuffle=True,
+        validation_data=val_data,
+        callbacks=callbacks,
+        verbose=0,
+    )
     history = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
-    probs = (np.asarray(model.predict(xte, batch_size=1024, verbose=0)) if len(xte)
-             else np.zeros((0, n_classes), np.float32))
-    return ProbeResult(probs, history, monitor, len(history.get("loss", [])), yte, multilabel, classes)
+    probs = (
+        np.asarray(model.predict(xte, batch_size=1024, verbose=0))
+        if len(xte)
+        else np.zeros((0, n_classes), np.float32)
+    )
+    return ProbeResult(
+        probs, history, monitor, len(history.get("loss", [])), yte, multilabel, classes
+    )
 
 
-def class_balanced_subset(files: Sequence[str], labels: dict[str, str], fraction: float, seed: int = 0,
-                          multilabel: bool = False) -> list[str]:
+def class_balanced_subset(
+    files: Sequence[str],
+    labels: dict[str, str],
+    fraction: float,
+    seed: int = 0,
+    multilabel: bool = False,
+) -> list[str]:
     """A class-balanced `fraction` of the training files, with at least one file per class.
 
     Single-label: ``max(1, round(fraction * n_c))`` random files of each class c.
     Multi-label: a random ``round(fraction * n)`` of the files, then one more random
     file for each tag the draw missed. ``fraction = 1`` returns every file.
     """
-    if not 0.0 < fraction <= 1.0:  # a programming error: eval.label_fractions is checked by config validation
+    if (
+        not 0.0 < fraction <= 1.0
+    ):  # a programming error: eval.label_fractions is checked by config validation
         raise ValueError(f"label fraction must lie in (0, 1], got {fraction}")
     files = sorted(files)
     if fraction >= 1.0:

@@ -33,16 +33,39 @@ import numpy as np
 from cpc_tf.config import EvalConfig
 from cpc_tf.config.validate import validate_eval
 from cpc_tf.errors import ConfigError, DataError
+from cpc_tf.evaluation.embeddings import EmbeddingSet, atomic_write_text, load_embeddings
 from cpc_tf.evaluation.figures import write_figures
+from cpc_tf.evaluation.metrics import (
+    class_names,
+    compute_metrics,
+    encode_labels,
+    level_metrics,
+    normalized_confusion,
+    pool_by_file,
+    primary_metric,
+)
 from cpc_tf.evaluation.report_dir import check_report_folder, staged_report
 from cpc_tf.evaluation.report_md import render_markdown
-from cpc_tf.evaluation.embeddings import EmbeddingSet, atomic_write_text, load_embeddings
-from cpc_tf.evaluation.metrics import (class_names, compute_metrics, encode_labels, level_metrics,
-                                       normalized_confusion, pool_by_file, primary_metric)
-from cpc_tf.evaluation.sources import (Source, aggregate, baseline_name, find_run_file, rows_of,
-                                       summarize)
-from cpc_tf.evaluation.splits import (SplitPlan, class_coverage_warnings, file_groups, file_labels,
-                                      holdout_split, kfold_splits, parse_group_by, rows_in, separate_test_split)
+from cpc_tf.evaluation.sources import (
+    Source,
+    aggregate,
+    baseline_name,
+    find_run_file,
+    rows_of,
+    summarize,
+)
+from cpc_tf.evaluation.splits import (
+    SplitPlan,
+    class_coverage_warnings,
+    file_groups,
+    file_labels,
+    holdout_split,
+    kfold_splits,
+    parse_group_by,
+    rows_in,
+    separate_test_split,
+)
+
 
 # ------------------------------------------------------------ utilities
 def _finite_or_none(x: Any) -> Any:
@@ -61,17 +84,26 @@ def _finite_or_none(x: Any) -> Any:
 
 
 # ----------------------------------------------------------- split plan
-def _make_plan(model: EmbeddingSet, test: EmbeddingSet | None, cfg: EvalConfig, folds: int | None,
-               test_fraction: float | None, group_by: str | None, multilabel: bool) -> SplitPlan:
+def _make_plan(
+    model: EmbeddingSet,
+    test: EmbeddingSet | None,
+    cfg: EvalConfig,
+    folds: int | None,
+    test_fraction: float | None,
+    group_by: str | None,
+    multilabel: bool,
+) -> SplitPlan:
     labels_train = file_labels(model.paths, model.labels)
     pattern = parse_group_by(group_by) if group_by else None
-    groups, notes = (file_groups(labels_train, pattern) if pattern else (None, []))
+    groups, notes = file_groups(labels_train, pattern) if pattern else (None, [])
     if test is not None:
         labels_test = file_labels(test.paths, test.labels)
-        groups_test, notes_test = (file_groups(labels_test, pattern) if pattern else (None, []))
+        groups_test, notes_test = file_groups(labels_test, pattern) if pattern else (None, [])
         plan = separate_test_split(labels_train, labels_test, groups, groups_test)
         plan.warnings = notes + notes_test + plan.warnings
-        plan.warnings.extend(class_coverage_warnings(plan.splits[0], labels_train, labels_test, multilabel))
+        plan.warnings.extend(
+            class_coverage_warnings(plan.splits[0], labels_train, labels_test, multilabel)
+        )
         return plan
     k = folds if folds is not None else (cfg.folds if test_fraction is None else 0)
     files = sorted(labels_train)
@@ -85,8 +117,9 @@ def _make_plan(model: EmbeddingSet, test: EmbeddingSet | None, cfg: EvalConfig, 
 
 
 # ------------------------------------------------------------ the probe runs
-def _features(x_train: np.ndarray, x_test: np.ndarray, cfg: EvalConfig, seed: int
-              ) -> tuple[np.ndarray, np.ndarray]:
+def _features(
+    x_train: np.ndarray, x_test: np.ndarray, cfg: EvalConfig, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Raw features, or the Table 4 bottleneck fitted on the training rows only."""
     if cfg.reduce != "autoencoder":
         return x_train, x_test
@@ -94,14 +127,26 @@ def _features(x_train: np.ndarray, x_test: np.ndarray, cfg: EvalConfig, seed: in
     from cpc_tf.evaluation.probe import Standardizer
 
     scaler = Standardizer.fit(x_train)
-    ae = fit_autoencoder(scaler.transform(x_train), units=cfg.autoencoder_units, dropout=cfg.autoencoder_dropout,
-                         epochs=cfg.autoencoder_epochs, learning_rate=cfg.probe_learning_rate,
-                         batch_size=cfg.probe_batch_size, seed=seed)
+    ae = fit_autoencoder(
+        scaler.transform(x_train),
+        units=cfg.autoencoder_units,
+        dropout=cfg.autoencoder_dropout,
+        epochs=cfg.autoencoder_epochs,
+        learning_rate=cfg.probe_learning_rate,
+        batch_size=cfg.probe_batch_size,
+        seed=seed,
+    )
     return ae.reduce(scaler.transform(x_train)), ae.reduce(scaler.transform(x_test))
 
 
-def _probe_once(trs: EmbeddingSet, tes: EmbeddingSet, cfg: EvalConfig, classes: list[str], multilabel: bool,
-                seed: int) -> tuple[dict[str, dict[str, float]], tuple[np.ndarray, np.ndarray], Any]:
+def _probe_once(
+    trs: EmbeddingSet,
+    tes: EmbeddingSet,
+    cfg: EvalConfig,
+    classes: list[str],
+    multilabel: bool,
+    seed: int,
+) -> tuple[dict[str, dict[str, float]], tuple[np.ndarray, np.ndarray], Any]:
     """One probe run on a training and a test set.
 
     With ``eval.pool`` (mean or mean_std) the file level -- the headline -- probes one
@@ -117,44 +162,93 @@ def _probe_once(trs: EmbeddingSet, tes: EmbeddingSet, cfg: EvalConfig, classes: 
     y_te = encode_labels(tes.labels, classes, multilabel)
     if cfg.pool == "none":
         x_tr, x_te = _features(trs.embeddings, tes.embeddings, cfg, seed)
-        res = train_probe(x_tr, y_tr, x_te, y_te, cfg, n_classes=n, multilabel=multilabel, seed=seed,
-                          train_files=trs.paths)
+        res = train_probe(
+            x_tr,
+            y_tr,
+            x_te,
+            y_te,
+            cfg,
+            n_classes=n,
+            multilabel=multilabel,
+            seed=seed,
+            train_files=trs.paths,
+        )
         return compute_metrics(res.probs, y_te, tes.paths, multilabel), (y_te, res.probs), res
     files_tr, pooled_tr, first_tr = pool_by_file(trs.embeddings, trs.paths, cfg.pool)
     files_te, pooled_te, first_te = pool_by_file(tes.embeddings, tes.paths, cfg.pool)
     x_tr, x_te = _features(pooled_tr, pooled_te, cfg, seed)
-    res = train_probe(x_tr, y_tr[first_tr], x_te, y_te[first_te], cfg, n_classes=n, multilabel=multilabel,
-                      seed=seed, train_files=files_tr)
+    res = train_probe(
+        x_tr,
+        y_tr[first_tr],
+        x_te,
+        y_te[first_te],
+        cfg,
+        n_classes=n,
+        multilabel=multilabel,
+        seed=seed,
+        train_files=files_tr,
+    )
     file_level = level_metrics(y_te[first_te], res.probs, multilabel)
-    if len(trs) == len(files_tr) and len(tes) == len(files_te):  # one row per file: the levels agree
+    if len(trs) == len(files_tr) and len(tes) == len(
+        files_te
+    ):  # one row per file: the levels agree
         crop_level = file_level
     else:
         xc_tr, xc_te = _features(trs.embeddings, tes.embeddings, cfg, seed)
-        crop = train_probe(xc_tr, y_tr, xc_te, y_te, cfg, n_classes=n, multilabel=multilabel, seed=seed,
-                           train_files=trs.paths, c=res.c)
+        crop = train_probe(
+            xc_tr,
+            y_tr,
+            xc_te,
+            y_te,
+            cfg,
+            n_classes=n,
+            multilabel=multilabel,
+            seed=seed,
+            train_files=trs.paths,
+            c=res.c,
+        )
         crop_level = level_metrics(y_te, crop.probs, multilabel)
     return {"crop": crop_level, "file": file_level}, (y_te[first_te], res.probs), res
 
 
-def _run_source(source: Source, plan: SplitPlan, classes: list[str], multilabel: bool, cfg: EvalConfig,
-                seeds: list[int], fractions: list[float], labels_train: dict[str, str],
-                warnings: list[str], log: Callable[[str], None]) -> None:
+def _run_source(
+    source: Source,
+    plan: SplitPlan,
+    classes: list[str],
+    multilabel: bool,
+    cfg: EvalConfig,
+    seeds: list[int],
+    fractions: list[float],
+    labels_train: dict[str, str],
+    warnings: list[str],
+    log: Callable[[str], None],
+) -> None:
     from cpc_tf.evaluation.probe import class_balanced_subset
 
     separate = plan.kind == "test-set"
     for s_i, split in enumerate(plan.splits):
         tr, te = rows_of(source, split, separate)
         if not tr.any() or not te.any():
-            warnings.append(f"{source.name}: {split.name} has no {'training' if not tr.any() else 'test'} "
-                            "rows in this file; skipped")
+            warnings.append(
+                f"{source.name}: {split.name} has no {'training' if not tr.any() else 'test'} "
+                "rows in this file; skipped"
+            )
             continue
         trs, tes = source.train_set.subset(tr), source.test_set.subset(te)
         for seed_i, seed in enumerate(seeds):
             log(f"{source.name}: {split.name}, seed {seed}")
             metrics, (y_true, probs), res = _probe_once(trs, tes, cfg, classes, multilabel, seed)
-            source.runs.append({"split": split.name, "seed": seed, "epochs": res.epochs_run, "c": res.c,
-                                "train_files": int(np.unique(trs.paths).size),
-                                "test_files": int(np.unique(tes.paths).size), "metrics": metrics})
+            source.runs.append(
+                {
+                    "split": split.name,
+                    "seed": seed,
+                    "epochs": res.epochs_run,
+                    "c": res.c,
+                    "train_files": int(np.unique(trs.paths).size),
+                    "test_files": int(np.unique(tes.paths).size),
+                    "metrics": metrics,
+                }
+            )
             if seed_i == 0 and not multilabel:
                 source.pooled_true.append(y_true)
                 source.pooled_pred.append(probs.argmax(axis=1))
@@ -164,24 +258,42 @@ def _run_source(source: Source, plan: SplitPlan, classes: list[str], multilabel:
                 if frac >= 1.0:
                     source.fraction_runs.setdefault(frac, []).append(source.runs[-1])
                     continue
-                chosen = class_balanced_subset(sorted(split.train_files), labels_train, frac, seed, multilabel)
+                chosen = class_balanced_subset(
+                    sorted(split.train_files), labels_train, frac, seed, multilabel
+                )
                 sub = rows_in(trs.paths, frozenset(chosen))
                 if not sub.any():
                     continue
-                sub_metrics, _, _ = _probe_once(trs.subset(sub), tes, cfg, classes, multilabel, seed)
+                sub_metrics, _, _ = _probe_once(
+                    trs.subset(sub), tes, cfg, classes, multilabel, seed
+                )
                 source.fraction_runs.setdefault(frac, []).append(
-                    {"split": split.name, "seed": seed, "train_files": len(chosen), "metrics": sub_metrics})
+                    {
+                        "split": split.name,
+                        "seed": seed,
+                        "train_files": len(chosen),
+                        "metrics": sub_metrics,
+                    }
+                )
 
 
 # ------------------------------------------------------------------- main
-def evaluate(emb_path: str | os.PathLike[str], cfg: EvalConfig, out_dir: str | os.PathLike[str],
-             test_path: str | os.PathLike[str] | None = None, folds: int | None = None,
-             test_fraction: float | None = None, group_by: str | None = None,
-             baseline_path: str | os.PathLike[str] | None = None,
-             label_fractions: Sequence[float] | None = None, seeds: int | None = None,
-             progress: Callable[[str], None] | None = None,
-             baselines: Sequence[tuple[str, str, str | None]] = (),
-             notes: Sequence[str] = (), force: bool = False) -> dict[str, Any]:
+def evaluate(
+    emb_path: str | os.PathLike[str],
+    cfg: EvalConfig,
+    out_dir: str | os.PathLike[str],
+    test_path: str | os.PathLike[str] | None = None,
+    folds: int | None = None,
+    test_fraction: float | None = None,
+    group_by: str | None = None,
+    baseline_path: str | os.PathLike[str] | None = None,
+    label_fractions: Sequence[float] | None = None,
+    seeds: int | None = None,
+    progress: Callable[[str], None] | None = None,
+    baselines: Sequence[tuple[str, str, str | None]] = (),
+    notes: Sequence[str] = (),
+    force: bool = False,
+) -> dict[str, Any]:
     """Evaluate an embeddings file against its baselines and write the report folder.
 
     Baselines are representations of the same files compared row by row with the model:
@@ -207,8 +319,12 @@ def evaluate(emb_path: str | os.PathLike[str], cfg: EvalConfig, out_dir: str | o
         raise ConfigError(f"--folds must be at least 2, got {folds}")
     if test_fraction is not None and not 0.0 < test_fraction < 1.0:
         raise ConfigError(f"--test-fraction must lie in (0, 1), got {test_fraction}")
-    fractions = sorted(set(float(f) for f in (cfg.label_fractions if label_fractions is None else label_fractions)))
-    validate_eval(dataclasses.replace(cfg, label_fractions=fractions))  # the argument overrides the config
+    fractions = sorted(
+        set(float(f) for f in (cfg.label_fractions if label_fractions is None else label_fractions))
+    )
+    validate_eval(
+        dataclasses.replace(cfg, label_fractions=fractions)
+    )  # the argument overrides the config
     n_seeds = cfg.seeds if seeds is None else int(seeds)
     if n_seeds < 1:
         raise ConfigError(f"--seeds must be at least 1, got {n_seeds}")
@@ -218,8 +334,9 @@ def evaluate(emb_path: str | os.PathLike[str], cfg: EvalConfig, out_dir: str | o
     log(f"loading {emb_path}")
     model = load_embeddings(emb_path)
     test = load_embeddings(test_path) if test_path else None
-    entries = ([(None, os.fspath(baseline_path), None)] if baseline_path else []) + \
-        [(name, os.fspath(p), os.fspath(t) if t else None) for name, p, t in baselines]
+    entries = ([(None, os.fspath(baseline_path), None)] if baseline_path else []) + [
+        (name, os.fspath(p), os.fspath(t) if t else None) for name, p, t in baselines
+    ]
     loaded = []
     for name, path, tpath in entries:
         train_side = load_embeddings(path)
@@ -227,15 +344,21 @@ def evaluate(emb_path: str | os.PathLike[str], cfg: EvalConfig, out_dir: str | o
         loaded.append((name or baseline_name(train_side), path, train_side, test_side))
     warnings: list[str] = list(model.warnings) + (test.warnings if test else [])
     for _, _, train_side, test_side in loaded:
-        warnings += train_side.warnings + (test_side.warnings if test_side is not train_side else [])
+        warnings += train_side.warnings + (
+            test_side.warnings if test_side is not train_side else []
+        )
     if test is not None and test.dim != model.dim:
-        raise DataError(f"--test embeddings have dimension {test.dim}, the training embeddings {model.dim}")
+        raise DataError(
+            f"--test embeddings have dimension {test.dim}, the training embeddings {model.dim}"
+        )
 
     all_sets = [s for s in (model, test) if s is not None] + [b[2] for b in loaded]
     multilabel = any(s.is_multilabel for s in all_sets)
     classes = class_names(np.concatenate([s.labels for s in all_sets]), multilabel)
     if len(classes) < 2:
-        raise DataError(f"only one class ({classes[0]!r}) in the labels; a classifier needs at least two")
+        raise DataError(
+            f"only one class ({classes[0]!r}) in the labels; a classifier needs at least two"
+        )
     labels_train = file_labels(model.paths, model.labels)
 
     plan = _make_plan(model, test, cfg, folds, test_fraction, group_by, multilabel)
@@ -251,7 +374,9 @@ def evaluate(emb_path: str | os.PathLike[str], cfg: EvalConfig, out_dir: str | o
             warnings.append(f"{name}: {missing} file(s) of the evaluation are missing from {path}")
 
     for src in sources:
-        _run_source(src, plan, classes, multilabel, cfg, seed_list, fractions, labels_train, warnings, log)
+        _run_source(
+            src, plan, classes, multilabel, cfg, seed_list, fractions, labels_train, warnings, log
+        )
     if not sources[0].runs:
         raise DataError("no split could be evaluated (every split lacked training or test rows)")
     sources = [s for s in sources if s.runs]
@@ -264,11 +389,16 @@ def evaluate(emb_path: str | os.PathLike[str], cfg: EvalConfig, out_dir: str | o
             with open(cfg_file, encoding="utf-8", errors="replace") as fh:
                 config_text = fh.read()
     with staged_report(out_dir, force) as stage:
-        figures = write_figures(sources, plan, classes, multilabel, cfg, fractions, stage, notes, log)
-        result = _result_dict(sources, plan, classes, multilabel, cfg, seed_list, fractions, figures,
-                              warnings, notes)
-        atomic_write_text(os.path.join(stage, "metrics.json"),
-                          json.dumps(_finite_or_none(result), indent=2, allow_nan=False) + "\n")
+        figures = write_figures(
+            sources, plan, classes, multilabel, cfg, fractions, stage, notes, log
+        )
+        result = _result_dict(
+            sources, plan, classes, multilabel, cfg, seed_list, fractions, figures, warnings, notes
+        )
+        atomic_write_text(
+            os.path.join(stage, "metrics.json"),
+            json.dumps(_finite_or_none(result), indent=2, allow_nan=False) + "\n",
+        )
         atomic_write_text(os.path.join(stage, "report.md"), render_markdown(result, config_text))
     log(f"wrote {os.path.join(out_dir, 'report.md')}")
     return result
@@ -279,26 +409,35 @@ def _split_counts(plan: SplitPlan, model: Source) -> list[dict[str, Any]]:
     rows = []
     for s in plan.splits:
         tr, te = rows_of(model, s, plan.kind == "test-set")
-        rows.append({"name": s.name, "train_files": int(np.unique(model.train_set.paths[tr]).size),
-                     "train_crops": int(tr.sum()), "test_files": int(np.unique(model.test_set.paths[te]).size),
-                     "test_crops": int(te.sum()), "test_groups": list(s.test_groups)})
+        rows.append(
+            {
+                "name": s.name,
+                "train_files": int(np.unique(model.train_set.paths[tr]).size),
+                "train_crops": int(tr.sum()),
+                "test_files": int(np.unique(model.test_set.paths[te]).size),
+                "test_crops": int(te.sum()),
+                "test_groups": list(s.test_groups),
+            }
+        )
     return rows
 
 
 def spread(stat: dict[str, Any], test_files: float | None, binomial: bool) -> float:
     """One standard deviation of a headline number: over the runs (splits × seeds), and,
     for an accuracy, the sampling error of the `test_files` it rests on, sqrt(p(1-p)/n),
-    on top."""
+    on top.
+    """
     sd = float(stat.get("std") or 0.0)
     if binomial and test_files:
         p = float(stat["mean"])
-        sd = math.sqrt(sd ** 2 + p * (1.0 - p) / test_files)
+        sd = math.sqrt(sd**2 + p * (1.0 - p) / test_files)
     return sd
 
 
 def _tested_files(runs: list[dict[str, Any]]) -> float | None:
     """Files behind one seed's headline number: every split's test files (k folds test
-    every file once, so the fold-mean accuracy rests on all of them)."""
+    every file once, so the fold-mean accuracy rests on all of them).
+    """
     if not runs:
         return None
     seeds = {r.get("seed") for r in runs}
@@ -323,31 +462,60 @@ def compare_sources(results: dict[str, Any], metric: str) -> list[dict[str, Any]
         n_model, n_base = _tested_files(model["runs"]), _tested_files(res["runs"])
         sigma = math.sqrt(spread(m, n_model, binomial) ** 2 + spread(b, n_base, binomial) ** 2)
         diff = float(m["mean"]) - float(b["mean"])
-        rows.append({"baseline": name, "metric": metric, "level": "file", "model": m["mean"],
-                     "value": b["mean"], "difference": diff, "two_sigma": 2 * sigma,
-                     "beyond_spread": bool(abs(diff) > 2 * sigma)})
+        rows.append(
+            {
+                "baseline": name,
+                "metric": metric,
+                "level": "file",
+                "model": m["mean"],
+                "value": b["mean"],
+                "difference": diff,
+                "two_sigma": 2 * sigma,
+                "beyond_spread": bool(abs(diff) > 2 * sigma),
+            }
+        )
     return rows
 
 
-def _result_dict(sources: list[Source], plan: SplitPlan, classes: list[str], multilabel: bool,
-                 cfg: EvalConfig, seeds: list[int], fractions: list[float], figures: dict[str, str],
-                 warnings: list[str], notes: list[str]) -> dict[str, Any]:
+def _result_dict(
+    sources: list[Source],
+    plan: SplitPlan,
+    classes: list[str],
+    multilabel: bool,
+    cfg: EvalConfig,
+    seeds: list[int],
+    fractions: list[float],
+    figures: dict[str, str],
+    warnings: list[str],
+    notes: list[str],
+) -> dict[str, Any]:
     model = sources[0]
     results: dict[str, Any] = {}
     confusion: dict[str, Any] = {}
     efficiency: dict[str, Any] = {}
     for s in sources:
-        results[s.name] = {"path": s.path, "model": s.train_set.model, "run": s.train_set.run,
-                           "dim": s.train_set.dim, **aggregate(s.runs), "runs": s.runs}
+        results[s.name] = {
+            "path": s.path,
+            "model": s.train_set.model,
+            "run": s.train_set.run,
+            "dim": s.train_set.dim,
+            **aggregate(s.runs),
+            "runs": s.runs,
+        }
         if s.pooled_true:
-            m, rows, cols = normalized_confusion(np.concatenate(s.pooled_true), np.concatenate(s.pooled_pred),
-                                                 len(classes))
+            m, rows, cols = normalized_confusion(
+                np.concatenate(s.pooled_true), np.concatenate(s.pooled_pred), len(classes)
+            )
             level = "crop" if cfg.pool == "none" else "file"
             confusion[s.name] = {"level": level, "matrix": m, "row_sums": rows, "col_sums": cols}
         if fractions:
-            efficiency[s.name] = {str(f): {**aggregate(runs),
-                                           "train_files": summarize([r["train_files"] for r in runs])["mean"]}
-                                  for f, runs in sorted(s.fraction_runs.items())}
+            efficiency[s.name] = {
+                str(f): {
+                    **aggregate(runs),
+                    "train_files": summarize([r["train_files"] for r in runs])["mean"],
+                }
+                for f, runs in sorted(s.fraction_runs.items())
+            }
     return {
         "embeddings": model.path,
         "model": model.train_set.model,
@@ -355,16 +523,30 @@ def _result_dict(sources: list[Source], plan: SplitPlan, classes: list[str], mul
         "task": "multi-label" if multilabel else "single-label",
         "classes": classes,
         "primary_metric": primary_metric(multilabel),
-        "split": {"kind": plan.kind, "description": plan.description, "splits": _split_counts(plan, model)},
+        "split": {
+            "kind": plan.kind,
+            "description": plan.description,
+            "splits": _split_counts(plan, model),
+        },
         "comparison": compare_sources(results, primary_metric(multilabel)),
-        "settings": {"classifier": cfg.classifier, "pool": cfg.pool, "logistic_c": cfg.logistic_c,
-                     "logistic_folds": cfg.logistic_folds, "mlp_hidden": cfg.mlp_hidden, "reduce": cfg.reduce,
-                     "probe_epochs": cfg.probe_epochs, "probe_learning_rate": cfg.probe_learning_rate,
-                     "probe_batch_size": cfg.probe_batch_size, "probe_dropout": cfg.probe_dropout,
-                     "probe_weight_decay": cfg.probe_weight_decay,
-                     "early_stopping_patience": cfg.early_stopping_patience,
-                     "autoencoder_units": cfg.autoencoder_units, "seeds": seeds, "split_seed": cfg.seed,
-                     "label_fractions": fractions},
+        "settings": {
+            "classifier": cfg.classifier,
+            "pool": cfg.pool,
+            "logistic_c": cfg.logistic_c,
+            "logistic_folds": cfg.logistic_folds,
+            "mlp_hidden": cfg.mlp_hidden,
+            "reduce": cfg.reduce,
+            "probe_epochs": cfg.probe_epochs,
+            "probe_learning_rate": cfg.probe_learning_rate,
+            "probe_batch_size": cfg.probe_batch_size,
+            "probe_dropout": cfg.probe_dropout,
+            "probe_weight_decay": cfg.probe_weight_decay,
+            "early_stopping_patience": cfg.early_stopping_patience,
+            "autoencoder_units": cfg.autoencoder_units,
+            "seeds": seeds,
+            "split_seed": cfg.seed,
+            "label_fractions": fractions,
+        },
         "results": results,
         "confusion_matrix": confusion,
         "data_efficiency": efficiency,

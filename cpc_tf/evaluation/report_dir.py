@@ -53,10 +53,13 @@ def check_report_folder(out_dir: str, force: bool = False) -> None:
     present = {n for n in os.listdir(out_dir) if n != REFERENCES}
     foreign = sorted(present - _own_names(out_dir))
     if foreign:
-        shown = ", ".join(repr(n) for n in foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3
-                                                           else "")
-        raise ConfigError(f"--out {out_dir} holds files that are not a cpc_tf report ({shown}); "
-                          "choose another folder, or pass --force to replace it as a whole")
+        shown = ", ".join(repr(n) for n in foreign[:3]) + (
+            f" and {len(foreign) - 3} more" if len(foreign) > 3 else ""
+        )
+        raise ConfigError(
+            f"--out {out_dir} holds files that are not a cpc_tf report ({shown}); "
+            "choose another folder, or pass --force to replace it as a whole"
+        )
 
 
 def _remove_stale(out_dir: str) -> None:
@@ -83,13 +86,17 @@ def staged_report(out_dir: str, force: bool = False) -> Iterator[str]:
         staging = os.path.join(parent, f".{name}{_TAG}{os.getpid()}")
         os.makedirs(staging)
     except OSError as exc:
-        raise DataError(f"cannot create the report folder {out_dir}: {exc.strerror or exc}") from None
+        raise DataError(
+            f"cannot create the report folder {out_dir}: {exc.strerror or exc}"
+        ) from None
     try:
         yield staging
         _swap(staging, out_dir)
     except OSError as exc:
-        raise DataError(f"writing the report {out_dir} failed, the previous report is unchanged: "
-                        f"{exc.strerror or exc}") from None
+        raise DataError(
+            f"writing the report {out_dir} failed, the previous report is unchanged: "
+            f"{exc.strerror or exc}"
+        ) from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 

@@ -56,7 +56,11 @@ def find_run_file(run: str, emb_path: str, name: str) -> str | None:
     """`name` inside the run folder, taken as given or relative to the embeddings file."""
     if not run:
         return None
-    candidates = [run] if os.path.isabs(run) else [run, os.path.join(os.path.dirname(os.path.abspath(emb_path)), run)]
+    candidates = (
+        [run]
+        if os.path.isabs(run)
+        else [run, os.path.join(os.path.dirname(os.path.abspath(emb_path)), run)]
+    )
     for folder in candidates:
         path = os.path.join(folder, name)
         if os.path.isfile(path):
@@ -76,8 +80,12 @@ def baseline_name(emb: EmbeddingSet) -> str:
 def rows_of(source: Source, split: Split, separate_test: bool) -> tuple[np.ndarray, np.ndarray]:
     """Train-row and test-row masks of `source` for `split` (matched by path)."""
     if source.train_set is not source.test_set or not separate_test:
-        return rows_in(source.train_set.paths, split.train_files), rows_in(source.test_set.paths, split.test_files)
+        return rows_in(source.train_set.paths, split.train_files), rows_in(
+            source.test_set.paths, split.test_files
+        )
     # a baseline with --test: one file holds both sides; ambiguous paths are left out
     ambiguous = split.train_files & split.test_files
-    return (rows_in(source.train_set.paths, split.train_files - ambiguous),
-            rows_in(source.test_set.paths, split.test_files - ambiguous))
+    return (
+        rows_in(source.train_set.paths, split.train_files - ambiguous),
+        rows_in(source.test_set.paths, split.test_files - ambiguous),
+    )

@@ -63,7 +63,7 @@ def parse_group_by(spec: str) -> re.Pattern[str]:
     """Compile ``regex:PATTERN``; mistakes raise :class:`ConfigError`."""
     if not spec.startswith("regex:"):
         raise ConfigError(f"--group-by {spec!r}: expected regex:PATTERN, e.g. 'regex:^(\\d)-'")
-    pattern = spec[len("regex:"):]
+    pattern = spec[len("regex:") :]
     if not pattern:
         raise ConfigError("--group-by regex: needs a pattern after 'regex:'")
     try:
@@ -91,12 +91,15 @@ def file_groups(files: Iterable[str], pattern: re.Pattern[str]) -> tuple[dict[st
         else:
             groups[f] = m.group(1) if pattern.groups and m.group(1) is not None else m.group(0)
     if files and len(unmatched) == len(files):
-        raise DataError(f"--group-by regex:{pattern.pattern}: no file name matches "
-                        f"(e.g. {files[0]!r})")
+        raise DataError(
+            f"--group-by regex:{pattern.pattern}: no file name matches (e.g. {files[0]!r})"
+        )
     notes = []
     if unmatched:
-        notes.append(f"--group-by: {len(unmatched)} file(s) match no group (e.g. {unmatched[0]!r}); "
-                     "each is kept as its own group")
+        notes.append(
+            f"--group-by: {len(unmatched)} file(s) match no group (e.g. {unmatched[0]!r}); "
+            "each is kept as its own group"
+        )
     return groups, notes
 
 
@@ -114,8 +117,9 @@ def round_half_up(x: float) -> int:
     return int(np.floor(x + 0.5))
 
 
-def _units(files: Sequence[str], labels: dict[str, str], groups: dict[str, str] | None
-           ) -> tuple[dict[str, list[str]], dict[str, str]]:
+def _units(
+    files: Sequence[str], labels: dict[str, str], groups: dict[str, str] | None
+) -> tuple[dict[str, list[str]], dict[str, str]]:
     """Units of splitting (groups, or single files) and each unit's stratification key."""
     members: dict[str, list[str]] = defaultdict(list)
     for f in files:
@@ -134,9 +138,11 @@ def _unit_word(groups: dict[str, str] | None) -> str:
     return "group" if groups else "file"
 
 
-def class_coverage_warnings(split: Split, labels_train: dict[str, str], labels_test: dict[str, str],
-                            multilabel: bool) -> list[str]:
+def class_coverage_warnings(
+    split: Split, labels_train: dict[str, str], labels_test: dict[str, str], multilabel: bool
+) -> list[str]:
     """Warn about classes (tags) that the test side has and the training side lacks."""
+
     def classes(files: Iterable[str], labels: dict[str, str]) -> set[str]:
         out: set[str] = set()
         for f in files:
@@ -148,13 +154,21 @@ def class_coverage_warnings(split: Split, labels_train: dict[str, str], labels_t
     if not unseen:
         return []
     shown = ", ".join(repr(c) for c in unseen[:5]) + (" ..." if len(unseen) > 5 else "")
-    return [f"{split.name}: {len(unseen)} class(es) in the test side never occur in training "
-            f"({shown}); they cannot be predicted and count as errors"]
+    return [
+        f"{split.name}: {len(unseen)} class(es) in the test side never occur in training "
+        f"({shown}); they cannot be predicted and count as errors"
+    ]
 
 
 # ----------------------------------------------------------------- splits
-def holdout_split(files: Sequence[str], labels: dict[str, str], fraction: float, seed: int = 0,
-                  groups: dict[str, str] | None = None, multilabel: bool = False) -> SplitPlan:
+def holdout_split(
+    files: Sequence[str],
+    labels: dict[str, str],
+    fraction: float,
+    seed: int = 0,
+    groups: dict[str, str] | None = None,
+    multilabel: bool = False,
+) -> SplitPlan:
     """Stratified hold-out of about `fraction` of the files (groups) per class."""
     if not 0.0 < fraction < 1.0:
         raise ConfigError(f"--test-fraction must lie in (0, 1), got {fraction}")
@@ -181,35 +195,53 @@ def holdout_split(files: Sequence[str], labels: dict[str, str], fraction: float,
         test_units.extend(units[:n_test])
     if single:
         shown = ", ".join(repr(c) for c in single[:5]) + (" ..." if len(single) > 5 else "")
-        notes.append(f"{len(single)} class(es) have a single {word} ({shown}); "
-                     "they stay in training and are not tested")
+        notes.append(
+            f"{len(single)} class(es) have a single {word} ({shown}); "
+            "they stay in training and are not tested"
+        )
     if pooled:
         rng.shuffle(pooled)
         n_test = round_half_up(fraction * len(pooled))
         test_units.extend(pooled[:n_test])
-        notes.append(f"{len(pooled)} tag combination(s) occur on a single {word}; "
-                     f"they were pooled and {n_test} went to the test side")
+        notes.append(
+            f"{len(pooled)} tag combination(s) occur on a single {word}; "
+            f"they were pooled and {n_test} went to the test side"
+        )
     if not test_units:
-        raise DataError(f"cannot hold out a test set: no class has two {word}s or more "
-                        f"({len(members)} {word}s in all)")
+        raise DataError(
+            f"cannot hold out a test set: no class has two {word}s or more "
+            f"({len(members)} {word}s in all)"
+        )
     test_set = set(test_units)
     test_files = frozenset(f for u in test_set for f in members[u])
     train_files = frozenset(files) - test_files
     if not train_files:
         raise DataError("the test split left no training files")
-    split = Split("holdout", train_files, test_files,
-                  tuple(sorted(test_set, key=natural_key)) if groups else ())
+    split = Split(
+        "holdout",
+        train_files,
+        test_files,
+        tuple(sorted(test_set, key=natural_key)) if groups else (),
+    )
     by = f" by {word}" if groups else ""
-    desc = (f"hold-out of {len(test_files)}/{len(files)} files "
-            f"(test fraction {fraction:g}, stratified{by}, seed {seed})")
+    desc = (
+        f"hold-out of {len(test_files)}/{len(files)} files "
+        f"(test fraction {fraction:g}, stratified{by}, seed {seed})"
+    )
     plan = SplitPlan("holdout", desc, [split], groups, notes)
     plan.warnings.extend(class_coverage_warnings(split, labels, labels, multilabel))
     assert_disjoint(plan)
     return plan
 
 
-def kfold_splits(files: Sequence[str], labels: dict[str, str], k: int, seed: int = 0,
-                 groups: dict[str, str] | None = None, multilabel: bool = False) -> SplitPlan:
+def kfold_splits(
+    files: Sequence[str],
+    labels: dict[str, str],
+    k: int,
+    seed: int = 0,
+    groups: dict[str, str] | None = None,
+    multilabel: bool = False,
+) -> SplitPlan:
     """Stratified (group) K-fold over files: every file is tested exactly once."""
     if k < 2:
         raise ConfigError(f"--folds must be at least 2, got {k}")
@@ -227,15 +259,24 @@ def kfold_splits(files: Sequence[str], labels: dict[str, str], k: int, seed: int
         fold_units = _stratified_group_folds(files, labels, groups, k, seed, notes)
         by = f" by {word}" if groups else " by file"
         stratified = not any("not stratified" in n or "unstratified" in n for n in notes)
-        desc = (f"{k}-fold stratified cross-validation{by} (seed {seed})" if stratified
-                else f"{k}-fold cross-validation{by}, not stratified")
+        desc = (
+            f"{k}-fold stratified cross-validation{by} (seed {seed})"
+            if stratified
+            else f"{k}-fold cross-validation{by}, not stratified"
+        )
     all_files = frozenset(files)
     splits = []
     for i, units in enumerate(fold_units):
         test_files = frozenset(f for u in units for f in members[u])
         name = f"fold {i + 1}" + (f" (group {units[0]})" if groups and len(units) == 1 else "")
-        splits.append(Split(name, all_files - test_files, test_files,
-                            tuple(sorted(units, key=natural_key)) if groups else ()))
+        splits.append(
+            Split(
+                name,
+                all_files - test_files,
+                test_files,
+                tuple(sorted(units, key=natural_key)) if groups else (),
+            )
+        )
     plan = SplitPlan("folds", desc, splits, groups, notes)
     for s in splits:
         plan.warnings.extend(class_coverage_warnings(s, labels, labels, multilabel))
@@ -243,48 +284,75 @@ def kfold_splits(files: Sequence[str], labels: dict[str, str], k: int, seed: int
     return plan
 
 
-def _stratified_group_folds(files: list[str], labels: dict[str, str], groups: dict[str, str] | None,
-                            k: int, seed: int, notes: list[str]) -> list[list[str]]:
+def _stratified_group_folds(
+    files: list[str],
+    labels: dict[str, str],
+    groups: dict[str, str] | None,
+    k: int,
+    seed: int,
+    notes: list[str],
+) -> list[list[str]]:
     from sklearn.model_selection import GroupKFold, StratifiedGroupKFold
 
     unit_of = [groups[f] if groups else f for f in files]
     y_codes = np.unique([labels[f] for f in files], return_inverse=True)[1]
     g_names, g_codes = np.unique(unit_of, return_inverse=True)
     x = np.zeros((len(files), 1))
-    smallest = min(len({u for u, c in zip(unit_of, y_codes) if c == code}) for code in np.unique(y_codes))
+    smallest = min(
+        len({u for u, c in zip(unit_of, y_codes) if c == code}) for code in np.unique(y_codes)
+    )
     if smallest < k:
         # scikit-learn >= 1.9 refuses to stratify then (earlier versions warned and went on)
-        notes.append(f"the smallest class has {smallest} {_unit_word(groups)}(s), fewer than the {k} folds; "
-                     "the folds are not stratified, and some training folds miss a class")
+        notes.append(
+            f"the smallest class has {smallest} {_unit_word(groups)}(s), fewer than the {k} folds; "
+            "the folds are not stratified, and some training folds miss a class"
+        )
         folds = []
     else:
         with pywarnings.catch_warnings():
             pywarnings.simplefilter("ignore")
-            folds = [np.unique(g_codes[test]) for _, test in
-                     StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed).split(x, y_codes, g_codes)]
+            folds = [
+                np.unique(g_codes[test])
+                for _, test in StratifiedGroupKFold(
+                    n_splits=k, shuffle=True, random_state=seed
+                ).split(x, y_codes, g_codes)
+            ]
     if not folds:
-        folds = [np.unique(g_codes[test]) for _, test in GroupKFold(n_splits=k).split(x, y_codes, g_codes)]
+        folds = [
+            np.unique(g_codes[test])
+            for _, test in GroupKFold(n_splits=k).split(x, y_codes, g_codes)
+        ]
     elif any(f.size == 0 for f in folds):
         notes.append("stratified K-fold left a fold empty; fell back to unstratified group K-fold")
-        folds = [np.unique(g_codes[test]) for _, test in GroupKFold(n_splits=k).split(x, y_codes, g_codes)]
+        folds = [
+            np.unique(g_codes[test])
+            for _, test in GroupKFold(n_splits=k).split(x, y_codes, g_codes)
+        ]
     return [[str(g_names[c]) for c in fold] for fold in folds]
 
 
-def separate_test_split(train_files: Iterable[str], test_files: Iterable[str],
-                   groups_train: dict[str, str] | None = None,
-                   groups_test: dict[str, str] | None = None) -> SplitPlan:
+def separate_test_split(
+    train_files: Iterable[str],
+    test_files: Iterable[str],
+    groups_train: dict[str, str] | None = None,
+    groups_test: dict[str, str] | None = None,
+) -> SplitPlan:
     """The main file trains, a separate file tests; overlaps are reported, not repaired."""
     train, test = frozenset(train_files), frozenset(test_files)
     notes: list[str] = []
     both = sorted(train & test)
     if both:
-        notes.append(f"{len(both)} path(s) occur in both --embeddings and --test (e.g. {both[0]!r}); "
-                     "if they are the same audio, the test set leaks into training")
+        notes.append(
+            f"{len(both)} path(s) occur in both --embeddings and --test (e.g. {both[0]!r}); "
+            "if they are the same audio, the test set leaks into training"
+        )
     if groups_train is not None and groups_test is not None:
         shared = sorted(set(groups_train.values()) & set(groups_test.values()), key=natural_key)
         if shared:
-            notes.append(f"{len(shared)} group(s) occur in both --embeddings and --test "
-                         f"(e.g. {shared[0]!r}); the test set is not group-disjoint")
+            notes.append(
+                f"{len(shared)} group(s) occur in both --embeddings and --test "
+                f"(e.g. {shared[0]!r}); the test set is not group-disjoint"
+            )
     split = Split("test set", train, test)
     return SplitPlan("test-set", f"separate test set ({len(test)} files)", [split], None, notes)
 
@@ -306,8 +374,13 @@ def rows_in(paths: np.ndarray, files: frozenset[str]) -> np.ndarray:
     return np.isin(paths, np.asarray(sorted(files), dtype=str))
 
 
-def split_by_file(paths: np.ndarray, labels: np.ndarray, test_fraction: float = 0.2, seed: int = 0,
-                  group_by: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+def split_by_file(
+    paths: np.ndarray,
+    labels: np.ndarray,
+    test_fraction: float = 0.2,
+    seed: int = 0,
+    group_by: str | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """Row indices ``(train, test)`` of a stratified hold-out by file (see :func:`holdout_split`).
 
     A convenience for callers holding plain arrays (one path and one label string per
@@ -318,4 +391,6 @@ def split_by_file(paths: np.ndarray, labels: np.ndarray, test_fraction: float = 
     groups = file_groups(lab, parse_group_by(group_by))[0] if group_by else None
     multilabel = has_tags(list(lab.values()))
     split = holdout_split(sorted(lab), lab, test_fraction, seed, groups, multilabel).splits[0]
-    return np.flatnonzero(rows_in(paths, split.train_files)), np.flatnonzero(rows_in(paths, split.test_files))
+    return np.flatnonzero(rows_in(paths, split.train_files)), np.flatnonzero(
+        rows_in(paths, split.test_files)
+    )

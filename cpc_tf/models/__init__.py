@@ -5,8 +5,27 @@ serialization registry (that is all it does), so that after ``import cpc_tf.mode
 ``keras.saving.load_model("RUN/model.keras")`` needs no ``custom_objects``.
 """
 
-from cpc_tf.models import (autoregressive, cpc, encoders, heads, layers, melconv, simclr,  # noqa: F401
-                           supervised, tunet)
 from cpc_tf.dsp import augment, frontend, spec_augment  # noqa: F401  (in-model signal layers)
+from cpc_tf.models import (
+    autoregressive,
+    cpc,
+    encoders,
+    heads,
+    layers,
+    melconv,
+    simclr,  # noqa: F401
+    supervised,
+    tunet,
+)
 
-__all__ = ["autoregressive", "cpc", "encoders", "heads", "layers", "melconv", "simclr", "supervised", "tunet"]
+__all__ = [
+    "autoregressive",
+    "cpc",
+    "encoders",
+    "heads",
+    "layers",
+    "melconv",
+    "simclr",
+    "supervised",
+    "tunet",
+]

@@ -15,7 +15,13 @@ from typing import Any
 import keras
 from keras import ops
 
-from cpc_tf.models.layers import Shape, SinusoidalPositionalEncoding, activation_layer, build_chain, run_chain
+from cpc_tf.models.layers import (
+    Shape,
+    SinusoidalPositionalEncoding,
+    activation_layer,
+    build_chain,
+    run_chain,
+)
 
 
 @keras.saving.register_keras_serializable(package="cpc_tf")
@@ -31,15 +37,24 @@ class GRUAutoregressor(keras.layers.Layer):
         return_sequences: return every context c_t (frame-level CPC) instead of c_T.
     """
 
-    def __init__(self, units: int = 512, reset_after: bool = True, return_sequences: bool = False,
-                 **kwargs: Any) -> None:
+    def __init__(
+        self,
+        units: int = 512,
+        reset_after: bool = True,
+        return_sequences: bool = False,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.units = int(units)
         self.reset_after = bool(reset_after)
         self.return_sequences = bool(return_sequences)
-        self.gru = keras.layers.GRU(self.units, reset_after=self.reset_after,
-                                    return_sequences=self.return_sequences,
-                                    dtype=self.dtype_policy, name="gru")
+        self.gru = keras.layers.GRU(
+            self.units,
+            reset_after=self.reset_after,
+            return_sequences=self.return_sequences,
+            dtype=self.dtype_policy,
+            name="gru",
+        )
 
     def build(self, input_shape: Shape) -> None:
         self.gru.build(tuple(input_shape))
@@ -55,8 +70,13 @@ class GRUAutoregressor(keras.layers.Layer):
 
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()
-        config.update({"units": self.units, "reset_after": self.reset_after,
-                       "return_sequences": self.return_sequences})
+        config.update(
+            {
+                "units": self.units,
+                "reset_after": self.reset_after,
+                "return_sequences": self.return_sequences,
+            }
+        )
         return config
 
 
@@ -77,8 +97,15 @@ class TransformerEncoderLayer(keras.layers.Layer):
         epsilon: LayerNorm epsilon.
     """
 
-    def __init__(self, d_model: int = 256, num_heads: int = 2, dff: int = 100, dropout: float = 0.1,
-                 epsilon: float = 1e-6, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        d_model: int = 256,
+        num_heads: int = 2,
+        dff: int = 100,
+        dropout: float = 0.1,
+        epsilon: float = 1e-6,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.d_model = int(d_model)
         self.num_heads = int(num_heads)
@@ -86,21 +113,32 @@ class TransformerEncoderLayer(keras.layers.Layer):
         self.dropout = float(dropout)
         self.epsilon = float(epsilon)
         if self.d_model % self.num_heads:
-            raise ValueError(f"d_model={self.d_model} is not divisible by num_heads={self.num_heads}")
+            raise ValueError(
+                f"d_model={self.d_model} is not divisible by num_heads={self.num_heads}"
+            )
         dt = self.dtype_policy
-        self.mha = keras.layers.MultiHeadAttention(self.num_heads, key_dim=self.d_model // self.num_heads,
-                                                   dtype=dt, name="mha")
-        self.ffn = [keras.layers.Dense(self.dff, activation="relu", dtype=dt, name="ffn_0"),
-                    keras.layers.Dense(self.d_model, dtype=dt, name="ffn_1")]
+        self.mha = keras.layers.MultiHeadAttention(
+            self.num_heads, key_dim=self.d_model // self.num_heads, dtype=dt, name="mha"
+        )
+        self.ffn = [
+            keras.layers.Dense(self.dff, activation="relu", dtype=dt, name="ffn_0"),
+            keras.layers.Dense(self.d_model, dtype=dt, name="ffn_1"),
+        ]
         self.drop_attn = keras.layers.Dropout(self.dropout, dtype=dt, name="dropout_attn")
         self.drop_ffn = keras.layers.Dropout(self.dropout, dtype=dt, name="dropout_ffn")
-        self.norm_attn = keras.layers.LayerNormalization(epsilon=self.epsilon, dtype=dt, name="norm_attn")
-        self.norm_ffn = keras.layers.LayerNormalization(epsilon=self.epsilon, dtype=dt, name="norm_ffn")
+        self.norm_attn = keras.layers.LayerNormalization(
+            epsilon=self.epsilon, dtype=dt, name="norm_attn"
+        )
+        self.norm_ffn = keras.layers.LayerNormalization(
+            epsilon=self.epsilon, dtype=dt, name="norm_ffn"
+        )
 
     def build(self, input_shape: Shape) -> None:
         if input_shape[-1] != self.d_model:
-            raise ValueError(f"input feature size {input_shape[-1]} differs from d_model={self.d_model} "
-                             "(the residual connections need them equal)")
+            raise ValueError(
+                f"input feature size {input_shape[-1]} differs from d_model={self.d_model} "
+                "(the residual connections need them equal)"
+            )
         shape = tuple(input_shape)
         self.mha.build(shape, shape)
         build_chain(self.ffn, shape)
@@ -119,8 +157,15 @@ class TransformerEncoderLayer(keras.layers.Layer):
 
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()
-        config.update({"d_model": self.d_model, "num_heads": self.num_heads, "dff": self.dff,
-                       "dropout": self.dropout, "epsilon": self.epsilon})
+        config.update(
+            {
+                "d_model": self.d_model,
+                "num_heads": self.num_heads,
+                "dff": self.dff,
+                "dropout": self.dropout,
+                "epsilon": self.epsilon,
+            }
+        )
         return config
 
 
@@ -139,9 +184,18 @@ class TransformerAutoregressor(keras.layers.Layer):
     given in Bajorath et al. 2021, §2.2.3.
     """
 
-    def __init__(self, d_model: int = 256, output_dim: int = 512, max_positions: int = 30,
-                 num_layers: int = 2, num_heads: int = 2, dff: int = 100, dense_units: int = 100,
-                 dropout: float = 0.1, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        d_model: int = 256,
+        output_dim: int = 512,
+        max_positions: int = 30,
+        num_layers: int = 2,
+        num_heads: int = 2,
+        dff: int = 100,
+        dense_units: int = 100,
+        dropout: float = 0.1,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.d_model = int(d_model)
         self.output_dim = int(output_dim)
@@ -152,11 +206,21 @@ class TransformerAutoregressor(keras.layers.Layer):
         self.dense_units = int(dense_units)
         self.dropout = float(dropout)
         dt = self.dtype_policy
-        self.positions = SinusoidalPositionalEncoding(self.max_positions, dtype=dt, name="positions")
+        self.positions = SinusoidalPositionalEncoding(
+            self.max_positions, dtype=dt, name="positions"
+        )
         self.input_dropout = keras.layers.Dropout(self.dropout, dtype=dt, name="input_dropout")
-        self.encoder_layers = [TransformerEncoderLayer(self.d_model, self.num_heads, self.dff, self.dropout,
-                                                       dtype=dt, name=f"encoder_layer_{i}")
-                               for i in range(self.num_layers)]
+        self.encoder_layers = [
+            TransformerEncoderLayer(
+                self.d_model,
+                self.num_heads,
+                self.dff,
+                self.dropout,
+                dtype=dt,
+                name=f"encoder_layer_{i}",
+            )
+            for i in range(self.num_layers)
+        ]
         self.head = [
             keras.layers.Flatten(dtype=dt, name="flatten"),
             keras.layers.Dropout(self.dropout, dtype=dt, name="dropout_0"),
@@ -172,7 +236,9 @@ class TransformerAutoregressor(keras.layers.Layer):
             raise ValueError("TransformerAutoregressor needs a fixed number of steps T (Flatten)")
         if int(steps) > self.max_positions:
             raise ValueError(f"{steps} steps exceed max_positions={self.max_positions}")
-        shape = build_chain([self.positions, self.input_dropout, *self.encoder_layers], tuple(input_shape))
+        shape = build_chain(
+            [self.positions, self.input_dropout, *self.encoder_layers], tuple(input_shape)
+        )
         build_chain(self.head, shape)
         self.built = True
 
@@ -188,8 +254,16 @@ class TransformerAutoregressor(keras.layers.Layer):
 
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()
-        config.update({"d_model": self.d_model, "output_dim": self.output_dim,
-                       "max_positions": self.max_positions,
-                       "num_layers": self.num_layers, "num_heads": self.num_heads, "dff": self.dff,
-                       "dense_units": self.dense_units, "dropout": self.dropout})
+        config.update(
+            {
+                "d_model": self.d_model,
+                "output_dim": self.output_dim,
+                "max_positions": self.max_positions,
+                "num_layers": self.num_layers,
+                "num_heads": self.num_heads,
+                "dff": self.dff,
+                "dense_units": self.dense_units,
+                "dropout": self.dropout,
+            }
+        )
         return config

@@ -46,7 +46,7 @@ class ContrastiveModel(keras.Model):
         return {"config": self._config_dict, "name": self.name}
 
     @classmethod
-    def from_config(cls, config: dict[str, Any]) -> "ContrastiveModel":
+    def from_config(cls, config: dict[str, Any]) -> ContrastiveModel:
         return cls(**config)
 
     def build(self, input_shape: Any = None) -> None:
@@ -82,4 +82,3 @@ class ContrastiveModel(keras.Model):
     def test_step(self, data: Any) -> dict[str, tf.Tensor]:
         loss, metrics = self.contrastive_loss(data, training=False)
         return {"loss": loss, **metrics}
-

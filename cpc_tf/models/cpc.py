@@ -75,8 +75,11 @@ class CPC(ContrastiveModel):
         self.encoder = build_encoder(cfg)
         self.autoregressor = build_autoregressor(cfg)
         self.predictors = build_predictors(cfg)
-        self.queue = (NegativeQueue(m.queue_size, encoder_output_dim(cfg), name="negative_queue")
-                      if m.negatives == "batch" and m.queue_size else None)
+        self.queue = (
+            NegativeQueue(m.queue_size, encoder_output_dim(cfg), name="negative_queue")
+            if m.negatives == "batch" and m.queue_size
+            else None
+        )
         self._step_weighting = m.step_weighting
         self._seed = cfg.data.seed
 
@@ -101,7 +104,9 @@ class CPC(ContrastiveModel):
         z = self.encoder(flat, training=training)
         return tf.reshape(z, tf.stack([batch, steps, tf.shape(z)[-1]]))
 
-    def codes_and_contexts(self, x: tf.Tensor, training: bool = False) -> tuple[tf.Tensor, tf.Tensor]:
+    def codes_and_contexts(
+        self, x: tf.Tensor, training: bool = False
+    ) -> tuple[tf.Tensor, tf.Tensor]:
         """The codes z ``[B, S, D]`` and the contexts c.
 
         c is ``[B, P, c_dim]`` (one per context position) for a sequence autoregressor
@@ -110,12 +115,14 @@ class CPC(ContrastiveModel):
         """
         if self.frame_mode:
             feats = self.frontend(x) if self.frontend is not None else x
-            z = self.encoder(feats, training=training)                           # [B, L, D]
+            z = self.encoder(feats, training=training)  # [B, L, D]
             return z, self.autoregressor(z, training=training)
-        z = self.encode_windows(x, training=training)                            # [B, T+k, D]
+        z = self.encode_windows(x, training=training)  # [B, T+k, D]
         return z, self.autoregressor(z[:, : self.context_steps], training=training)
 
-    def representation(self, x: tf.Tensor, kind: str | None = None, training: bool = False) -> tf.Tensor:
+    def representation(
+        self, x: tf.Tensor, kind: str | None = None, training: bool = False
+    ) -> tf.Tensor:
         """The downstream embedding of a crop.
 
         ``kind`` (default ``eval.cpc_representation`` of the model's config): ``c_last``
@@ -125,13 +132,17 @@ class CPC(ContrastiveModel):
         """
         kind = kind or self.default_representation
         if kind not in REPRESENTATIONS:
-            raise ValueError(f"unknown CPC representation {kind!r}; expected one of {', '.join(REPRESENTATIONS)}")
+            raise ValueError(
+                f"unknown CPC representation {kind!r}; expected one of {', '.join(REPRESENTATIONS)}"
+            )
         z, c = self.codes_and_contexts(x, training=training)
         if kind == "z_mean":
             return tf.reduce_mean(z, axis=1)
         if len(c.shape) == 2:
             if kind == "c_mean":
-                raise ValueError("c_mean needs a context per position; this autoregressor gives only c_T")
+                raise ValueError(
+                    "c_mean needs a context per position; this autoregressor gives only c_T"
+                )
             return c
         return tf.reduce_mean(c, axis=1) if kind == "c_mean" else c[:, -1]
 
@@ -149,17 +160,28 @@ class CPC(ContrastiveModel):
         z, c = self.codes_and_contexts(x, training)
         if self.prediction == "last":
             c_last = c if len(c.shape) == 2 else c[:, -1]
-            preds = self.predictors(c_last)[:, None]                 # [B, 1, k, D]
-            first = tf.shape(z)[1] - k - 1                            # c_T sits at window T-1
+            preds = self.predictors(c_last)[:, None]  # [B, 1, k, D]
+            first = tf.shape(z)[1] - k - 1  # c_T sits at window T-1
         else:
-            preds = self.predictors(c)                               # [B, P, k, D]
+            preds = self.predictors(c)  # [B, P, k, D]
             first = 0
         if self.negatives == "batch":
-            queue, count = (None, None) if self.queue is None else (self.queue.codes, self.queue.count)
-            loss_k, acc_k = info_nce_windows(preds, z, num_negatives=self.num_negatives, queue=queue,
-                                             queue_count=count, seed=self._draw_seed(), first_position=first)
+            queue, count = (
+                (None, None) if self.queue is None else (self.queue.codes, self.queue.count)
+            )
+            loss_k, acc_k = info_nce_windows(
+                preds,
+                z,
+                num_negatives=self.num_negatives,
+                queue=queue,
+                queue_count=count,
+                seed=self._draw_seed(),
+                first_position=first,
+            )
             if self.queue is not None and training:
-                self.queue.push(tf.reshape(gather_across_replicas(tf.cast(z, tf.float32)), [-1, z.shape[-1]]))
+                self.queue.push(
+                    tf.reshape(gather_across_replicas(tf.cast(z, tf.float32)), [-1, z.shape[-1]])
+                )
         else:
             loss_k, acc_k = self._same_step(preds, z, first)
         loss = tf.reduce_sum(step_weights(k, self._step_weighting) * loss_k)
@@ -174,8 +196,8 @@ class CPC(ContrastiveModel):
         losses, accs = [], []
         for step in range(1, self.predict_steps + 1):
             n = tf.minimum(positions, windows - first - step)
-            p = tf.transpose(preds[:, :n, step - 1], [1, 0, 2])                 # [n, B, D]
-            t = tf.transpose(z[:, first + step: first + step + n], [1, 0, 2])   # [n, B, D]
+            p = tf.transpose(preds[:, :n, step - 1], [1, 0, 2])  # [n, B, D]
+            t = tf.transpose(z[:, first + step : first + step + n], [1, 0, 2])  # [n, B, D]
             loss_s, acc_s = info_nce(p, t)
             losses.append(tf.reduce_mean(loss_s))
             accs.append(tf.reduce_mean(acc_s))

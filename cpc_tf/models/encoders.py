@@ -49,13 +49,24 @@ class Conv1DEncoder(keras.layers.Layer):
     included), the number stated in Bajorath et al. 2021, §2.2.2.
     """
 
-    def __init__(self, z_dim: int = 256, strides: Sequence[int] = (5, 4, 2, 2, 2),
-                 kernels: Sequence[int] = (10, 8, 4, 4, 4), filters: int = 512,
-                 hidden_units: int = 512, dropout: float = 0.1, synchronized_bn: bool = False,
-                 bn_momentum: float = 0.9, norm: str = "batch", **kwargs: Any) -> None:
+    def __init__(
+        self,
+        z_dim: int = 256,
+        strides: Sequence[int] = (5, 4, 2, 2, 2),
+        kernels: Sequence[int] = (10, 8, 4, 4, 4),
+        filters: int = 512,
+        hidden_units: int = 512,
+        dropout: float = 0.1,
+        synchronized_bn: bool = False,
+        bn_momentum: float = 0.9,
+        norm: str = "batch",
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         if len(strides) != len(kernels):
-            raise ValueError(f"strides {list(strides)} and kernels {list(kernels)} differ in length")
+            raise ValueError(
+                f"strides {list(strides)} and kernels {list(kernels)} differ in length"
+            )
         self.z_dim = int(z_dim)
         self.strides = _ints(strides)
         self.kernels = _ints(kernels)
@@ -67,9 +78,18 @@ class Conv1DEncoder(keras.layers.Layer):
         self.norm = norm
         dt = self.dtype_policy
         self.blocks = [
-            ConvBlock(self.filters, k, strides=s, padding="valid", norm=self.norm,
-                      synchronized=self.synchronized_bn, bn_momentum=self.bn_momentum,
-                      activation="leaky_relu", dtype=dt, name=f"conv_block_{i}")
+            ConvBlock(
+                self.filters,
+                k,
+                strides=s,
+                padding="valid",
+                norm=self.norm,
+                synchronized=self.synchronized_bn,
+                bn_momentum=self.bn_momentum,
+                activation="leaky_relu",
+                dtype=dt,
+                name=f"conv_block_{i}",
+            )
             for i, (s, k) in enumerate(zip(self.strides, self.kernels))
         ]
         self.head = [
@@ -89,8 +109,10 @@ class Conv1DEncoder(keras.layers.Layer):
 
     def build(self, input_shape: Shape) -> None:
         if input_shape[-1] is not None and self.output_steps(int(input_shape[-1])) < 1:
-            raise ValueError(f"a window of {input_shape[-1]} samples is too short for strides "
-                             f"{self.strides} and kernels {self.kernels}")
+            raise ValueError(
+                f"a window of {input_shape[-1]} samples is too short for strides "
+                f"{self.strides} and kernels {self.kernels}"
+            )
         shape = build_chain(self.blocks, tuple(input_shape) + (1,))
         build_chain(self.head, shape)
         self.built = True
@@ -105,10 +127,19 @@ class Conv1DEncoder(keras.layers.Layer):
 
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()
-        config.update({"z_dim": self.z_dim, "strides": self.strides, "kernels": self.kernels,
-                       "filters": self.filters, "hidden_units": self.hidden_units,
-                       "dropout": self.dropout, "synchronized_bn": self.synchronized_bn,
-                       "bn_momentum": self.bn_momentum, "norm": self.norm})
+        config.update(
+            {
+                "z_dim": self.z_dim,
+                "strides": self.strides,
+                "kernels": self.kernels,
+                "filters": self.filters,
+                "hidden_units": self.hidden_units,
+                "dropout": self.dropout,
+                "synchronized_bn": self.synchronized_bn,
+                "bn_momentum": self.bn_momentum,
+                "norm": self.norm,
+            }
+        )
         return config
 
 
@@ -126,9 +157,16 @@ class Mel2DEncoder(keras.layers.Layer):
     parameters, as stated in Bajorath et al. 2021, §2.2.2. The log-mel frontend is not part of it.
     """
 
-    def __init__(self, z_dim: int = 256, filters: Sequence[int] = (32, 64, 256, 512),
-                 kernel: int = 3, stride: int = 2, hidden_units: int = 512, dropout: float = 0.1,
-                 **kwargs: Any) -> None:
+    def __init__(
+        self,
+        z_dim: int = 256,
+        filters: Sequence[int] = (32, 64, 256, 512),
+        kernel: int = 3,
+        stride: int = 2,
+        hidden_units: int = 512,
+        dropout: float = 0.1,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.z_dim = int(z_dim)
         self.filters = _ints(filters)
@@ -140,8 +178,9 @@ class Mel2DEncoder(keras.layers.Layer):
         self.convs: list[keras.layers.Layer | None] = []
         for i, f in enumerate(self.filters):
             self.convs += [
-                keras.layers.Conv2D(f, self.kernel, strides=self.stride, padding="same", dtype=dt,
-                                    name=f"conv_{i}"),
+                keras.layers.Conv2D(
+                    f, self.kernel, strides=self.stride, padding="same", dtype=dt, name=f"conv_{i}"
+                ),
                 keras.layers.SpatialDropout2D(self.dropout, dtype=dt, name=f"spatial_dropout_{i}"),
                 activation_layer("leaky_relu", dt, f"conv_{i}_act"),
             ]
@@ -169,15 +208,23 @@ class Mel2DEncoder(keras.layers.Layer):
 
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()
-        config.update({"z_dim": self.z_dim, "filters": self.filters, "kernel": self.kernel,
-                       "stride": self.stride, "hidden_units": self.hidden_units,
-                       "dropout": self.dropout})
+        config.update(
+            {
+                "z_dim": self.z_dim,
+                "filters": self.filters,
+                "kernel": self.kernel,
+                "stride": self.stride,
+                "hidden_units": self.hidden_units,
+                "dropout": self.dropout,
+            }
+        )
         return config
 
 
 # ------------------------------------------------------------------------ Frame
-def frame_encoder_length(samples: int, strides: Sequence[int], kernels: Sequence[int],
-                         paddings: Sequence[int]) -> int:
+def frame_encoder_length(
+    samples: int, strides: Sequence[int], kernels: Sequence[int], paddings: Sequence[int]
+) -> int:
     """Frames the :class:`FrameEncoder` gives for ``samples`` input samples (0 = too short).
 
     With CLMR's settings (strides [5,3,2,2,2,2,2], kernels [10,6,4,4,4,2,2], zero padding
@@ -205,15 +252,25 @@ class FrameEncoder(keras.layers.Layer):
     :func:`frame_encoder_length`) for L.
     """
 
-    def __init__(self, strides: Sequence[int] = (5, 3, 2, 2, 2, 2, 2),
-                 kernels: Sequence[int] = (10, 6, 4, 4, 4, 2, 2), filters: int = 512,
-                 paddings: Sequence[int] = (2, 2, 2, 2, 1, 1, 1), batch_norm: bool = False,
-                 synchronized_bn: bool = False, bn_momentum: float = 0.9, norm: str | None = None,
-                 dim: int = 0, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        strides: Sequence[int] = (5, 3, 2, 2, 2, 2, 2),
+        kernels: Sequence[int] = (10, 6, 4, 4, 4, 2, 2),
+        filters: int = 512,
+        paddings: Sequence[int] = (2, 2, 2, 2, 1, 1, 1),
+        batch_norm: bool = False,
+        synchronized_bn: bool = False,
+        bn_momentum: float = 0.9,
+        norm: str | None = None,
+        dim: int = 0,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         if not len(strides) == len(kernels) == len(paddings):
-            raise ValueError(f"strides {list(strides)}, kernels {list(kernels)} and paddings "
-                             f"{list(paddings)} must have the same length")
+            raise ValueError(
+                f"strides {list(strides)}, kernels {list(kernels)} and paddings "
+                f"{list(paddings)} must have the same length"
+            )
         self.strides = _ints(strides)
         self.kernels = _ints(kernels)
         self.filters = int(filters)
@@ -225,10 +282,20 @@ class FrameEncoder(keras.layers.Layer):
         self.dim = int(dim)
         dt = self.dtype_policy
         self.blocks: list[keras.layers.Layer] = [
-            ConvBlock(self.filters, k, strides=s, padding="valid", explicit_padding=p,
-                      norm=self.norm, synchronized=self.synchronized_bn, bn_momentum=self.bn_momentum,
-                      activation="relu", kernel_initializer="he_uniform", dtype=dt,
-                      name=f"conv_block_{i}")
+            ConvBlock(
+                self.filters,
+                k,
+                strides=s,
+                padding="valid",
+                explicit_padding=p,
+                norm=self.norm,
+                synchronized=self.synchronized_bn,
+                bn_momentum=self.bn_momentum,
+                activation="relu",
+                kernel_initializer="he_uniform",
+                dtype=dt,
+                name=f"conv_block_{i}",
+            )
             for i, (s, k, p) in enumerate(zip(self.strides, self.kernels, self.paddings))
         ]
         if self.dim:
@@ -249,15 +316,27 @@ class FrameEncoder(keras.layers.Layer):
 
     def compute_output_shape(self, input_shape: Shape) -> Shape:
         steps = input_shape[-1]
-        return (input_shape[0], None if steps is None else self.output_length(int(steps)),
-                self.dim or self.filters)
+        return (
+            input_shape[0],
+            None if steps is None else self.output_length(int(steps)),
+            self.dim or self.filters,
+        )
 
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()
-        config.update({"strides": self.strides, "kernels": self.kernels, "filters": self.filters,
-                       "paddings": self.paddings, "batch_norm": self.batch_norm, "norm": self.norm,
-                       "dim": self.dim, "synchronized_bn": self.synchronized_bn,
-                       "bn_momentum": self.bn_momentum})
+        config.update(
+            {
+                "strides": self.strides,
+                "kernels": self.kernels,
+                "filters": self.filters,
+                "paddings": self.paddings,
+                "batch_norm": self.batch_norm,
+                "norm": self.norm,
+                "dim": self.dim,
+                "synchronized_bn": self.synchronized_bn,
+                "bn_momentum": self.bn_momentum,
+            }
+        )
         return config
 
 
@@ -289,9 +368,15 @@ class SampleCNN(keras.layers.Layer):
     Longer inputs leave more steps and Flatten gives ``steps × 512`` features.
     """
 
-    def __init__(self, channels: Sequence[int] = (128, 128, 256, 256, 256, 256, 256, 256, 512),
-                 stem_filters: int = 128, out_filters: int = 512, synchronized_bn: bool = False, bn_momentum: float = 0.9,
-                 **kwargs: Any) -> None:
+    def __init__(
+        self,
+        channels: Sequence[int] = (128, 128, 256, 256, 256, 256, 256, 256, 512),
+        stem_filters: int = 128,
+        out_filters: int = 512,
+        synchronized_bn: bool = False,
+        bn_momentum: float = 0.9,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.channels = _ints(channels)
         self.stem_filters = int(stem_filters)
@@ -301,12 +386,23 @@ class SampleCNN(keras.layers.Layer):
         dt = self.dtype_policy
 
         def block(filters: int, name: str, strides: int = 1, padding: str = "same") -> ConvBlock:
-            return ConvBlock(filters, 3, strides=strides, padding=padding, batch_norm=True,
-                             synchronized=self.synchronized_bn, bn_momentum=self.bn_momentum, activation="relu",
-                             kernel_initializer="he_uniform", dtype=dt, name=name)
+            return ConvBlock(
+                filters,
+                3,
+                strides=strides,
+                padding=padding,
+                batch_norm=True,
+                synchronized=self.synchronized_bn,
+                bn_momentum=self.bn_momentum,
+                activation="relu",
+                kernel_initializer="he_uniform",
+                dtype=dt,
+                name=name,
+            )
 
-        self.layers_: list[keras.layers.Layer] = [block(self.stem_filters, "stem", strides=3,
-                                                        padding="valid")]
+        self.layers_: list[keras.layers.Layer] = [
+            block(self.stem_filters, "stem", strides=3, padding="valid")
+        ]
         for i, c in enumerate(self.channels):
             self.layers_.append(block(c, f"block_{i}"))
             self.layers_.append(keras.layers.MaxPooling1D(3, dtype=dt, name=f"pool_{i}"))
@@ -319,8 +415,10 @@ class SampleCNN(keras.layers.Layer):
 
     def build(self, input_shape: Shape) -> None:
         if input_shape[-1] is not None and self.output_steps(int(input_shape[-1])) < 1:
-            raise ValueError(f"{input_shape[-1]} samples are too short for SampleCNN with "
-                             f"{len(self.channels)} blocks (need at least {3 ** (len(self.channels) + 1)})")
+            raise ValueError(
+                f"{input_shape[-1]} samples are too short for SampleCNN with "
+                f"{len(self.channels)} blocks (need at least {3 ** (len(self.channels) + 1)})"
+            )
         build_chain(self.layers_, tuple(input_shape) + (1,))
         self.built = True
 
@@ -336,6 +434,13 @@ class SampleCNN(keras.layers.Layer):
 
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()
-        config.update({"channels": self.channels, "stem_filters": self.stem_filters,
-                       "out_filters": self.out_filters, "synchronized_bn": self.synchronized_bn, "bn_momentum": self.bn_momentum})
+        config.update(
+            {
+                "channels": self.channels,
+                "stem_filters": self.stem_filters,
+                "out_filters": self.out_filters,
+                "synchronized_bn": self.synchronized_bn,
+                "bn_momentum": self.bn_momentum,
+            }
+        )
         return config

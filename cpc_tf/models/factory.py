@@ -13,11 +13,13 @@ from cpc_tf.models.base import ContrastiveModel
 
 def _cpc(cfg: Config) -> ContrastiveModel:
     from cpc_tf.models.cpc import CPC
+
     return CPC(cfg)
 
 
 def _simclr(cfg: Config) -> ContrastiveModel:
     from cpc_tf.models.simclr import SimCLR
+
     return SimCLR(cfg)
 
 
@@ -48,7 +50,8 @@ def build_model(cfg: Config, classes: list[str] | None = None) -> ContrastiveMod
 
 def _grown_sizes(cfg: Config) -> list[str]:
     """``key=value (default d)`` for the model's integer sizes above their defaults,
-    the most grown first."""
+    the most grown first.
+    """
     grown: list[tuple[float, str]] = []
 
     def walk(value: Any, default: Any, key: str) -> None:
@@ -56,8 +59,11 @@ def _grown_sizes(cfg: Config) -> list[str]:
             for k, v in value.items():
                 walk(v, default.get(k), f"{key}.{k}")
             return
-        size, base = (max(value, default=0), max(default or [], default=0)) if isinstance(value, list) \
+        size, base = (
+            (max(value, default=0), max(default or [], default=0))
+            if isinstance(value, list)
             else (value, default)
+        )
         ints = all(isinstance(v, int) and not isinstance(v, bool) for v in (size, base))
         if ints and size > base > 0:
             grown.append((size / base, f"{key}={value} (default {default})"))
@@ -70,5 +76,9 @@ def _too_large(cfg: Config, exc: BaseException) -> str:
     shape = re.search(r"shape\s*\[[^\]]*\]", str(exc))
     what = f" (out of memory allocating a tensor of {shape.group(0)})" if shape else ""
     grown = _grown_sizes(cfg)
-    hint = f"; the sizes that grew most: {', '.join(grown[:3])}" if grown else "; lower the model's sizes"
+    hint = (
+        f"; the sizes that grew most: {', '.join(grown[:3])}"
+        if grown
+        else "; lower the model's sizes"
+    )
     return f"the model of this config does not fit in memory{what}{hint}"

@@ -33,8 +33,12 @@ def _kernel_grad_valid(x: tf.Tensor, dy: tf.Tensor, width: int) -> tf.Tensor:
     channels, filters = x.shape[-1], dy.shape[-1]
     steps = tf.shape(dy)[1]
     dy2 = tf.reshape(dy, [-1, filters])
-    return tf.stack([tf.matmul(tf.reshape(x[:, a:a + steps], [-1, channels]), dy2, transpose_a=True)
-                     for a in range(width)])
+    return tf.stack(
+        [
+            tf.matmul(tf.reshape(x[:, a : a + steps], [-1, channels]), dy2, transpose_a=True)
+            for a in range(width)
+        ]
+    )
 
 
 def _kernel_grad_same(x: tf.Tensor, dy: tf.Tensor, width: int) -> tf.Tensor:
@@ -52,15 +56,17 @@ def _kernel_grad_same(x: tf.Tensor, dy: tf.Tensor, width: int) -> tf.Tensor:
     rows = tf.shape(xf)[0]
 
     def product(a: tf.Tensor, b: tf.Tensor) -> tf.Tensor:
-        return tf.matmul(tf.reshape(a, [-1, channels]), tf.reshape(b, [-1, filters]), transpose_a=True)
+        return tf.matmul(
+            tf.reshape(a, [-1, channels]), tf.reshape(b, [-1, filters]), transpose_a=True
+        )
 
     taps = []
     for d in range(-((width - 1) // 2), width - (width - 1) // 2):  # output t reads input t + d
         if d > 0:  # x[n, t+d] · dy[n, t]; the flat view also pairs x[n+1, j] with dy[n, L-d+j]
-            g = product(xf[d:], df[: rows - d]) - product(x[1:, :d], dy[:-1, length - d:])
+            g = product(xf[d:], df[: rows - d]) - product(x[1:, :d], dy[:-1, length - d :])
         elif d < 0:  # x[n, t-e] · dy[n, t]; the flat view also pairs x[n-1, L-e+j] with dy[n, j]
             e = -d
-            g = product(xf[: rows - e], df[e:]) - product(x[:-1, length - e:], dy[1:, :e])
+            g = product(xf[: rows - e], df[e:]) - product(x[:-1, length - e :], dy[1:, :e])
         else:
             g = product(xf, df)
         taps.append(g)
@@ -122,8 +128,12 @@ class MatmulConv1D(keras.layers.Conv1D):
     """
 
     def _plain(self) -> bool:
-        return (self.data_format != "channels_last" or self.dilation_rate[0] != 1 or self.groups != 1
-                or self.padding not in ("valid", "same"))
+        return (
+            self.data_format != "channels_last"
+            or self.dilation_rate[0] != 1
+            or self.groups != 1
+            or self.padding not in ("valid", "same")
+        )
 
     def call(self, inputs: Any) -> Any:
         k, s = self.kernel_size[0], self.strides[0]
@@ -133,7 +143,9 @@ class MatmulConv1D(keras.layers.Conv1D):
         if s == 1:
             if k == 1 or (self.padding == "same" and (length is None or length < k)):
                 return super().call(inputs)
-            outputs = conv1d_stride1(inputs, tf.convert_to_tensor(self.kernel), self.padding.upper())
+            outputs = conv1d_stride1(
+                inputs, tf.convert_to_tensor(self.kernel), self.padding.upper()
+            )
         elif self.padding == "valid" and k % s == 0:
             outputs = self._folded(inputs, k, s)
         else:
@@ -151,8 +163,12 @@ class MatmulConv1D(keras.layers.Conv1D):
         out_steps = (length - k) // s + 1
         used = (out_steps - 1) * s + k  # the tail a strided 'valid' convolution never reads
         x = inputs if isinstance(used, int) and used == length else inputs[:, :used]
-        if k == s or (isinstance(out_steps, int) and out_steps == 1):  # disjoint windows: one product
-            y = tf.matmul(tf.reshape(x, [-1, k * channels]), tf.reshape(kernel, [k * channels, filters]))
+        if k == s or (
+            isinstance(out_steps, int) and out_steps == 1
+        ):  # disjoint windows: one product
+            y = tf.matmul(
+                tf.reshape(x, [-1, k * channels]), tf.reshape(kernel, [k * channels, filters])
+            )
             return tf.reshape(y, [-1, out_steps, filters])
         x = tf.reshape(x, [-1, used // s, s * channels])
         return conv1d_stride1(x, tf.reshape(kernel, [k // s, s * channels, filters]), "VALID")
@@ -201,9 +217,12 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
         else:
             y, mean, variance = self._fused(x)
         m = self.momentum
-        self.moving_mean.assign(self.moving_mean * m + tf.cast(mean, self.moving_mean.dtype) * (1.0 - m))
-        self.moving_variance.assign(self.moving_variance * m
-                                    + tf.cast(variance, self.moving_variance.dtype) * (1.0 - m))
+        self.moving_mean.assign(
+            self.moving_mean * m + tf.cast(mean, self.moving_mean.dtype) * (1.0 - m)
+        )
+        self.moving_variance.assign(
+            self.moving_variance * m + tf.cast(variance, self.moving_variance.dtype) * (1.0 - m)
+        )
         return tf.cast(y, self.compute_dtype)
 
     def _fused(self, x: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
@@ -217,14 +236,22 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
         else:
             x4 = x
         y, mean, variance = tf.compat.v1.nn.fused_batch_norm(
-            x4, tf.cast(self.gamma, tf.float32), tf.cast(self.beta, tf.float32),
-            epsilon=self.epsilon, data_format="NHWC", is_training=True)
+            x4,
+            tf.cast(self.gamma, tf.float32),
+            tf.cast(self.beta, tf.float32),
+            epsilon=self.epsilon,
+            data_format="NHWC",
+            is_training=True,
+        )
         count = tf.cast(tf.size(x) // channels, tf.float32)
-        variance = variance * (count - 1.0) / tf.maximum(count, 1.0)  # the kernel's Bessel correction undone
+        variance = (
+            variance * (count - 1.0) / tf.maximum(count, 1.0)
+        )  # the kernel's Bessel correction undone
         return tf.reshape(y, shape), mean, variance
 
-    def _two_pass(self, x: tf.Tensor,
-                  ctx: tf.distribute.ReplicaContext | None) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    def _two_pass(
+        self, x: tf.Tensor, ctx: tf.distribute.ReplicaContext | None
+    ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
         """Mean, then mean squared deviation, summed over replicas when ``ctx`` is given."""
 
         def total(v: tf.Tensor) -> tf.Tensor:
@@ -234,6 +261,12 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
         count = tf.maximum(total(tf.cast(tf.size(x) // x.shape[-1], tf.float32)), 1.0)
         mean = total(tf.reduce_sum(x, axes)) / count
         variance = total(tf.reduce_sum(tf.square(x - mean), axes)) / count
-        y = tf.nn.batch_normalization(x, mean, variance, tf.cast(self.beta, tf.float32),
-                                      tf.cast(self.gamma, tf.float32), self.epsilon)
+        y = tf.nn.batch_normalization(
+            x,
+            mean,
+            variance,
+            tf.cast(self.beta, tf.float32),
+            tf.cast(self.gamma, tf.float32),
+            self.epsilon,
+        )
         return y, mean, variance

@@ -21,16 +21,31 @@ def build_frontend(cfg: Config) -> keras.layers.Layer | None:
         from cpc_tf.dsp.frontend import LogMelSpectrogram
 
         mc = cfg.model.melconv
-        return LogMelSpectrogram(sample_rate=cfg.data.sample_rate, n_fft=mc.n_fft, hop_length=mc.hop,
-                                 n_mels=mc.n_mels, fmin=mc.fmin, fmax=mc.fmax, pad_mode="constant",
-                                 top_db=None, name="frontend")
+        return LogMelSpectrogram(
+            sample_rate=cfg.data.sample_rate,
+            n_fft=mc.n_fft,
+            hop_length=mc.hop,
+            n_mels=mc.n_mels,
+            fmin=mc.fmin,
+            fmax=mc.fmax,
+            pad_mode="constant",
+            top_db=None,
+            name="frontend",
+        )
     if cfg.model.encoder != "mel2d":
         return None
     from cpc_tf.dsp.frontend import MelPatches
 
     m = cfg.model.mel2d
-    return MelPatches(sample_rate=cfg.data.sample_rate, n_fft=m.n_fft, n_mels=m.n_mels,
-                      frames=m.frames, fmin=m.fmin, fmax=m.fmax, name="frontend")
+    return MelPatches(
+        sample_rate=cfg.data.sample_rate,
+        n_fft=m.n_fft,
+        n_mels=m.n_mels,
+        frames=m.frames,
+        fmin=m.fmin,
+        fmax=m.fmax,
+        name="frontend",
+    )
 
 
 def build_augmenter(cfg: Config) -> keras.layers.Layer:
@@ -45,5 +60,6 @@ def build_augmenter(cfg: Config) -> keras.layers.Layer:
         return SpectrogramAugment(to_dict(cfg.augment), seed=cfg.data.seed, name="augment")
     from cpc_tf.dsp.augment import AudioAugment
 
-    return AudioAugment(to_dict(cfg.augment), sample_rate=cfg.data.sample_rate,
-                        seed=cfg.data.seed, name="augment")
+    return AudioAugment(
+        to_dict(cfg.augment), sample_rate=cfg.data.sample_rate, seed=cfg.data.seed, name="augment"
+    )

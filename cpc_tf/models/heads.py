@@ -19,7 +19,9 @@ class ProjectionHead(keras.layers.Layer):
     followed by ReLU. With h ∈ R^512: 512·512 + 512·128 = 327,680 parameters.
     """
 
-    def __init__(self, dims: Sequence[int] = (512, 128), use_bias: bool = False, **kwargs: Any) -> None:
+    def __init__(
+        self, dims: Sequence[int] = (512, 128), use_bias: bool = False, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         self.dims = [int(d) for d in dims]
         if not self.dims:
@@ -28,7 +30,9 @@ class ProjectionHead(keras.layers.Layer):
         dt = self.dtype_policy
         self.chain: list[keras.layers.Layer] = []
         for i, d in enumerate(self.dims):
-            self.chain.append(keras.layers.Dense(d, use_bias=self.use_bias, dtype=dt, name=f"dense_{i}"))
+            self.chain.append(
+                keras.layers.Dense(d, use_bias=self.use_bias, dtype=dt, name=f"dense_{i}")
+            )
             if i < len(self.dims) - 1:
                 self.chain.append(keras.layers.ReLU(dtype=dt, name=f"relu_{i}"))
 
@@ -57,14 +61,19 @@ class Predictors(keras.layers.Layer):
     no bias by default, as in the seed's equation; k·c_dim·z_dim parameters.
     """
 
-    def __init__(self, steps: int = 3, units: int = 256, use_bias: bool = False, **kwargs: Any) -> None:
+    def __init__(
+        self, steps: int = 3, units: int = 256, use_bias: bool = False, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         self.steps = int(steps)
         self.units = int(units)
         self.use_bias = bool(use_bias)
-        self.projections = [keras.layers.Dense(self.units, use_bias=self.use_bias,
-                                               dtype=self.dtype_policy, name=f"w_{k + 1}")
-                            for k in range(self.steps)]
+        self.projections = [
+            keras.layers.Dense(
+                self.units, use_bias=self.use_bias, dtype=self.dtype_policy, name=f"w_{k + 1}"
+            )
+            for k in range(self.steps)
+        ]
 
     def build(self, input_shape: Shape) -> None:
         for layer in self.projections:
@@ -100,13 +109,26 @@ class NegativeQueue(keras.layers.Layer):
         self.size = int(size)
         self.dim = int(dim)
         if self.size < 1 or self.dim < 1:
-            raise ValueError(f"NegativeQueue needs a positive size and dim, got {self.size} and {self.dim}")
+            raise ValueError(
+                f"NegativeQueue needs a positive size and dim, got {self.size} and {self.dim}"
+            )
 
     def build(self, input_shape: Shape | None = None) -> None:
-        self.codes = self.add_weight(shape=(self.size, self.dim), initializer="zeros", trainable=False,
-                                     aggregation="only_first_replica", name="codes")
-        self.count = self.add_weight(shape=(), dtype="int32", initializer="zeros", trainable=False,
-                                     aggregation="only_first_replica", name="count")
+        self.codes = self.add_weight(
+            shape=(self.size, self.dim),
+            initializer="zeros",
+            trainable=False,
+            aggregation="only_first_replica",
+            name="codes",
+        )
+        self.count = self.add_weight(
+            shape=(),
+            dtype="int32",
+            initializer="zeros",
+            trainable=False,
+            aggregation="only_first_replica",
+            name="count",
+        )
         self.built = True
 
     def push(self, codes: Any) -> None:
@@ -116,7 +138,9 @@ class NegativeQueue(keras.layers.Layer):
         codes = tf.stop_gradient(tf.cast(codes, tf.float32))
         merged = tf.concat([codes, tf.convert_to_tensor(self.codes)], axis=0)[: self.size]
         self.codes.assign(merged)
-        self.count.assign(tf.minimum(tf.convert_to_tensor(self.count) + tf.shape(codes)[0], self.size))
+        self.count.assign(
+            tf.minimum(tf.convert_to_tensor(self.count) + tf.shape(codes)[0], self.size)
+        )
 
     def call(self, x: Any = None) -> Any:
         return self.codes

@@ -28,8 +28,9 @@ ACTIVATIONS = ("relu", "leaky_relu", "linear")
 NORMS = ("batch", "channel", "layer", "none")
 
 
-def activation_layer(name: str, dtype: Any = None,
-                     layer_name: str | None = None) -> keras.layers.Layer | None:
+def activation_layer(
+    name: str, dtype: Any = None, layer_name: str | None = None
+) -> keras.layers.Layer | None:
     """A Keras activation layer for ``name`` ('relu' | 'leaky_relu' | 'linear').
 
     'leaky_relu' uses Keras' default negative slope (0.3), which is what the seed's
@@ -56,7 +57,9 @@ def build_chain(layers: Sequence[keras.layers.Layer | None], input_shape: Shape)
     return shape
 
 
-def run_chain(layers: Sequence[keras.layers.Layer | None], x: Any, training: bool | None = None) -> Any:
+def run_chain(
+    layers: Sequence[keras.layers.Layer | None], x: Any, training: bool | None = None
+) -> Any:
     """Apply ``layers`` in order (``training`` is passed on; Keras drops it where unused)."""
     for layer in layers:
         if layer is not None:
@@ -110,8 +113,14 @@ class FrameNormalization(keras.layers.Layer):
         return config
 
 
-def norm_layer(kind: str, *, synchronized: bool = False, momentum: float = 0.9, dtype: Any = None,
-               name: str | None = None) -> keras.layers.Layer | None:
+def norm_layer(
+    kind: str,
+    *,
+    synchronized: bool = False,
+    momentum: float = 0.9,
+    dtype: Any = None,
+    name: str | None = None,
+) -> keras.layers.Layer | None:
     """The normalisation after a convolution: 'batch', 'channel', 'layer' or 'none' (None).
 
     'batch' is BatchNorm (the fast :class:`~cpc_tf.models.fastops.FusedBatchNormalization`),
@@ -120,7 +129,9 @@ def norm_layer(kind: str, *, synchronized: bool = False, momentum: float = 0.9, 
     example over all its time steps and channels (a one-group GroupNorm).
     """
     if kind == "batch":
-        return FusedBatchNormalization(synchronized=synchronized, momentum=momentum, dtype=dtype, name=name)
+        return FusedBatchNormalization(
+            synchronized=synchronized, momentum=momentum, dtype=dtype, name=name
+        )
     if kind == "channel":
         return FrameNormalization(dtype=dtype, name=name)
     if kind == "layer":
@@ -159,14 +170,27 @@ class ConvBlock(keras.layers.Layer):
             initialisation of seeds 000 and 003).
     """
 
-    def __init__(self, filters: int, kernel_size: int, strides: int = 1, padding: str = "same",
-                 explicit_padding: int = 0, batch_norm: bool = True, synchronized: bool = False,
-                 activation: str = "relu", kernel_initializer: Any = "glorot_uniform",
-                 bn_momentum: float = 0.9, norm: str | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        filters: int,
+        kernel_size: int,
+        strides: int = 1,
+        padding: str = "same",
+        explicit_padding: int = 0,
+        batch_norm: bool = True,
+        synchronized: bool = False,
+        activation: str = "relu",
+        kernel_initializer: Any = "glorot_uniform",
+        bn_momentum: float = 0.9,
+        norm: str | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.norm = norm if norm is not None else ("batch" if batch_norm else "none")
         if self.norm not in NORMS:
-            raise ValueError(f"unknown normalisation {self.norm!r}; expected one of {', '.join(NORMS)}")
+            raise ValueError(
+                f"unknown normalisation {self.norm!r}; expected one of {', '.join(NORMS)}"
+            )
         self.filters = int(filters)
         self.kernel_size = int(kernel_size)
         self.strides = int(strides)
@@ -178,14 +202,28 @@ class ConvBlock(keras.layers.Layer):
         self.activation = activation
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         dt = self.dtype_policy
-        self.pad = (keras.layers.ZeroPadding1D(self.explicit_padding, dtype=dt, name="pad")
-                    if self.explicit_padding else None)
-        self.conv = MatmulConv1D(self.filters, self.kernel_size, strides=self.strides, padding=self.padding,
-                                 kernel_initializer=keras.initializers.get(kernel_initializer),
-                                 dtype=dt, name="conv")
+        self.pad = (
+            keras.layers.ZeroPadding1D(self.explicit_padding, dtype=dt, name="pad")
+            if self.explicit_padding
+            else None
+        )
+        self.conv = MatmulConv1D(
+            self.filters,
+            self.kernel_size,
+            strides=self.strides,
+            padding=self.padding,
+            kernel_initializer=keras.initializers.get(kernel_initializer),
+            dtype=dt,
+            name="conv",
+        )
         # BatchNorm keeps its historical name "bn" so that older weight files still load.
-        self.bn = norm_layer(self.norm, synchronized=self.synchronized, momentum=self.bn_momentum,
-                             dtype=dt, name="bn" if self.norm == "batch" else "norm")
+        self.bn = norm_layer(
+            self.norm,
+            synchronized=self.synchronized,
+            momentum=self.bn_momentum,
+            dtype=dt,
+            name="bn" if self.norm == "batch" else "norm",
+        )
         self.act = activation_layer(activation, dt, "act")
 
     def _chain(self) -> list[keras.layers.Layer | None]:
@@ -203,14 +241,21 @@ class ConvBlock(keras.layers.Layer):
 
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()
-        config.update({
-            "filters": self.filters, "kernel_size": self.kernel_size, "strides": self.strides,
-            "padding": self.padding, "explicit_padding": self.explicit_padding,
-            "batch_norm": self.batch_norm, "norm": self.norm, "synchronized": self.synchronized,
-            "bn_momentum": self.bn_momentum,
-            "activation": self.activation,
-            "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
-        })
+        config.update(
+            {
+                "filters": self.filters,
+                "kernel_size": self.kernel_size,
+                "strides": self.strides,
+                "padding": self.padding,
+                "explicit_padding": self.explicit_padding,
+                "batch_norm": self.batch_norm,
+                "norm": self.norm,
+                "synchronized": self.synchronized,
+                "bn_momentum": self.bn_momentum,
+                "activation": self.activation,
+                "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
+            }
+        )
         return config
 
 
@@ -247,7 +292,9 @@ class SinusoidalPositionalEncoding(keras.layers.Layer):
             raise ValueError("SinusoidalPositionalEncoding needs a known feature size")
         steps = input_shape[-2]
         if steps is not None and steps > self.max_positions:
-            raise ValueError(f"sequence of {steps} steps is longer than max_positions={self.max_positions}")
+            raise ValueError(
+                f"sequence of {steps} steps is longer than max_positions={self.max_positions}"
+            )
         self._table = sinusoidal_table(self.max_positions, int(depth))
         self.built = True
 
@@ -285,7 +332,9 @@ class PadToMatch(keras.layers.Layer):
         return (x_shape[0], ref_shape[1], x_shape[2])
 
 
-def conv_output_length(length: int, kernel: int, stride: int, padding: str = "valid", pad: int = 0) -> int:
+def conv_output_length(
+    length: int, kernel: int, stride: int, padding: str = "valid", pad: int = 0
+) -> int:
     """Output steps of a 1-D convolution on ``length`` steps (after ``pad`` zeros per side)."""
     length = length + 2 * pad
     if padding == "same":

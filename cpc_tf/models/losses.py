@@ -50,8 +50,9 @@ def _local_offset(local_batch: tf.Tensor) -> tf.Tensor:
     return rid * tf.cast(local_batch, tf.int32)
 
 
-def info_nce(predictions: tf.Tensor, targets: tf.Tensor,
-             gather: bool = True) -> tuple[tf.Tensor, tf.Tensor]:
+def info_nce(
+    predictions: tf.Tensor, targets: tf.Tensor, gather: bool = True
+) -> tuple[tf.Tensor, tf.Tensor]:
     """InfoNCE with in-batch negatives (Bajorath et al. 2021, §2.2.5, eq. 2).
 
     Args:
@@ -80,10 +81,17 @@ def info_nce(predictions: tf.Tensor, targets: tf.Tensor,
     return tf.reduce_mean(xent, axis=-1), tf.reduce_mean(hits, axis=-1)
 
 
-def info_nce_windows(predictions: tf.Tensor, codes: tf.Tensor, *, num_negatives: int = 0,
-                     queue: tf.Tensor | None = None, queue_count: tf.Tensor | None = None,
-                     seed: tf.Tensor | None = None, first_position: Any = 0,
-                     gather: bool = True) -> tuple[tf.Tensor, tf.Tensor]:
+def info_nce_windows(
+    predictions: tf.Tensor,
+    codes: tf.Tensor,
+    *,
+    num_negatives: int = 0,
+    queue: tf.Tensor | None = None,
+    queue_count: tf.Tensor | None = None,
+    seed: tf.Tensor | None = None,
+    first_position: Any = 0,
+    gather: bool = True,
+) -> tuple[tf.Tensor, tf.Tensor]:
     """InfoNCE whose candidates are all windows of the global batch (van den Oord et al. 2018).
 
     This is the objective of the strong CPC implementations (van den Oord et al. 2018,
@@ -125,7 +133,7 @@ def info_nce_windows(predictions: tf.Tensor, codes: tf.Tensor, *, num_negatives:
     windows = tf.shape(codes)[1]
     all_codes = gather_across_replicas(codes) if gather else codes
     global_b = tf.shape(all_codes)[0]
-    candidates = tf.reshape(all_codes, [-1, dim])              # [Bg*S, D]
+    candidates = tf.reshape(all_codes, [-1, dim])  # [Bg*S, D]
     in_batch = global_b * windows
     valid = in_batch
     if queue is not None:
@@ -136,31 +144,40 @@ def info_nce_windows(predictions: tf.Tensor, codes: tf.Tensor, *, num_negatives:
     first_row = _local_offset(local_b) if gather else tf.constant(0, tf.int32)
     losses, accs = [], []
     for k in range(1, steps + 1):
-        n_t = tf.minimum(positions, windows - first_position - k)   # positions with a target
-        queries = tf.reshape(predictions[:, :n_t, k - 1], [-1, dim])   # [B*n_t, D], b-major
+        n_t = tf.minimum(positions, windows - first_position - k)  # positions with a target
+        queries = tf.reshape(predictions[:, :n_t, k - 1], [-1, dim])  # [B*n_t, D], b-major
         b = tf.repeat(tf.range(local_b), n_t) + first_row
         t = tf.tile(tf.range(n_t), [local_b])
-        labels = b * windows + first_position + t + k           # row of the positive in `candidates`
+        labels = b * windows + first_position + t + k  # row of the positive in `candidates`
         scores = tf.matmul(queries, candidates, transpose_b=True)  # [B*n_t, M]
         if num_negatives <= 0:
             if queue is not None:  # empty queue rows never compete
-                scores = scores + tf.where(tf.range(tf.shape(candidates)[0]) < valid, 0.0, _MASK_VALUE)
+                scores = scores + tf.where(
+                    tf.range(tf.shape(candidates)[0]) < valid, 0.0, _MASK_VALUE
+                )
             logits, target = scores, labels
         else:
             rows = tf.shape(queries)[0]
             draw_seed = tf.zeros([2], tf.int64) if seed is None else tf.cast(seed, tf.int64)
             draw_seed = tf.random.experimental.stateless_fold_in(draw_seed, k)
-            drawn = tf.random.stateless_uniform([global_b * n_t, num_negatives], draw_seed, minval=0,
-                                                maxval=valid - 1, dtype=tf.int32)
+            drawn = tf.random.stateless_uniform(
+                [global_b * n_t, num_negatives],
+                draw_seed,
+                minval=0,
+                maxval=valid - 1,
+                dtype=tf.int32,
+            )
             start = (first_row * n_t) if gather else 0
-            drawn = drawn[start: start + rows]
-            drawn = drawn + tf.cast(drawn >= labels[:, None], tf.int32)   # skip the positive
+            drawn = drawn[start : start + rows]
+            drawn = drawn + tf.cast(drawn >= labels[:, None], tf.int32)  # skip the positive
             positive = tf.gather(scores, labels[:, None], batch_dims=1)  # [B*n_t, 1]
-            negative = tf.gather(scores, drawn, batch_dims=1)            # [B*n_t, n]
+            negative = tf.gather(scores, drawn, batch_dims=1)  # [B*n_t, n]
             logits = tf.concat([positive, negative], axis=1)
             target = tf.zeros_like(labels)
         xent = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=target, logits=logits)
-        hits = tf.cast(tf.equal(tf.argmax(logits, axis=-1, output_type=tf.int32), target), tf.float32)
+        hits = tf.cast(
+            tf.equal(tf.argmax(logits, axis=-1, output_type=tf.int32), target), tf.float32
+        )
         losses.append(tf.reduce_mean(xent))
         accs.append(tf.reduce_mean(hits))
     return tf.stack(losses), tf.stack(accs)
@@ -181,8 +198,9 @@ def step_weights(num_steps: int, kind: str = "uniform") -> tf.Tensor:
     return w / tf.reduce_sum(w)
 
 
-def nt_xent(z1: tf.Tensor, z2: tf.Tensor, temperature: float = 0.5,
-            gather: bool = True) -> tuple[tf.Tensor, tf.Tensor]:
+def nt_xent(
+    z1: tf.Tensor, z2: tf.Tensor, temperature: float = 0.5, gather: bool = True
+) -> tuple[tf.Tensor, tf.Tensor]:
     """NT-Xent, the normalised temperature-scaled cross entropy of SimCLR (Spijkervet & Burgoyne 2021, §3.4).
 
     Views are L2-normalised, scored by cosine similarity / τ against all 2N views of
@@ -203,12 +221,22 @@ def nt_xent(z1: tf.Tensor, z2: tf.Tensor, temperature: float = 0.5,
     self_mask = tf.one_hot(own, global_b, on_value=_MASK_VALUE, off_value=0.0, dtype=tf.float32)
     inv_t = 1.0 / temperature
     # queries from view 1: candidates [view-1 block (self masked) | view-2 block]
-    logits1 = tf.concat([tf.matmul(z1, all1, transpose_b=True) * inv_t + self_mask,
-                         tf.matmul(z1, all2, transpose_b=True) * inv_t], axis=1)
+    logits1 = tf.concat(
+        [
+            tf.matmul(z1, all1, transpose_b=True) * inv_t + self_mask,
+            tf.matmul(z1, all2, transpose_b=True) * inv_t,
+        ],
+        axis=1,
+    )
     labels1 = own + global_b
     # queries from view 2: candidates [view-1 block | view-2 block (self masked)]
-    logits2 = tf.concat([tf.matmul(z2, all1, transpose_b=True) * inv_t,
-                         tf.matmul(z2, all2, transpose_b=True) * inv_t + self_mask], axis=1)
+    logits2 = tf.concat(
+        [
+            tf.matmul(z2, all1, transpose_b=True) * inv_t,
+            tf.matmul(z2, all2, transpose_b=True) * inv_t + self_mask,
+        ],
+        axis=1,
+    )
     labels2 = own
     logits = tf.concat([logits1, logits2], axis=0)
     labels = tf.concat([labels1, labels2], axis=0)

@@ -63,16 +63,31 @@ class MelConvEncoder(keras.layers.Layer):
         bn_momentum: BatchNorm moving-statistics momentum.
     """
 
-    def __init__(self, n_mels: int = 64, filters: Sequence[int] = (64, 64, 64),
-                 time_pools: Sequence[int] = (1, 2, 1), freq_pool: int = 2, dims: Sequence[int] = (256,),
-                 norm: str = "batch", input_norm: str = "example", pooling: str = "none",
-                 dropout: float = 0.0, synchronized_bn: bool = False, bn_momentum: float = 0.9,
-                 **kwargs: Any) -> None:
+    def __init__(
+        self,
+        n_mels: int = 64,
+        filters: Sequence[int] = (64, 64, 64),
+        time_pools: Sequence[int] = (1, 2, 1),
+        freq_pool: int = 2,
+        dims: Sequence[int] = (256,),
+        norm: str = "batch",
+        input_norm: str = "example",
+        pooling: str = "none",
+        dropout: float = 0.0,
+        synchronized_bn: bool = False,
+        bn_momentum: float = 0.9,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         if len(filters) != len(time_pools):
-            raise ValueError(f"filters {list(filters)} and time_pools {list(time_pools)} differ in length")
-        for name, value, allowed in (("norm", norm, NORMS), ("input_norm", input_norm, INPUT_NORMS),
-                                     ("pooling", pooling, POOLINGS)):
+            raise ValueError(
+                f"filters {list(filters)} and time_pools {list(time_pools)} differ in length"
+            )
+        for name, value, allowed in (
+            ("norm", norm, NORMS),
+            ("input_norm", input_norm, INPUT_NORMS),
+            ("pooling", pooling, POOLINGS),
+        ):
             if value not in allowed:
                 raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
         if not dims:
@@ -89,26 +104,51 @@ class MelConvEncoder(keras.layers.Layer):
         self.synchronized_bn = bool(synchronized_bn)
         self.bn_momentum = float(bn_momentum)
         dt = self.dtype_policy
-        self.bn0 = (keras.layers.BatchNormalization(axis=2, momentum=self.bn_momentum,
-                                                    synchronized=self.synchronized_bn, dtype=dt, name="bn0")
-                    if input_norm == "batch" else None)
+        self.bn0 = (
+            keras.layers.BatchNormalization(
+                axis=2,
+                momentum=self.bn_momentum,
+                synchronized=self.synchronized_bn,
+                dtype=dt,
+                name="bn0",
+            )
+            if input_norm == "batch"
+            else None
+        )
         self.blocks: list[keras.layers.Layer | None] = []
         for i, (f, tp) in enumerate(zip(self.filters, self.time_pools)):
             self.blocks += [
-                keras.layers.Conv2D(f, 3, padding="same", use_bias=norm == "none",
-                                    kernel_initializer="he_uniform", dtype=dt, name=f"conv_{i}"),
-                norm_layer(self.norm, synchronized=self.synchronized_bn, momentum=self.bn_momentum,
-                           dtype=dt, name=f"norm_{i}"),
+                keras.layers.Conv2D(
+                    f,
+                    3,
+                    padding="same",
+                    use_bias=norm == "none",
+                    kernel_initializer="he_uniform",
+                    dtype=dt,
+                    name=f"conv_{i}",
+                ),
+                norm_layer(
+                    self.norm,
+                    synchronized=self.synchronized_bn,
+                    momentum=self.bn_momentum,
+                    dtype=dt,
+                    name=f"norm_{i}",
+                ),
                 keras.layers.ReLU(dtype=dt, name=f"relu_{i}"),
-                keras.layers.MaxPooling2D((tp, self.freq_pool), padding="same", dtype=dt, name=f"pool_{i}"),
+                keras.layers.MaxPooling2D(
+                    (tp, self.freq_pool), padding="same", dtype=dt, name=f"pool_{i}"
+                ),
             ]
         self.head: list[keras.layers.Layer | None] = []
         for i, d in enumerate(self.dims):
             if self.dropout > 0:
                 self.head.append(keras.layers.Dropout(self.dropout, dtype=dt, name=f"dropout_{i}"))
             last = i == len(self.dims) - 1
-            self.head.append(keras.layers.Dense(d, activation=None if last else "relu", dtype=dt,
-                                                name=f"dense_{i}"))
+            self.head.append(
+                keras.layers.Dense(
+                    d, activation=None if last else "relu", dtype=dt, name=f"dense_{i}"
+                )
+            )
 
     def _folded_shape(self, input_shape: Shape) -> Shape:
         shape = chain_output_shape(self.blocks, (input_shape[0], input_shape[1], self.n_mels, 1))
@@ -116,7 +156,9 @@ class MelConvEncoder(keras.layers.Layer):
 
     def build(self, input_shape: Shape) -> None:
         if input_shape[-1] != self.n_mels:
-            raise ValueError(f"expected {self.n_mels} mel bands, got input shape {tuple(input_shape)}")
+            raise ValueError(
+                f"expected {self.n_mels} mel bands, got input shape {tuple(input_shape)}"
+            )
         if self.bn0 is not None:
             self.bn0.build(tuple(input_shape))
         build_chain(self.blocks, (input_shape[0], input_shape[1], self.n_mels, 1))
@@ -145,15 +187,30 @@ class MelConvEncoder(keras.layers.Layer):
         return run_chain(self.head, x, training)
 
     def compute_output_shape(self, input_shape: Shape) -> Shape:
-        frames = None if input_shape[1] is None else melconv_output_frames(input_shape[1], self.time_pools)
+        frames = (
+            None
+            if input_shape[1] is None
+            else melconv_output_frames(input_shape[1], self.time_pools)
+        )
         if self.pooling == "none":
             return (input_shape[0], frames, self.dims[-1])
         return (input_shape[0], self.dims[-1])
 
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()
-        config.update({"n_mels": self.n_mels, "filters": self.filters, "time_pools": self.time_pools,
-                       "freq_pool": self.freq_pool, "dims": self.dims, "norm": self.norm,
-                       "input_norm": self.input_norm, "pooling": self.pooling, "dropout": self.dropout,
-                       "synchronized_bn": self.synchronized_bn, "bn_momentum": self.bn_momentum})
+        config.update(
+            {
+                "n_mels": self.n_mels,
+                "filters": self.filters,
+                "time_pools": self.time_pools,
+                "freq_pool": self.freq_pool,
+                "dims": self.dims,
+                "norm": self.norm,
+                "input_norm": self.input_norm,
+                "pooling": self.pooling,
+                "dropout": self.dropout,
+                "synchronized_bn": self.synchronized_bn,
+                "bn_momentum": self.bn_momentum,
+            }
+        )
         return config

@@ -55,8 +55,12 @@ def _raw_crop(cfg: Config) -> tuple[int, ...]:
     return (cfg.crop_samples,)
 
 
-def register_encoder(name: str, families: tuple[str, ...], input_shape: ShapeFn = _raw_crop,
-                     check: CheckFn | None = None) -> Callable[[F], F]:
+def register_encoder(
+    name: str,
+    families: tuple[str, ...],
+    input_shape: ShapeFn = _raw_crop,
+    check: CheckFn | None = None,
+) -> Callable[[F], F]:
     """Decorator: register ``builder(cfg) -> keras.layers.Layer`` as encoder ``name``.
 
     ``families`` are the model families that may use it (``"cpc"``, ``"simclr"``);
@@ -64,6 +68,7 @@ def register_encoder(name: str, families: tuple[str, ...], input_shape: ShapeFn 
     ``cfg.crop_samples`` samples); ``check(cfg)`` raises ConfigError when the config
     cannot fit this encoder.
     """
+
     def decorate(builder: F) -> F:
         ENCODERS[name] = builder
         _ENCODER_FAMILIES[name] = tuple(families)
@@ -71,16 +76,19 @@ def register_encoder(name: str, families: tuple[str, ...], input_shape: ShapeFn 
         if check is not None:
             _ENCODER_CHECKS[name] = check
         return builder
+
     return decorate
 
 
 def register_autoregressor(name: str, check: CheckFn | None = None) -> Callable[[F], F]:
     """Decorator: register ``builder(cfg) -> keras.layers.Layer`` as autoregressor ``name``."""
+
     def decorate(builder: F) -> F:
         AUTOREGRESSORS[name] = builder
         if check is not None:
             _AUTOREGRESSOR_CHECKS[name] = check
         return builder
+
     return decorate
 
 
@@ -89,16 +97,22 @@ def _crop_text(cfg: Config) -> str:
     d = cfg.data
     if d.crop_samples:
         return f"data.crop_samples={d.crop_samples}"
-    return (f"data.clip_seconds={d.clip_seconds:g} at data.sample_rate={d.sample_rate} "
-            f"({cfg.crop_samples} samples)")
+    return (
+        f"data.clip_seconds={d.clip_seconds:g} at data.sample_rate={d.sample_rate} "
+        f"({cfg.crop_samples} samples)"
+    )
 
 
 def _window_text(cfg: Config) -> str:
-    return (f"a window of {cfg.window_samples} samples ({_crop_text(cfg)} split into "
-            f"model.context_steps + model.predict_steps = {cfg.num_windows} windows)")
+    return (
+        f"a window of {cfg.window_samples} samples ({_crop_text(cfg)} split into "
+        f"model.context_steps + model.predict_steps = {cfg.num_windows} windows)"
+    )
 
 
-def _min_valid_input(kernels: list[int], strides: list[int], paddings: list[int] | None = None) -> int:
+def _min_valid_input(
+    kernels: list[int], strides: list[int], paddings: list[int] | None = None
+) -> int:
     """Smallest input length for which a chain of valid convolutions leaves one step."""
     paddings = paddings or [0] * len(kernels)
     need = 1
@@ -110,8 +124,10 @@ def _min_valid_input(kernels: list[int], strides: list[int], paddings: list[int]
 def _check_windows(cfg: Config) -> None:
     """A window encoder needs at least one sample per window."""
     if cfg.window_samples < 1:
-        raise ConfigError(f"{_crop_text(cfg)} is fewer samples than T+k={cfg.num_windows} windows "
-                          "(model.context_steps + model.predict_steps)")
+        raise ConfigError(
+            f"{_crop_text(cfg)} is fewer samples than T+k={cfg.num_windows} windows "
+            "(model.context_steps + model.predict_steps)"
+        )
 
 
 def _check_conv1d(cfg: Config) -> None:
@@ -122,81 +138,104 @@ def _check_conv1d(cfg: Config) -> None:
         steps = conv_output_length(steps, k, s, "valid")
     if steps < 1:
         need = _min_valid_input(c.kernels, c.strides)
-        raise ConfigError(f"model.conv1d.kernels={c.kernels} with model.conv1d.strides={c.strides} "
-                          f"need windows of at least {need} samples, but {_window_text(cfg)} is too "
-                          "short; lengthen the clip, raise the sample rate or use smaller kernels/strides")
+        raise ConfigError(
+            f"model.conv1d.kernels={c.kernels} with model.conv1d.strides={c.strides} "
+            f"need windows of at least {need} samples, but {_window_text(cfg)} is too "
+            "short; lengthen the clip, raise the sample rate or use smaller kernels/strides"
+        )
 
 
 def _check_mel2d(cfg: Config) -> None:
     _check_windows(cfg)
     m = cfg.model.mel2d
     if cfg.window_samples < m.frames:
-        raise ConfigError(f"model.mel2d.frames={m.frames} frames cannot be cut from {_window_text(cfg)}: "
-                          "the hop would be under one sample")
+        raise ConfigError(
+            f"model.mel2d.frames={m.frames} frames cannot be cut from {_window_text(cfg)}: "
+            "the hop would be under one sample"
+        )
 
 
 def _check_frame(cfg: Config) -> None:
     f = cfg.model.frame
     if len(f.paddings) != len(f.strides):
-        raise ConfigError(f"model.frame.paddings has {len(f.paddings)} entries but model.frame.strides "
-                          f"has {len(f.strides)}")
+        raise ConfigError(
+            f"model.frame.paddings has {len(f.paddings)} entries but model.frame.strides "
+            f"has {len(f.strides)}"
+        )
     frames = frame_encoder_length(cfg.crop_samples, f.strides, f.kernels, f.paddings)
     need = cfg.model.predict_steps + 1
     if frames < need:
-        raise ConfigError(f"the frame encoder (model.frame.kernels={f.kernels}, model.frame.strides="
-                          f"{f.strides}) turns {_crop_text(cfg)} into {frames} frames, fewer than "
-                          f"model.predict_steps + 1 = {need}")
+        raise ConfigError(
+            f"the frame encoder (model.frame.kernels={f.kernels}, model.frame.strides="
+            f"{f.strides}) turns {_crop_text(cfg)} into {frames} frames, fewer than "
+            f"model.predict_steps + 1 = {need}"
+        )
 
 
 def _check_samplecnn(cfg: Config) -> None:
     blocks = len(cfg.model.samplecnn.channels)
     if samplecnn_output_steps(cfg.crop_samples, blocks) < 1:
-        raise ConfigError(f"{_crop_text(cfg)} is too short for SampleCNN with {blocks} blocks "
-                          f"(len(model.samplecnn.channels)): it needs at least 3^{blocks + 1} = "
-                          f"{3 ** (blocks + 1)} samples")
+        raise ConfigError(
+            f"{_crop_text(cfg)} is too short for SampleCNN with {blocks} blocks "
+            f"(len(model.samplecnn.channels)): it needs at least 3^{blocks + 1} = "
+            f"{3 ** (blocks + 1)} samples"
+        )
 
 
 def _check_tune(cfg: Config) -> None:
     t = cfg.model.tune
     if t.n_tail < 1:
-        raise ConfigError("model.tune.n_tail must be at least 1: the tail's last block is what "
-                          f"reaches model.tune.rep_dim={t.rep_dim}")
+        raise ConfigError(
+            "model.tune.n_tail must be at least 1: the tail's last block is what "
+            f"reaches model.tune.rep_dim={t.rep_dim}"
+        )
     need = tune_plan(t.n_con, t.n_exp, t.n_tail, t.filters, t.rep_dim, t.plus).min_samples
     if cfg.crop_samples < need:
-        raise ConfigError(f"{_crop_text(cfg)} is too short for TUNe with model.tune.n_con={t.n_con}, "
-                          f"model.tune.n_exp={t.n_exp}, model.tune.n_tail={t.n_tail}: it pools by 3 "
-                          f"that often and needs at least {need} samples")
+        raise ConfigError(
+            f"{_crop_text(cfg)} is too short for TUNe with model.tune.n_con={t.n_con}, "
+            f"model.tune.n_exp={t.n_exp}, model.tune.n_tail={t.n_tail}: it pools by 3 "
+            f"that often and needs at least {need} samples"
+        )
 
 
 def _check_transformer(cfg: Config) -> None:
     tr = cfg.model.transformer
     shape = encoder_output_shape(cfg)
     if len(shape) != 1:
-        raise ConfigError(f"model.autoregressor=transformer folds a fixed number of windows "
-                          f"(model.context_steps) and cannot run over the frame sequence of "
-                          f"model.encoder={cfg.model.encoder!r}; use model.autoregressor=gru")
+        raise ConfigError(
+            f"model.autoregressor=transformer folds a fixed number of windows "
+            f"(model.context_steps) and cannot run over the frame sequence of "
+            f"model.encoder={cfg.model.encoder!r}; use model.autoregressor=gru"
+        )
     if shape[0] % tr.heads:
-        raise ConfigError(f"the encoder output size {shape[0]} (model.z_dim) is not divisible by "
-                          f"model.transformer.heads={tr.heads}")
+        raise ConfigError(
+            f"the encoder output size {shape[0]} (model.z_dim) is not divisible by "
+            f"model.transformer.heads={tr.heads}"
+        )
 
 
 def _check_known(key: str, name: str, registry: dict[str, Any]) -> None:
     if name not in registry:
-        raise ConfigError(f"{key}: {shown(name)} is not registered{did_you_mean(name, registry)}; "
-                          f"known: {', '.join(sorted(registry))}")
+        raise ConfigError(
+            f"{key}: {shown(name)} is not registered{did_you_mean(name, registry)}; "
+            f"known: {', '.join(sorted(registry))}"
+        )
 
 
 def check_names(cfg: Config) -> None:
     """Raise ConfigError unless the encoder is registered for ``model.family`` and, for
     CPC, the autoregressor is registered. Config validation asks this (the families
-    are declared here, by ``register_encoder``)."""
+    are declared here, by ``register_encoder``).
+    """
     name, family = cfg.model.encoder, cfg.model.family
     _check_known("model.encoder", name, ENCODERS)
     if family not in _ENCODER_FAMILIES[name]:
         fitting = sorted(n for n, fams in _ENCODER_FAMILIES.items() if family in fams)
         other = " or ".join(sorted(set(_ENCODER_FAMILIES[name])))
-        raise ConfigError(f"model.encoder={name!r} is a {other} encoder; set model.family={other} or "
-                          f"choose one of {', '.join(fitting)}")
+        raise ConfigError(
+            f"model.encoder={name!r} is a {other} encoder; set model.family={other} or "
+            f"choose one of {', '.join(fitting)}"
+        )
     if family == "cpc":
         _check_known("model.autoregressor", cfg.model.autoregressor, AUTOREGRESSORS)
 
@@ -228,14 +267,21 @@ def check_fits(cfg: Config) -> None:
     if cfg.model.family == "cpc":
         check_autoregressor(cfg)
         _check_cpc_objective(cfg)
-    elif cfg.augment.enabled and cfg.augment.chain == "spectrogram" and cfg.model.encoder != "melconv":
-        raise ConfigError(f"augment.chain=spectrogram works on the log-mel input of model.encoder=melconv; "
-                          f"model.encoder={cfg.model.encoder!r} takes raw audio: use augment.chain=waveform")
+    elif (
+        cfg.augment.enabled
+        and cfg.augment.chain == "spectrogram"
+        and cfg.model.encoder != "melconv"
+    ):
+        raise ConfigError(
+            f"augment.chain=spectrogram works on the log-mel input of model.encoder=melconv; "
+            f"model.encoder={cfg.model.encoder!r} takes raw audio: use augment.chain=waveform"
+        )
 
 
 def model_input_shape(cfg: Config) -> tuple[int, ...]:
     """One example as the whole model takes it: ``(T+k, W)`` windows for CPC with a
-    window encoder (conv1d, mel2d), else ``(crop_samples,)`` samples."""
+    window encoder (conv1d, mel2d), else ``(crop_samples,)`` samples.
+    """
     if cfg.model.family == "cpc" and not is_sequence_encoder(cfg):
         return (cfg.num_windows, cfg.window_samples)
     return (cfg.crop_samples,)
@@ -243,7 +289,8 @@ def model_input_shape(cfg: Config) -> tuple[int, ...]:
 
 def code_hop_samples(cfg: Config) -> int:
     """Input samples between consecutive CPC codes: the window length in window mode, the
-    product of the strides (frame) or hop × time pooling (melconv) in sequence mode."""
+    product of the strides (frame) or hop × time pooling (melconv) in sequence mode.
+    """
     if cfg.model.encoder == "frame":
         return int(math.prod(cfg.model.frame.strides))
     if cfg.model.encoder == "melconv":
@@ -283,81 +330,137 @@ def _check_cpc_objective(cfg: Config) -> None:
     prediction = cpc_prediction(cfg)
     folds = m.autoregressor == "transformer"  # one context vector for the whole crop
     if folds and prediction == "all":
-        raise ConfigError("model.prediction=all needs a context at every position, but "
-                          "model.autoregressor=transformer folds the windows into one vector; use "
-                          "model.autoregressor=gru or model.prediction=last")
+        raise ConfigError(
+            "model.prediction=all needs a context at every position, but "
+            "model.autoregressor=transformer folds the windows into one vector; use "
+            "model.autoregressor=gru or model.prediction=last"
+        )
     if folds and cpc_representation(cfg) == "c_mean":
-        raise ConfigError("eval.cpc_representation=c_mean needs a context at every position, but "
-                          "model.autoregressor=transformer gives only c_T; use c_last or z_mean")
+        raise ConfigError(
+            "eval.cpc_representation=c_mean needs a context at every position, but "
+            "model.autoregressor=transformer gives only c_T; use c_last or z_mean"
+        )
     if prediction == "last" and is_sequence_encoder(cfg):
-        raise ConfigError(f"model.prediction=last predicts from c_T of a fixed window layout; "
-                          f"model.encoder={m.encoder!r} gives a code sequence: use model.prediction=all")
+        raise ConfigError(
+            f"model.prediction=last predicts from c_T of a fixed window layout; "
+            f"model.encoder={m.encoder!r} gives a code sequence: use model.prediction=all"
+        )
     if m.negatives != "batch":
         for key, value in (("num_negatives", m.num_negatives), ("queue_size", m.queue_size)):
             if value:
-                raise ConfigError(f"model.{key}={value} needs model.negatives=batch (same_step scores "
-                                  "each prediction against the other clips at its position)")
+                raise ConfigError(
+                    f"model.{key}={value} needs model.negatives=batch (same_step scores "
+                    "each prediction against the other clips at its position)"
+                )
         return
     candidates = cfg.train.batch_size * _code_positions(cfg) + m.queue_size
     if m.num_negatives > candidates - 1:
-        raise ConfigError(f"model.num_negatives={m.num_negatives} is more than the {candidates - 1} other "
-                          f"codes a prediction can be scored against (train.batch_size="
-                          f"{cfg.train.batch_size} × {_code_positions(cfg)} codes per crop"
-                          + (f" + model.queue_size={m.queue_size}" if m.queue_size else "") + ")")
+        raise ConfigError(
+            f"model.num_negatives={m.num_negatives} is more than the {candidates - 1} other "
+            f"codes a prediction can be scored against (train.batch_size="
+            f"{cfg.train.batch_size} × {_code_positions(cfg)} codes per crop"
+            + (f" + model.queue_size={m.queue_size}" if m.queue_size else "")
+            + ")"
+        )
 
 
 def check_queue_fits(cfg: Config, train_files: int) -> None:
     """Refuse a negative queue that holds more codes than one pass over the training files
     gives: it would keep codes of the very crop being predicted (MoCo's queue is a small
-    fraction of the data; He et al. 2020, §3.2)."""
+    fraction of the data; He et al. 2020, §3.2).
+    """
     per_pass = train_files * _code_positions(cfg)
     if cfg.model.queue_size and cfg.model.queue_size >= per_pass:
-        raise ConfigError(f"model.queue_size={cfg.model.queue_size} is not smaller than the {per_pass} codes "
-                          f"of one pass over the data ({train_files} training files × {_code_positions(cfg)} "
-                          f"codes per crop), so the queue would hold codes of the clip being predicted; "
-                          f"use a queue below {per_pass}")
+        raise ConfigError(
+            f"model.queue_size={cfg.model.queue_size} is not smaller than the {per_pass} codes "
+            f"of one pass over the data ({train_files} training files × {_code_positions(cfg)} "
+            f"codes per crop), so the queue would hold codes of the clip being predicted; "
+            f"use a queue below {per_pass}"
+        )
 
 
 # ====================================================================== encoders
-@register_encoder("conv1d", families=("cpc",), input_shape=lambda cfg: (cfg.window_samples,),
-                  check=_check_conv1d)
+@register_encoder(
+    "conv1d", families=("cpc",), input_shape=lambda cfg: (cfg.window_samples,), check=_check_conv1d
+)
 def _build_conv1d(cfg: Config) -> keras.layers.Layer:
     c = cfg.model.conv1d
-    return Conv1DEncoder(z_dim=cfg.model.z_dim, strides=c.strides, kernels=c.kernels, filters=c.filters,
-                         hidden_units=c.hidden_units, dropout=c.dropout, norm=c.norm,
-                         synchronized_bn=cfg.model.synchronized_bn, bn_momentum=cfg.model.bn_momentum,
-                         name="conv1d_encoder")
+    return Conv1DEncoder(
+        z_dim=cfg.model.z_dim,
+        strides=c.strides,
+        kernels=c.kernels,
+        filters=c.filters,
+        hidden_units=c.hidden_units,
+        dropout=c.dropout,
+        norm=c.norm,
+        synchronized_bn=cfg.model.synchronized_bn,
+        bn_momentum=cfg.model.bn_momentum,
+        name="conv1d_encoder",
+    )
 
 
-@register_encoder("mel2d", families=("cpc",),
-                  input_shape=lambda cfg: (cfg.model.mel2d.frames, cfg.model.mel2d.n_mels),
-                  check=_check_mel2d)
+@register_encoder(
+    "mel2d",
+    families=("cpc",),
+    input_shape=lambda cfg: (cfg.model.mel2d.frames, cfg.model.mel2d.n_mels),
+    check=_check_mel2d,
+)
 def _build_mel2d(cfg: Config) -> keras.layers.Layer:
     m = cfg.model.mel2d
-    return Mel2DEncoder(z_dim=cfg.model.z_dim, filters=m.filters, kernel=m.kernel, stride=m.stride,
-                        hidden_units=m.hidden_units, dropout=m.dropout, name="mel2d_encoder")
+    return Mel2DEncoder(
+        z_dim=cfg.model.z_dim,
+        filters=m.filters,
+        kernel=m.kernel,
+        stride=m.stride,
+        hidden_units=m.hidden_units,
+        dropout=m.dropout,
+        name="mel2d_encoder",
+    )
 
 
 @register_encoder("frame", families=("cpc",), check=_check_frame)
 def _build_frame(cfg: Config) -> keras.layers.Layer:
     f = cfg.model.frame
-    return FrameEncoder(strides=f.strides, kernels=f.kernels, filters=f.filters, paddings=f.paddings,
-                        norm=f.norm, dim=f.dim, synchronized_bn=cfg.model.synchronized_bn,
-                        bn_momentum=cfg.model.bn_momentum, name="frame_encoder")
+    return FrameEncoder(
+        strides=f.strides,
+        kernels=f.kernels,
+        filters=f.filters,
+        paddings=f.paddings,
+        norm=f.norm,
+        dim=f.dim,
+        synchronized_bn=cfg.model.synchronized_bn,
+        bn_momentum=cfg.model.bn_momentum,
+        name="frame_encoder",
+    )
 
 
 @register_encoder("samplecnn", families=("simclr",), check=_check_samplecnn)
 def _build_samplecnn(cfg: Config) -> keras.layers.Layer:
     s = cfg.model.samplecnn
-    return SampleCNN(channels=s.channels, stem_filters=s.stem_filters, out_filters=s.out_filters,
-                     synchronized_bn=cfg.model.synchronized_bn, bn_momentum=cfg.model.bn_momentum, name="samplecnn")
+    return SampleCNN(
+        channels=s.channels,
+        stem_filters=s.stem_filters,
+        out_filters=s.out_filters,
+        synchronized_bn=cfg.model.synchronized_bn,
+        bn_momentum=cfg.model.bn_momentum,
+        name="samplecnn",
+    )
 
 
 @register_encoder("tune", families=("simclr",), check=_check_tune)
 def _build_tune(cfg: Config) -> keras.layers.Layer:
     t = cfg.model.tune
-    return TUNe(n_con=t.n_con, n_exp=t.n_exp, n_tail=t.n_tail, filters=t.filters, rep_dim=t.rep_dim,
-                plus=t.plus, synchronized_bn=cfg.model.synchronized_bn, bn_momentum=cfg.model.bn_momentum, name="tune")
+    return TUNe(
+        n_con=t.n_con,
+        n_exp=t.n_exp,
+        n_tail=t.n_tail,
+        filters=t.filters,
+        rep_dim=t.rep_dim,
+        plus=t.plus,
+        synchronized_bn=cfg.model.synchronized_bn,
+        bn_momentum=cfg.model.bn_momentum,
+        name="tune",
+    )
 
 
 def melconv_frames(cfg: Config) -> int:
@@ -368,56 +471,92 @@ def melconv_frames(cfg: Config) -> int:
 def _check_melconv(cfg: Config) -> None:
     m = cfg.model.melconv
     if len(m.filters) != len(m.time_pools):
-        raise ConfigError(f"model.melconv.filters has {len(m.filters)} entries but model.melconv.time_pools "
-                          f"has {len(m.time_pools)}")
+        raise ConfigError(
+            f"model.melconv.filters has {len(m.filters)} entries but model.melconv.time_pools "
+            f"has {len(m.time_pools)}"
+        )
     if m.hop > m.n_fft:
-        raise ConfigError(f"model.melconv.hop={m.hop} is longer than model.melconv.n_fft={m.n_fft}: "
-                          "samples between the frames would never be seen")
+        raise ConfigError(
+            f"model.melconv.hop={m.hop} is longer than model.melconv.n_fft={m.n_fft}: "
+            "samples between the frames would never be seen"
+        )
     if m.fmax and m.fmax > cfg.data.sample_rate / 2:
-        raise ConfigError(f"model.melconv.fmax={m.fmax:g} is above Nyquist at data.sample_rate="
-                          f"{cfg.data.sample_rate}")
+        raise ConfigError(
+            f"model.melconv.fmax={m.fmax:g} is above Nyquist at data.sample_rate="
+            f"{cfg.data.sample_rate}"
+        )
     codes = melconv_output_frames(melconv_frames(cfg), m.time_pools)
     if cfg.model.family == "cpc" and codes < cfg.model.predict_steps + 1:
-        raise ConfigError(f"{_crop_text(cfg)} gives {codes} codes after model.melconv.time_pools="
-                          f"{m.time_pools}, fewer than model.predict_steps + 1 = "
-                          f"{cfg.model.predict_steps + 1}; lengthen the crop")
+        raise ConfigError(
+            f"{_crop_text(cfg)} gives {codes} codes after model.melconv.time_pools="
+            f"{m.time_pools}, fewer than model.predict_steps + 1 = "
+            f"{cfg.model.predict_steps + 1}; lengthen the crop"
+        )
 
 
-@register_encoder("melconv", families=("cpc", "simclr"),
-                  input_shape=lambda cfg: (melconv_frames(cfg), cfg.model.melconv.n_mels), check=_check_melconv)
+@register_encoder(
+    "melconv",
+    families=("cpc", "simclr"),
+    input_shape=lambda cfg: (melconv_frames(cfg), cfg.model.melconv.n_mels),
+    check=_check_melconv,
+)
 def _build_melconv(cfg: Config) -> keras.layers.Layer:
     m = cfg.model.melconv
     pooling = "none" if cfg.model.family == "cpc" else m.pooling
-    return MelConvEncoder(n_mels=m.n_mels, filters=m.filters, time_pools=m.time_pools, freq_pool=m.freq_pool,
-                          dims=m.dims, norm=m.norm, input_norm=m.input_norm, pooling=pooling,
-                          dropout=m.dropout, synchronized_bn=cfg.model.synchronized_bn,
-                          bn_momentum=cfg.model.bn_momentum, name="melconv_encoder")
+    return MelConvEncoder(
+        n_mels=m.n_mels,
+        filters=m.filters,
+        time_pools=m.time_pools,
+        freq_pool=m.freq_pool,
+        dims=m.dims,
+        norm=m.norm,
+        input_norm=m.input_norm,
+        pooling=pooling,
+        dropout=m.dropout,
+        synchronized_bn=cfg.model.synchronized_bn,
+        bn_momentum=cfg.model.bn_momentum,
+        name="melconv_encoder",
+    )
 
 
 # ================================================================ autoregressors
 @register_autoregressor("gru")
 def _build_gru(cfg: Config) -> keras.layers.Layer:
     # Every context c_t is returned; c_T is the last one (same weights either way).
-    return GRUAutoregressor(units=cfg.model.c_dim, reset_after=cfg.model.gru.reset_after,
-                            return_sequences=True, name="gru_autoregressor")
+    return GRUAutoregressor(
+        units=cfg.model.c_dim,
+        reset_after=cfg.model.gru.reset_after,
+        return_sequences=True,
+        name="gru_autoregressor",
+    )
 
 
 @register_autoregressor("transformer", check=_check_transformer)
 def _build_transformer(cfg: Config) -> keras.layers.Layer:
     tr = cfg.model.transformer
-    return TransformerAutoregressor(d_model=encoder_output_shape(cfg)[-1], output_dim=cfg.model.c_dim,
-                                    max_positions=cfg.num_windows, num_layers=tr.layers,
-                                    num_heads=tr.heads, dff=tr.dff, dense_units=tr.dense_units,
-                                    dropout=tr.dropout, name="transformer_autoregressor")
+    return TransformerAutoregressor(
+        d_model=encoder_output_shape(cfg)[-1],
+        output_dim=cfg.model.c_dim,
+        max_positions=cfg.num_windows,
+        num_layers=tr.layers,
+        num_heads=tr.heads,
+        dff=tr.dff,
+        dense_units=tr.dense_units,
+        dropout=tr.dropout,
+        name="transformer_autoregressor",
+    )
 
 
 # ======================================================================= public
 def encoder_input_shape(cfg: Config) -> tuple[int, ...]:
     """Per-example encoder input: (window_samples,) for conv1d, (frames, n_mels) for
-    mel2d, (crop_samples,) for frame, samplecnn and tune."""
+    mel2d, (crop_samples,) for frame, samplecnn and tune.
+    """
     name = cfg.model.encoder
     if name not in _ENCODER_INPUT_SHAPES:
-        raise ConfigError(f"model.encoder: {name!r} is not registered; known: {', '.join(sorted(ENCODERS))}")
+        raise ConfigError(
+            f"model.encoder: {name!r} is not registered; known: {', '.join(sorted(ENCODERS))}"
+        )
     return tuple(int(v) for v in _ENCODER_INPUT_SHAPES[name](cfg))
 
 
@@ -465,7 +604,9 @@ def build_autoregressor(cfg: Config) -> keras.Model:
 
 def build_predictors(cfg: Config) -> Predictors:
     """CPC's k linear maps W_k: c_dim → the encoder's output size (unbuilt; built on first call)."""
-    return Predictors(steps=cfg.model.predict_steps, units=encoder_output_dim(cfg), name="predictors")
+    return Predictors(
+        steps=cfg.model.predict_steps, units=encoder_output_dim(cfg), name="predictors"
+    )
 
 
 def build_projector(cfg: Config) -> ProjectionHead:
@@ -475,9 +616,12 @@ def build_projector(cfg: Config) -> ProjectionHead:
 
 def count_params(layer: Any) -> tuple[int, int]:
     """(trainable, total) parameter counts; total includes non-trainable weights such as
-    BatchNorm moving statistics (Keras ``count_params``). The layer must be built."""
+    BatchNorm moving statistics (Keras ``count_params``). The layer must be built.
+    """
     if not getattr(layer, "built", False):
-        raise ValueError(f"{getattr(layer, 'name', layer)!r} is not built yet; build it before counting")
+        raise ValueError(
+            f"{getattr(layer, 'name', layer)!r} is not built yet; build it before counting"
+        )
     trainable = sum(int(_size(w.shape)) for w in layer.trainable_weights)
     total = sum(int(_size(w.shape)) for w in layer.weights)
     return trainable, total

@@ -23,8 +23,8 @@ import tensorflow as tf
 
 from cpc_tf.config import Config
 from cpc_tf.models.base import ContrastiveModel
-from cpc_tf.models.losses import nt_xent
 from cpc_tf.models.frontends import build_augmenter, build_frontend
+from cpc_tf.models.losses import nt_xent
 from cpc_tf.models.registry import build_encoder, build_projector
 
 
@@ -44,15 +44,17 @@ class SimCLR(ContrastiveModel):
         self.encoder = build_encoder(cfg)
         self.projector = build_projector(cfg)
         self.spectrogram_augment = cfg.augment.chain == "spectrogram"
-        self.augmenter = build_augmenter(cfg) if cfg.augment.enabled and (
-            cfg.augment.where == "model" or self.spectrogram_augment) else None
+        self.augmenter = (
+            build_augmenter(cfg)
+            if cfg.augment.enabled and (cfg.augment.where == "model" or self.spectrogram_augment)
+            else None
+        )
 
     def example_input(self, batch: int = 2) -> tf.Tensor:
         return tf.zeros([batch, self.cfg.crop_samples])
 
     def example_pair(self, batch: int = 2) -> tuple[tf.Tensor, tf.Tensor]:
         return self.example_input(batch), self.example_input(batch)
-
 
     def _features(self, x: tf.Tensor) -> tf.Tensor:
         return self.frontend(x) if self.frontend is not None else x
@@ -61,7 +63,7 @@ class SimCLR(ContrastiveModel):
         return self.encoder(self._features(x), training=training)
 
     def project(self, x: tf.Tensor, training: bool = False) -> tf.Tensor:
-        """z = g(f(x)), the projected view used by the loss."""
+        """Z = g(f(x)), the projected view used by the loss."""
         return self.projector(self(x, training=training), training=training)
 
     def contrastive_loss(self, data: Any, training: bool) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
@@ -74,8 +76,13 @@ class SimCLR(ContrastiveModel):
         # One encoder pass over both views (as the TF2 SimCLR code does).
         feats = self._features(tf.concat([view1, view2], axis=0))
         if augment and self.spectrogram_augment:
-            feats = tf.concat([self.augmenter(feats[:batch], training=True),
-                               self.augmenter(feats[batch:], training=True)], axis=0)
+            feats = tf.concat(
+                [
+                    self.augmenter(feats[:batch], training=True),
+                    self.augmenter(feats[batch:], training=True),
+                ],
+                axis=0,
+            )
         z = self.projector(self.encoder(feats, training=training), training=training)
         loss, acc = nt_xent(z[:batch], z[batch:], self.temperature)
         return loss, {"simclr_acc": acc}

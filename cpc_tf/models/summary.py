@@ -15,8 +15,11 @@ def component_counts(cfg: Config) -> list[tuple[str, int, int]]:
 
     check_fits(cfg)
     model = build_model(cfg)
-    names = (["frontend", "encoder", "autoregressor", "predictors"] if cfg.model.family == "cpc"
-             else ["frontend", "augmenter", "encoder", "projector"])
+    names = (
+        ["frontend", "encoder", "autoregressor", "predictors"]
+        if cfg.model.family == "cpc"
+        else ["frontend", "augmenter", "encoder", "projector"]
+    )
     rows = []
     for name in names:
         layer = getattr(model, name, None)
@@ -31,8 +34,9 @@ def component_counts(cfg: Config) -> list[tuple[str, int, int]]:
 
 def format_counts(cfg: Config, rows: list[tuple[str, int, int]]) -> str:
     """A small aligned table."""
-    desc = (f"{cfg.name}: {cfg.model.family} · encoder {cfg.model.encoder}"
-            + (f" · autoregressor {cfg.model.autoregressor}" if cfg.model.family == "cpc" else ""))
+    desc = f"{cfg.name}: {cfg.model.family} · encoder {cfg.model.encoder}" + (
+        f" · autoregressor {cfg.model.autoregressor}" if cfg.model.family == "cpc" else ""
+    )
     lines = [desc, f"{'component':<15}{'trainable':>14}{'total (incl. BN stats)':>26}"]
     for name, trainable, total in rows:
         if name == "total":

@@ -27,8 +27,9 @@ class SupervisedModel(ContrastiveModel):
     wrapped model, so extraction treats a supervised run like any other.
     """
 
-    def __init__(self, config: dict[str, Any] | Config, classes: list[str] | None = None,
-                 **kwargs: Any) -> None:
+    def __init__(
+        self, config: dict[str, Any] | Config, classes: list[str] | None = None, **kwargs: Any
+    ) -> None:
         kwargs.setdefault("name", "supervised")
         super().__init__(config, **kwargs)
         if not classes or len(classes) < 2:

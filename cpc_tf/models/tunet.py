@@ -57,11 +57,11 @@ from cpc_tf.models.layers import ConvBlock, PadToMatch, Shape, build_chain
 class TUNePlan:
     """Channel widths of every TUNe stage, derived from the constructor arguments."""
 
-    down: list[int] = field(default_factory=list)          # contractive blocks (kept as skips)
-    bottleneck: int = 0                                     # block at the bottom of the U
-    up: list[int] = field(default_factory=list)             # expansive levels (transposed conv = block width)
-    tail: list[int] = field(default_factory=list)           # tail block outputs
-    tail_extra: list[int] = field(default_factory=list)     # TUNe+ extra input channels per tail level
+    down: list[int] = field(default_factory=list)  # contractive blocks (kept as skips)
+    bottleneck: int = 0  # block at the bottom of the U
+    up: list[int] = field(default_factory=list)  # expansive levels (transposed conv = block width)
+    tail: list[int] = field(default_factory=list)  # tail block outputs
+    tail_extra: list[int] = field(default_factory=list)  # TUNe+ extra input channels per tail level
 
     @property
     def min_samples(self) -> int:
@@ -70,7 +70,9 @@ class TUNePlan:
         return 3 ** max(n_con, n_con - n_exp + n_tail)
 
 
-def tune_plan(n_con: int, n_exp: int, n_tail: int, filters: int, rep_dim: int, plus: bool) -> TUNePlan:
+def tune_plan(
+    n_con: int, n_exp: int, n_tail: int, filters: int, rep_dim: int, plus: bool
+) -> TUNePlan:
     """The channel schedule of TUNe (Vélez Vásquez & Burgoyne 2022, §3; widths as in the authors' code).
 
     Contractive block i has ``filters * 2**i`` channels, the bottleneck ``filters *
@@ -81,15 +83,17 @@ def tune_plan(n_con: int, n_exp: int, n_tail: int, filters: int, rep_dim: int, p
     # Guards a programming error (a TUNe layer built directly with impossible sizes); users'
     # settings are checked, with the key names, by config validation and registry.check_fits.
     if n_con < 1 or n_exp < 0 or n_tail < 1 or n_exp > n_con or filters < 1 or rep_dim < 1:
-        raise ValueError(f"invalid TUNe shape n_con={n_con}, n_exp={n_exp}, n_tail={n_tail}, "
-                         f"filters={filters}, rep_dim={rep_dim} (need n_con >= 1, n_tail >= 1, "
-                         "0 <= n_exp <= n_con)")
+        raise ValueError(
+            f"invalid TUNe shape n_con={n_con}, n_exp={n_exp}, n_tail={n_tail}, "
+            f"filters={filters}, rep_dim={rep_dim} (need n_con >= 1, n_tail >= 1, "
+            "0 <= n_exp <= n_con)"
+        )
     plan = TUNePlan()
-    plan.down = [filters * 2 ** i for i in range(n_con)]
-    plan.bottleneck = filters * 2 ** n_con
+    plan.down = [filters * 2**i for i in range(n_con)]
+    plan.bottleneck = filters * 2**n_con
     plan.up = [plan.down[n_con - 1 - j] for j in range(n_exp)]
     width = plan.up[-1] if plan.up else plan.bottleneck
-    start = n_con - n_exp                      # resolution (number of /3) where the tail starts
+    start = n_con - n_exp  # resolution (number of /3) where the tail starts
     for t in range(1, n_tail + 1):
         resolution = start + t
         extra = 0
@@ -118,21 +122,42 @@ class TUNe(keras.layers.Layer):
         synchronized_bn: cross-replica BatchNorm.
     """
 
-    def __init__(self, n_con: int = 4, n_exp: int = 4, n_tail: int = 4, filters: int = 34,
-                 rep_dim: int = 512, plus: bool = False, synchronized_bn: bool = False, bn_momentum: float = 0.9,
-                 **kwargs: Any) -> None:
+    def __init__(
+        self,
+        n_con: int = 4,
+        n_exp: int = 4,
+        n_tail: int = 4,
+        filters: int = 34,
+        rep_dim: int = 512,
+        plus: bool = False,
+        synchronized_bn: bool = False,
+        bn_momentum: float = 0.9,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.n_con, self.n_exp, self.n_tail = int(n_con), int(n_exp), int(n_tail)
         self.filters, self.rep_dim = int(filters), int(rep_dim)
         self.plus, self.synchronized_bn = bool(plus), bool(synchronized_bn)
         self.bn_momentum = float(bn_momentum)
-        self.plan = tune_plan(self.n_con, self.n_exp, self.n_tail, self.filters, self.rep_dim, self.plus)
+        self.plan = tune_plan(
+            self.n_con, self.n_exp, self.n_tail, self.filters, self.rep_dim, self.plus
+        )
         dt = self.dtype_policy
 
         def block(width: int, name: str) -> ConvBlock:
-            return ConvBlock(width, 3, strides=1, padding="same", batch_norm=True,
-                             synchronized=self.synchronized_bn, bn_momentum=self.bn_momentum, activation="relu",
-                             kernel_initializer="he_uniform", dtype=dt, name=name)
+            return ConvBlock(
+                width,
+                3,
+                strides=1,
+                padding="same",
+                batch_norm=True,
+                synchronized=self.synchronized_bn,
+                bn_momentum=self.bn_momentum,
+                activation="relu",
+                kernel_initializer="he_uniform",
+                dtype=dt,
+                name=name,
+            )
 
         def pool(name: str) -> keras.layers.Layer:
             return keras.layers.MaxPooling1D(3, strides=3, dtype=dt, name=name)
@@ -140,17 +165,29 @@ class TUNe(keras.layers.Layer):
         self.down_blocks = [block(w, f"down_{i}") for i, w in enumerate(self.plan.down)]
         self.down_pools = [pool(f"down_pool_{i}") for i in range(self.n_con)]
         self.bottleneck = block(self.plan.bottleneck, "bottleneck")
-        self.up_convs = [keras.layers.Conv1DTranspose(w, 3, strides=3, padding="valid",
-                                                      kernel_initializer="he_uniform", dtype=dt,
-                                                      name=f"up_conv_{j}")
-                         for j, w in enumerate(self.plan.up)]
+        self.up_convs = [
+            keras.layers.Conv1DTranspose(
+                w,
+                3,
+                strides=3,
+                padding="valid",
+                kernel_initializer="he_uniform",
+                dtype=dt,
+                name=f"up_conv_{j}",
+            )
+            for j, w in enumerate(self.plan.up)
+        ]
         self.up_pads = [PadToMatch(dtype=dt, name=f"up_pad_{j}") for j in range(self.n_exp)]
-        self.up_concats = [keras.layers.Concatenate(axis=-1, dtype=dt, name=f"up_concat_{j}")
-                           for j in range(self.n_exp)]
+        self.up_concats = [
+            keras.layers.Concatenate(axis=-1, dtype=dt, name=f"up_concat_{j}")
+            for j in range(self.n_exp)
+        ]
         self.up_blocks = [block(w, f"up_{j}") for j, w in enumerate(self.plan.up)]
         self.tail_pools = [pool(f"tail_pool_{t}") for t in range(self.n_tail)]
-        self.tail_concats = [keras.layers.Concatenate(axis=-1, dtype=dt, name=f"tail_concat_{t}")
-                             if extra else None for t, extra in enumerate(self.plan.tail_extra)]
+        self.tail_concats = [
+            keras.layers.Concatenate(axis=-1, dtype=dt, name=f"tail_concat_{t}") if extra else None
+            for t, extra in enumerate(self.plan.tail_extra)
+        ]
         self.tail_blocks = [block(w, f"tail_{t}") for t, w in enumerate(self.plan.tail)]
         self.global_pool = keras.layers.GlobalAveragePooling1D(dtype=dt, name="global_pool")
 
@@ -181,8 +218,10 @@ class TUNe(keras.layers.Layer):
     def build(self, input_shape: Shape) -> None:
         n = input_shape[-1]
         if n is not None and int(n) < self.min_samples:
-            raise ValueError(f"TUNe {self.n_con}/{self.n_exp}/{self.n_tail} needs at least "
-                             f"{self.min_samples} samples, got {n}")
+            raise ValueError(
+                f"TUNe {self.n_con}/{self.n_exp}/{self.n_tail} needs at least "
+                f"{self.min_samples} samples, got {n}"
+            )
         shape = tuple(input_shape) + (1,)
         skips: list[Shape] = []
         for blk, pl in zip(self.down_blocks, self.down_pools):
@@ -190,7 +229,7 @@ class TUNe(keras.layers.Layer):
             skips.append(shape)
             shape = build_chain([pl], shape)
         shape = build_chain([self.bottleneck], shape)
-        u_shapes = [shape]                      # U features by depth, deepest first
+        u_shapes = [shape]  # U features by depth, deepest first
         for j in range(self.n_exp):
             skip = skips[self.n_con - 1 - j]
             up = build_chain([self.up_convs[j]], shape)
@@ -240,7 +279,16 @@ class TUNe(keras.layers.Layer):
 
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()
-        config.update({"n_con": self.n_con, "n_exp": self.n_exp, "n_tail": self.n_tail,
-                       "filters": self.filters, "rep_dim": self.rep_dim, "plus": self.plus,
-                       "synchronized_bn": self.synchronized_bn, "bn_momentum": self.bn_momentum})
+        config.update(
+            {
+                "n_con": self.n_con,
+                "n_exp": self.n_exp,
+                "n_tail": self.n_tail,
+                "filters": self.filters,
+                "rep_dim": self.rep_dim,
+                "plus": self.plus,
+                "synchronized_bn": self.synchronized_bn,
+                "bn_momentum": self.bn_momentum,
+            }
+        )
         return config

@@ -35,8 +35,11 @@ class AtomicModelCheckpoint(keras.callbacks.ModelCheckpoint):
         if not self._should_save_model(epoch, batch, logs, filepath):
             return
         folder = os.path.dirname(os.path.abspath(filepath))
-        check_free_space(folder, estimate_bytes(self.model, _newest(folder, ".weights.h5")),
-                         f"the checkpoint of epoch {epoch + 1}")
+        check_free_space(
+            folder,
+            estimate_bytes(self.model, _newest(folder, ".weights.h5")),
+            f"the checkpoint of epoch {epoch + 1}",
+        )
         if self.save_weights_only:
             atomic_write(lambda p: self.model.save_weights(p, overwrite=True), filepath)
         else:
@@ -52,9 +55,15 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
     restores from the shared backup but never writes it.
     """
 
-    def __init__(self, backup_dir: str, delete_checkpoint: bool = False, write: bool = True) -> None:
-        super().__init__(backup_dir, save_freq="epoch", double_checkpoint=False,
-                         delete_checkpoint=delete_checkpoint)
+    def __init__(
+        self, backup_dir: str, delete_checkpoint: bool = False, write: bool = True
+    ) -> None:
+        super().__init__(
+            backup_dir,
+            save_freq="epoch",
+            double_checkpoint=False,
+            delete_checkpoint=delete_checkpoint,
+        )
         self.write = write  # False on non-chief workers: they restore but never write
 
     def on_train_begin(self, logs=None):
@@ -69,10 +78,14 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
     def _save_model(self):
         if not self.write:
             return
-        check_free_space(self.backup_dir, estimate_bytes(self.model, self._weights_path), "the resume backup")
+        check_free_space(
+            self.backup_dir, estimate_bytes(self.model, self._weights_path), "the resume backup"
+        )
         atomic_write(lambda p: self.model.save_weights(p, overwrite=True), self._weights_path)
-        atomic_write_text(self._training_metadata_path,
-                          json.dumps({"epoch": self._current_epoch, "batch": self._last_batch_seen}))
+        atomic_write_text(
+            self._training_metadata_path,
+            json.dumps({"epoch": self._current_epoch, "batch": self._last_batch_seen}),
+        )
 
     def completed_epochs(self) -> int:
         """Epochs recorded by the last backup (0 when there is none)."""
@@ -97,7 +110,9 @@ class CheckpointRetention(keras.callbacks.Callback):
     (it reads ``checkpoints/backup``); model.keras is the last epoch, always kept.
     """
 
-    def __init__(self, folder: str, keep: int, history: list[dict[str, float]] | None = None) -> None:
+    def __init__(
+        self, folder: str, keep: int, history: list[dict[str, float]] | None = None
+    ) -> None:
         super().__init__()
         self.folder, self.keep = folder, keep
         self.best: tuple[float, int] | None = None
@@ -106,7 +121,12 @@ class CheckpointRetention(keras.callbacks.Callback):
 
     def _note(self, epoch: int, logs: dict[str, float]) -> None:
         value = logs.get("val_loss", logs.get("loss"))
-        if epoch >= 0 and value is not None and math.isfinite(value) and (self.best is None or value < self.best[0]):
+        if (
+            epoch >= 0
+            and value is not None
+            and math.isfinite(value)
+            and (self.best is None or value < self.best[0])
+        ):
             self.best = (float(value), epoch)
 
     def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
@@ -114,7 +134,7 @@ class CheckpointRetention(keras.callbacks.Callback):
         if self.keep <= 0:
             return
         epochs = sorted(n for n in (_checkpoint_epoch(name) for name in _listdir(self.folder)) if n)
-        keep = set(epochs[-self.keep:]) | ({self.best[1] + 1} if self.best else set())
+        keep = set(epochs[-self.keep :]) | ({self.best[1] + 1} if self.best else set())
         for n in epochs:
             if n not in keep:
                 try:
@@ -157,8 +177,9 @@ class StepScalars(keras.callbacks.Callback):
             self._writer = None
 
 
-def standard_callbacks(run: RunFolder, cfg: Config, steps_per_epoch: int, chief: bool, scratch: str
-                       ) -> tuple[list[keras.callbacks.Callback], AtomicBackupAndRestore]:
+def standard_callbacks(
+    run: RunFolder, cfg: Config, steps_per_epoch: int, chief: bool, scratch: str
+) -> tuple[list[keras.callbacks.Callback], AtomicBackupAndRestore]:
     """The standard callbacks; non-chief workers write to a scratch folder.
 
     Every worker restores from the run's own backup (all replicas must start from the
@@ -170,17 +191,26 @@ def standard_callbacks(run: RunFolder, cfg: Config, steps_per_epoch: int, chief:
     root = RunFolder(run.root if chief else scratch)
     backup = AtomicBackupAndRestore(run.backup_dir, write=chief)
     cbs: list[keras.callbacks.Callback] = [
-        AtomicModelCheckpoint(os.path.join(root.checkpoint_dir, CHECKPOINT_NAME), save_weights_only=True,
-                              verbose=0),
+        AtomicModelCheckpoint(
+            os.path.join(root.checkpoint_dir, CHECKPOINT_NAME), save_weights_only=True, verbose=0
+        ),
         keras.callbacks.CSVLogger(root.history_path, append=True),
-        CheckpointRetention(root.checkpoint_dir, cfg.train.keep_checkpoints, history_rows(root.root)),
-        keras.callbacks.TensorBoard(root.tensorboard_dir, write_graph=False, update_freq="epoch",
-                                    profile_batch=0),
+        CheckpointRetention(
+            root.checkpoint_dir, cfg.train.keep_checkpoints, history_rows(root.root)
+        ),
+        keras.callbacks.TensorBoard(
+            root.tensorboard_dir, write_graph=False, update_freq="epoch", profile_batch=0
+        ),
         keras.callbacks.TerminateOnNaN(),
     ]
     if cfg.train.log_every_steps:
-        cbs.append(StepScalars(os.path.join(root.tensorboard_dir, "train"), cfg.train.log_every_steps,
-                               steps_per_epoch))
+        cbs.append(
+            StepScalars(
+                os.path.join(root.tensorboard_dir, "train"),
+                cfg.train.log_every_steps,
+                steps_per_epoch,
+            )
+        )
     return cbs, backup
 
 

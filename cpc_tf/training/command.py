@@ -75,9 +75,13 @@ class _Data:
     clip_labels: dict[int, int] = field(default_factory=dict)
 
 
-def train(cfg: Config, options: TrainOptions, model: keras.Model | None = None,
-          strategy: tf.distribute.Strategy | None = None,
-          extra_callbacks: list[keras.callbacks.Callback] | None = None) -> FitResult:
+def train(
+    cfg: Config,
+    options: TrainOptions,
+    model: keras.Model | None = None,
+    strategy: tf.distribute.Strategy | None = None,
+    extra_callbacks: list[keras.callbacks.Callback] | None = None,
+) -> FitResult:
     """`cpc_tf train`: build or reuse the cache, then train into the run folder.
 
     `model` and `strategy` may be given (Keras Tuner builds the model itself under its
@@ -99,8 +103,9 @@ def train(cfg: Config, options: TrainOptions, model: keras.Model | None = None,
     data = _prepare_data(cfg, options, chief, replicas)
     if chief:
         _start_run(run, cfg, options, data, replicas)
-    model = model or compile_model(cfg, strategy, total_steps=data.steps * cfg.train.epochs,
-                                   classes=data.classes)
+    model = model or compile_model(
+        cfg, strategy, total_steps=data.steps * cfg.train.epochs, classes=data.classes
+    )
     scratch = tempfile.mkdtemp(prefix="cpc_tf_worker_") if not chief else ""
     try:
         return _run(cfg, options, run, model, strategy, data, scratch, extra_callbacks)
@@ -111,8 +116,10 @@ def train(cfg: Config, options: TrainOptions, model: keras.Model | None = None,
 
 def _check_batch(global_batch: int, replicas: int) -> None:
     if global_batch % replicas:
-        raise ConfigError(f"train.batch_size={global_batch} does not divide across {replicas} replicas; "
-                          f"use a multiple of {replicas}")
+        raise ConfigError(
+            f"train.batch_size={global_batch} does not divide across {replicas} replicas; "
+            f"use a multiple of {replicas}"
+        )
     if global_batch // replicas < 1:
         raise ConfigError(f"train.batch_size={global_batch} leaves no example per replica")
 
@@ -123,51 +130,71 @@ def _prepare_data(cfg: Config, options: TrainOptions, chief: bool, replicas: int
     from cpc_tf.audio.datasets import check_data_fits, short_clip_note, split_clips
     from cpc_tf.models.registry import check_queue_fits, model_input_shape
 
-    cache = open_cache_for(cfg, options.audio_dir, cache_dir=options.cache_dir,
-                           progress=options.verbose > 0 and chief)
+    cache = open_cache_for(
+        cfg, options.audio_dir, cache_dir=options.cache_dir, progress=options.verbose > 0 and chief
+    )
     split = split_clips(cache, cfg)
     input_shape = tuple(model_input_shape(cfg))
     check_data_fits(cfg, cache, input_shape)
     if cfg.model.family == "cpc":
         check_queue_fits(cfg, len(split.train))
-    classes, clip_labels = (_supervised_labels(cfg, cache, split, options.labels, options.audio_dir)
-                            if cfg.train.supervised else (None, {}))
+    classes, clip_labels = (
+        _supervised_labels(cfg, cache, split, options.labels, options.audio_dir)
+        if cfg.train.supervised
+        else (None, {})
+    )
     batch = cfg.train.batch_size
     steps = cfg.train.steps_per_epoch or max(1, len(split.train) // batch)
-    val_steps = (cfg.train.validation_steps or max(1, len(split.validation) // batch)) if split.validation else 0
+    val_steps = (
+        (cfg.train.validation_steps or max(1, len(split.validation) // batch))
+        if split.validation
+        else 0
+    )
     if options.verbose:
         print(f"cpc_tf: {cache.summary()}")
         print(f"cpc_tf: {split.describe()}; {replicas} replica(s), global batch {batch}")
         if len(split.train) < batch:
-            print(f"cpc_tf: warning: only {len(split.train)} training files for a batch of {batch}; "
-                  "some batches repeat a file, which makes some negatives identical to the positive")
+            print(
+                f"cpc_tf: warning: only {len(split.train)} training files for a batch of {batch}; "
+                "some batches repeat a file, which makes some negatives identical to the positive"
+            )
         note = short_clip_note(cfg, cache, split.train, input_shape)
         if note:
             print(f"cpc_tf: warning: {note}")
     return _Data(cache, split, input_shape, steps, val_steps, classes, clip_labels)
 
 
-def _supervised_labels(cfg: Config, cache: Any, split: Any, spec: str | None, audio_dir: str
-                       ) -> tuple[list[str], dict[int, int]]:
+def _supervised_labels(
+    cfg: Config, cache: Any, split: Any, spec: str | None, audio_dir: str
+) -> tuple[list[str], dict[int, int]]:
     """Classes and clip id → class index for ``train.supervised`` (single-label only)."""
     from cpc_tf.audio.labels import parse_label_source
 
     source = parse_label_source(spec or cfg.data.labels, audio_dir)
-    by_clip = {c.clip_id: lab for c, lab in zip(cache.clips, source.labels_for(c.path for c in cache.clips))}
+    by_clip = {
+        c.clip_id: lab
+        for c, lab in zip(cache.clips, source.labels_for(c.path for c in cache.clips))
+    }
     train_labels = {by_clip[i] for i in split.train if by_clip[i]}
     if any(";" in lab for lab in train_labels):
-        raise ConfigError("train.supervised trains a single-label classifier, but the labels of "
-                          f"{source.spec!r} hold several tags per file")
+        raise ConfigError(
+            "train.supervised trains a single-label classifier, but the labels of "
+            f"{source.spec!r} hold several tags per file"
+        )
     if len(train_labels) < 2:
         found = f"only {sorted(train_labels)[0]!r}" if train_labels else "no labelled file"
-        raise ConfigError(f"train.supervised needs at least two classes among the training files; "
-                          f"{source.spec!r} gives {found} (set --labels folder|regex:PATTERN|csv:PATH)")
+        raise ConfigError(
+            f"train.supervised needs at least two classes among the training files; "
+            f"{source.spec!r} gives {found} (set --labels folder|regex:PATTERN|csv:PATH)"
+        )
     classes = sorted(train_labels)
     index = {c: i for i, c in enumerate(classes)}
     return classes, {cid: index[lab] for cid, lab in by_clip.items() if lab in index}
 
 
-def _start_run(run: RunFolder, cfg: Config, options: TrainOptions, data: _Data, replicas: int) -> None:
+def _start_run(
+    run: RunFolder, cfg: Config, options: TrainOptions, data: _Data, replicas: int
+) -> None:
     """run.json (which marks the folder as a run), then the full resolved config.
 
     Both go to disk before the first step, once the data has been checked:
@@ -175,12 +202,20 @@ def _start_run(run: RunFolder, cfg: Config, options: TrainOptions, data: _Data, 
     original start time.
     """
     started = run.read_state().get("started") if options.resume else None
-    run.write_state(clear=("reason", "finished", "stopped"), audio_dir=os.path.abspath(options.audio_dir),
-                    cache=data.cache.root, status="training", train_files=len(data.split.train),
-                    validation_files=len(data.split.validation), steps_per_epoch=data.steps, replicas=replicas,
-                    started=started or time.time(), fixed_settings=fixed_settings(cfg),
-                    **({"resumed": time.time()} if options.resume else {}),
-                    **({"classes": data.classes} if data.classes else {}))
+    run.write_state(
+        clear=("reason", "finished", "stopped"),
+        audio_dir=os.path.abspath(options.audio_dir),
+        cache=data.cache.root,
+        status="training",
+        train_files=len(data.split.train),
+        validation_files=len(data.split.validation),
+        steps_per_epoch=data.steps,
+        replicas=replicas,
+        started=started or time.time(),
+        fixed_settings=fixed_settings(cfg),
+        **({"resumed": time.time()} if options.resume else {}),
+        **({"classes": data.classes} if data.classes else {}),
+    )
     atomic_write_text(run.config_path, dump_config(cfg))
 
 
@@ -193,17 +228,41 @@ def _dataset_fn(cfg: Config, data: _Data) -> Any:
         batch = ctx.get_per_replica_batch_size(cfg.train.batch_size)
         if cfg.train.supervised:
             ids = [i for i in ids if i in data.clip_labels]
-            return labelled_crops(data.cache, cfg, ids, data.clip_labels, batch, training=training, epoch=epoch,
-                                  input_context=ctx, input_shape=data.input_shape)
-        return training_dataset(data.cache, cfg, ids, batch, training=training, epoch=epoch,
-                                input_context=ctx, input_shape=data.input_shape)
+            return labelled_crops(
+                data.cache,
+                cfg,
+                ids,
+                data.clip_labels,
+                batch,
+                training=training,
+                epoch=epoch,
+                input_context=ctx,
+                input_shape=data.input_shape,
+            )
+        return training_dataset(
+            data.cache,
+            cfg,
+            ids,
+            batch,
+            training=training,
+            epoch=epoch,
+            input_context=ctx,
+            input_shape=data.input_shape,
+        )
 
     return dataset_fn
 
 
-def _run(cfg: Config, options: TrainOptions, run: RunFolder, model: keras.Model,
-         strategy: tf.distribute.Strategy, data: _Data, scratch: str,
-         extra_callbacks: list[keras.callbacks.Callback] | None) -> FitResult:
+def _run(
+    cfg: Config,
+    options: TrainOptions,
+    run: RunFolder,
+    model: keras.Model,
+    strategy: tf.distribute.Strategy,
+    data: _Data,
+    scratch: str,
+    extra_callbacks: list[keras.callbacks.Callback] | None,
+) -> FitResult:
     """The loop, then the saved model; run.json records how it ended."""
     chief = not scratch
     if chief and options.resume:
@@ -217,8 +276,13 @@ def _run(cfg: Config, options: TrainOptions, run: RunFolder, model: keras.Model,
         print(f"cpc_tf: resuming at epoch {done + 1} of {cfg.train.epochs}")
     trainer = Trainer(model, strategy, _dataset_fn(cfg, data), jit_compile=cfg.train.jit_compile)
     with _recording_stops(run if chief else None, backup, strategy):
-        result = trainer.fit(cfg.train.epochs, data.steps, callbacks, validation_steps=data.val_steps,
-                             verbose=options.verbose if chief else 0)
+        result = trainer.fit(
+            cfg.train.epochs,
+            data.steps,
+            callbacks,
+            validation_steps=data.val_steps,
+            verbose=options.verbose if chief else 0,
+        )
         if not result.stopped_on_nan:
             _save_models(run if chief else None, model, strategy, options.worker_weights_dir)
     if result.stopped_on_nan:
@@ -226,25 +290,35 @@ def _run(cfg: Config, options: TrainOptions, run: RunFolder, model: keras.Model,
             _record(run, status="stopped: NaN loss", epochs_completed=result.epochs_completed)
         raise TrainingError(_describe_nan(run, result.epochs_completed))
     if chief:
-        run.write_state(status="finished", epochs_completed=result.epochs_completed, finished=time.time())
+        run.write_state(
+            status="finished", epochs_completed=result.epochs_completed, finished=time.time()
+        )
         if cfg.train.export_savedmodel:
             try:
                 export_savedmodel(model, run.saved_model_path)
             except (OSError, ValueError, tf.errors.OpError) as exc:
-                raise TrainingError(f"training finished and {run.model_path} is saved, but exporting the "
-                                    f"SavedModel to {run.saved_model_path} failed: {exc}") from None
+                raise TrainingError(
+                    f"training finished and {run.model_path} is saved, but exporting the "
+                    f"SavedModel to {run.saved_model_path} failed: {exc}"
+                ) from None
     return result
 
 
-def _save_models(run: RunFolder | None, model: keras.Model, strategy: tf.distribute.Strategy,
-                 worker_weights_dir: str | None) -> None:
+def _save_models(
+    run: RunFolder | None,
+    model: keras.Model,
+    strategy: tf.distribute.Strategy,
+    worker_weights_dir: str | None,
+) -> None:
     """model.keras and encoder.keras (the chief, `run` given), and the worker's debug weights."""
     if worker_weights_dir:
         path = os.path.join(worker_weights_dir, f"{task_name(strategy)}.weights.h5")
         atomic_write(lambda p: model.save_weights(p), path)
     if run is None:
         return
-    check_free_space(run.root, 2 * estimate_bytes(model, run.model_path), "model.keras and encoder.keras")
+    check_free_space(
+        run.root, 2 * estimate_bytes(model, run.model_path), "model.keras and encoder.keras"
+    )
     atomic_write(lambda p: model.save(p), run.model_path)
     atomic_write(lambda p: model.encoder.save(p), run.encoder_path)
 
@@ -258,24 +332,45 @@ def _record(run: RunFolder | None, **state: Any) -> None:
 
 
 @contextlib.contextmanager
-def _recording_stops(run: RunFolder | None, backup: AtomicBackupAndRestore,
-                     strategy: tf.distribute.Strategy) -> Iterator[None]:
+def _recording_stops(
+    run: RunFolder | None, backup: AtomicBackupAndRestore, strategy: tf.distribute.Strategy
+) -> Iterator[None]:
     """Record in run.json why training stopped, and turn a full disk or a lost peer into one line."""
     try:
         yield
     except KeyboardInterrupt:
-        _record(run, status="interrupted", epochs_completed=backup.completed_epochs(), stopped=time.time())
+        _record(
+            run,
+            status="interrupted",
+            epochs_completed=backup.completed_epochs(),
+            stopped=time.time(),
+        )
         raise
     except PEER_ERRORS as exc:
         if worker_count(strategy) == 1:
-            _record(run, status="failed", reason=_one_line(exc), epochs_completed=backup.completed_epochs())
+            _record(
+                run,
+                status="failed",
+                reason=_one_line(exc),
+                epochs_completed=backup.completed_epochs(),
+            )
             raise
         _record(run, status="stopped: lost a worker", epochs_completed=backup.completed_epochs())
         raise peer_failure(exc) from None
     except Exception as exc:
         done = backup.completed_epochs()
-        error = _disk_error(exc, run, done) if isinstance(exc, DiskSpaceError) or is_disk_full(exc) else exc
-        _record(run, status="failed", reason=_one_line(error), epochs_completed=done, stopped=time.time())
+        error = (
+            _disk_error(exc, run, done)
+            if isinstance(exc, DiskSpaceError) or is_disk_full(exc)
+            else exc
+        )
+        _record(
+            run,
+            status="failed",
+            reason=_one_line(error),
+            epochs_completed=done,
+            stopped=time.time(),
+        )
         if error is exc:
             raise
         raise error from None
@@ -283,11 +378,16 @@ def _recording_stops(run: RunFolder | None, backup: AtomicBackupAndRestore,
 
 def _disk_error(exc: BaseException, run: RunFolder | None, done: int) -> DiskSpaceError:
     """One line for a full disk: what failed, what is kept, how to continue."""
-    what = (str(exc) if isinstance(exc, DiskSpaceError)
-            else f"the disk is full ({getattr(exc, 'filename', None) or 'while writing'})")
+    what = (
+        str(exc)
+        if isinstance(exc, DiskSpaceError)
+        else f"the disk is full ({getattr(exc, 'filename', None) or 'while writing'})"
+    )
     where = run.root if run is not None else "RUN_DIR"
-    return DiskSpaceError(f"{what}; {done} completed epoch(s) are kept: free some space, then continue with: "
-                          f"{resume_command(where)}")
+    return DiskSpaceError(
+        f"{what}; {done} completed epoch(s) are kept: free some space, then continue with: "
+        f"{resume_command(where)}"
+    )
 
 
 def _one_line(exc: BaseException) -> str:
@@ -302,14 +402,22 @@ def resume_command(run_dir: str) -> str:
 
 def interrupted_message(run_dir: str, epochs_completed: int) -> str:
     """The line that ends a run stopped with Ctrl-C."""
-    when = (f"after epoch {epochs_completed}" if epochs_completed
-            else "before the first epoch completed")
+    when = (
+        f"after epoch {epochs_completed}"
+        if epochs_completed
+        else "before the first epoch completed"
+    )
     return f"interrupted {when}; resume with: {resume_command(run_dir)}"
 
 
 def _describe_nan(run: RunFolder, completed: int) -> str:
-    last = (os.path.join(run.checkpoint_dir, f"epoch_{completed:03d}.weights.h5") if completed
-            else "none (no epoch had completed)")
-    return (f"training stopped: the loss became NaN/Inf during epoch {completed + 1}. "
-            f"Last good checkpoint: {last}. Lower train.learning_rate (or set train.clipnorm) "
-            f"and continue with --resume.")
+    last = (
+        os.path.join(run.checkpoint_dir, f"epoch_{completed:03d}.weights.h5")
+        if completed
+        else "none (no epoch had completed)"
+    )
+    return (
+        f"training stopped: the loss became NaN/Inf during epoch {completed + 1}. "
+        f"Last good checkpoint: {last}. Lower train.learning_rate (or set train.clipnorm) "
+        f"and continue with --resume."
+    )

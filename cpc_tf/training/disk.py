@@ -53,8 +53,10 @@ def check_free_space(folder: str, needed: int, what: str) -> None:
     os.makedirs(folder, exist_ok=True)
     free = shutil.disk_usage(folder).free
     if free < needed:
-        raise DiskSpaceError(f"not enough disk space to write {what} in {folder}: {format_bytes(free)} free, "
-                            f"about {format_bytes(needed)} needed")
+        raise DiskSpaceError(
+            f"not enough disk space to write {what} in {folder}: {format_bytes(free)} free, "
+            f"about {format_bytes(needed)} needed"
+        )
 
 
 def is_disk_full(exc: BaseException) -> bool:

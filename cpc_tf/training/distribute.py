@@ -35,9 +35,11 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
         # context, after which MultiWorkerMirroredStrategy can no longer configure its
         # collective ops ("Collective ops must be configured at program startup").
         if not os.environ.get("TF_CONFIG"):
-            raise ConfigError("--strategy multiworker needs the TF_CONFIG environment variable "
-                              "(see tutorial.md, 'Several machines'); locally use --workers N, "
-                              "or --strategy auto to train in one process")
+            raise ConfigError(
+                "--strategy multiworker needs the TF_CONFIG environment variable "
+                "(see tutorial.md, 'Several machines'); locally use --workers N, "
+                "or --strategy auto to train in one process"
+            )
         timeout = _env_number("CPC_TF_COLLECTIVE_TIMEOUT", 600.0)
         options = tf.distribute.experimental.CommunicationOptions(timeout_seconds=timeout)
         return tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
@@ -81,7 +83,9 @@ def _split_cpu(count: int) -> None:
         return
     cpu = tf.config.list_physical_devices("CPU")[0]
     try:
-        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * count)
+        tf.config.set_logical_device_configuration(
+            cpu, [tf.config.LogicalDeviceConfiguration()] * count
+        )
     except RuntimeError:
         pass
 
@@ -120,16 +124,28 @@ def task_name(strategy: tf.distribute.Strategy) -> str:
 # Errors a collective op raises when another worker died or stopped answering: the
 # coordination service's heartbeat check ("tasks are unhealthy"), the collective
 # timeout (CPC_TF_COLLECTIVE_TIMEOUT) and the abort that follows either.
-PEER_ERRORS = (tf.errors.UnavailableError, tf.errors.DeadlineExceededError, tf.errors.AbortedError,
-                tf.errors.CancelledError)
+PEER_ERRORS = (
+    tf.errors.UnavailableError,
+    tf.errors.DeadlineExceededError,
+    tf.errors.AbortedError,
+    tf.errors.CancelledError,
+)
 
 
 def peer_failure(exc: tf.errors.OpError) -> TrainingError:
     """A one-line TrainingError for a worker that lost its peers."""
     lines = [line.strip() for line in str(exc.message).splitlines() if line.strip()]
     keys = ("unhealthy", "aborted", "timed out", "timeout", "deadline", "unavailable", "connect")
-    detail = next((line for line in lines if any(k in line.lower() for k in keys)
-                   and not line.startswith(("File ", "Detected at node"))), type(exc).__name__)
-    return TrainingError(f"lost contact with another worker ({detail}). Completed epochs are kept in "
-                         f"the run folder's checkpoints/backup; restart every worker with --resume")
-
+    detail = next(
+        (
+            line
+            for line in lines
+            if any(k in line.lower() for k in keys)
+            and not line.startswith(("File ", "Detected at node"))
+        ),
+        type(exc).__name__,
+    )
+    return TrainingError(
+        f"lost contact with another worker ({detail}). Completed epochs are kept in "
+        f"the run folder's checkpoints/backup; restart every worker with --resume"
+    )

@@ -21,8 +21,12 @@ def export_savedmodel(model: keras.Model, path: str) -> None:
     (``atomic_write``), so a reader never sees half of it.
     """
     spec = tf.TensorSpec([None, *model.example_input(1).shape[1:]], tf.float32)
-    atomic_write(lambda tmp: model.export(tmp, format="tf_saved_model", input_signature=[spec], verbose=False),
-                 path)
+    atomic_write(
+        lambda tmp: model.export(
+            tmp, format="tf_saved_model", input_signature=[spec], verbose=False
+        ),
+        path,
+    )
 
 
 def load_run_model(run_dir: str) -> keras.Model:
@@ -38,11 +42,15 @@ def load_run_model(run_dir: str) -> keras.Model:
     cfg = run.load_config()
     if os.path.exists(run.model_path):
         return keras.saving.load_model(run.model_path)
-    ckpts = sorted(f for f in os.listdir(run.checkpoint_dir)
-                   if f.endswith(".weights.h5")) if os.path.isdir(run.checkpoint_dir) else []
+    ckpts = (
+        sorted(f for f in os.listdir(run.checkpoint_dir) if f.endswith(".weights.h5"))
+        if os.path.isdir(run.checkpoint_dir)
+        else []
+    )
     if not ckpts:
         raise DataError(f"{run_dir} has neither model.keras nor a checkpoint yet")
-    model = build_model(cfg, classes=run.read_state().get("classes") if cfg.train.supervised else None)
+    model = build_model(
+        cfg, classes=run.read_state().get("classes") if cfg.train.supervised else None
+    )
     model.load_weights(os.path.join(run.checkpoint_dir, ckpts[-1]))
     return model
-

@@ -96,8 +96,9 @@ def _exit_code(code: int) -> int:
     return 128 - code if code < 0 else code
 
 
-def run_workers(argv: list[str], workers: int, timeout_s: float | None = None,
-                env: dict[str, str] | None = None) -> int:
+def run_workers(
+    argv: list[str], workers: int, timeout_s: float | None = None, env: dict[str, str] | None = None
+) -> int:
     """Start the workers and wait; returns the first non-zero exit status, else 0.
 
     Each worker gets its own TF_CONFIG and a private TMPDIR inside the launcher's
@@ -125,12 +126,22 @@ def run_workers(argv: list[str], workers: int, timeout_s: float | None = None,
             else:
                 out = open(os.path.join(session, f"worker_{i}.log"), "w")
                 logs.append(out)
-            procs.append(subprocess.Popen([sys.executable, "-m", "cpc_tf", "train", *argv], env=e,
-                                          stdout=out, stderr=subprocess.STDOUT if out else None,
-                                          start_new_session=True, preexec_fn=preexec))
+            procs.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "cpc_tf", "train", *argv],
+                    env=e,
+                    stdout=out,
+                    stderr=subprocess.STDOUT if out else None,
+                    start_new_session=True,
+                    preexec_fn=preexec,
+                )
+            )
         pids = ", ".join(str(p.pid) for p in procs)
-        print(f"cpc_tf: started {workers} workers (pids {pids}) on 127.0.0.1 ports {ports}; "
-              f"logs of workers 1.. in {session} (kept if a worker fails)", flush=True)
+        print(
+            f"cpc_tf: started {workers} workers (pids {pids}) on 127.0.0.1 ports {ports}; "
+            f"logs of workers 1.. in {session} (kept if a worker fails)",
+            flush=True,
+        )
         code = _wait(procs, session, timeout_s)
         ok = code == 0
         return code
@@ -155,15 +166,19 @@ def _wait(procs: list[subprocess.Popen], session: str, timeout_s: float | None) 
             if i:
                 _print_tail(os.path.join(session, f"worker_{i}.log"))
             how = f"was killed by signal {-code}" if code < 0 else f"exited with code {code}"
-            print(f"cpc_tf: worker {i} {how}; stopped the others. Completed epochs are kept: "
-                  f"continue with `cpc_tf train --workers {len(procs)} --out RUN_DIR --resume`",
-                  file=sys.stderr)
+            print(
+                f"cpc_tf: worker {i} {how}; stopped the others. Completed epochs are kept: "
+                f"continue with `cpc_tf train --workers {len(procs)} --out RUN_DIR --resume`",
+                file=sys.stderr,
+            )
             return _exit_code(code)
         if all(c == 0 for c in codes):
             return 0
         if deadline is not None and time.monotonic() > deadline:
             _stop(procs)
-            raise TrainingError(f"the {len(procs)} workers did not finish within {timeout_s:.0f} s; stopped them")
+            raise TrainingError(
+                f"the {len(procs)} workers did not finish within {timeout_s:.0f} s; stopped them"
+            )
         time.sleep(0.2)
 
 

@@ -61,8 +61,13 @@ class Trainer:
         resumed run draws different crops from the ones it already saw.
     """
 
-    def __init__(self, model: keras.Model, strategy: tf.distribute.Strategy, dataset_fn: Any,
-                 jit_compile: bool = False) -> None:
+    def __init__(
+        self,
+        model: keras.Model,
+        strategy: tf.distribute.Strategy,
+        dataset_fn: Any,
+        jit_compile: bool = False,
+    ) -> None:
         self.model = model
         self.strategy = strategy
         self.dataset_fn = dataset_fn
@@ -80,7 +85,10 @@ class Trainer:
         @tf.function
         def run(batch: Any) -> dict[str, tf.Tensor]:
             out = strategy.run(step, args=(batch,))
-            return {k: strategy.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None) for k, v in out.items()}
+            return {
+                k: strategy.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None)
+                for k, v in out.items()
+            }
 
         return run
 
@@ -95,15 +103,22 @@ class Trainer:
         """
         x = tf.constant(float(start))
         per_replica = self.strategy.run(lambda: tf.stack([x, x * x, 1.0]))
-        total, squares, n = (float(v) for v in self.strategy.reduce(
-            tf.distribute.ReduceOp.SUM, per_replica, axis=None).numpy())
+        total, squares, n = (
+            float(v)
+            for v in self.strategy.reduce(
+                tf.distribute.ReduceOp.SUM, per_replica, axis=None
+            ).numpy()
+        )
         if n * squares != total * total:
-            raise TrainingError(f"the workers restored different epochs (this one: {start}); every "
-                                "worker must read the chief's checkpoints/backup from shared storage")
+            raise TrainingError(
+                f"the workers restored different epochs (this one: {start}); every "
+                "worker must read the chief's checkpoints/backup from shared storage"
+            )
 
     def _dist(self, epoch: int, training: bool) -> Any:
         return self.strategy.distribute_datasets_from_function(
-            lambda ctx: self.dataset_fn(ctx, epoch, training))
+            lambda ctx: self.dataset_fn(ctx, epoch, training)
+        )
 
     def evaluate(self, steps: int) -> dict[str, float]:
         """Mean metrics over `steps` validation batches (the same crops every time).
@@ -120,8 +135,14 @@ class Trainer:
             means.add({k: float(v) for k, v in out.items()})
         return means.means()
 
-    def fit(self, epochs: int, steps_per_epoch: int, callbacks: list[keras.callbacks.Callback],
-            validation_steps: int = 0, verbose: int = 1) -> FitResult:
+    def fit(
+        self,
+        epochs: int,
+        steps_per_epoch: int,
+        callbacks: list[keras.callbacks.Callback],
+        validation_steps: int = 0,
+        verbose: int = 1,
+    ) -> FitResult:
         """Train until `epochs`, starting where BackupAndRestore left off.
 
         ``verbose=1`` shows Keras' progress bar, which becomes one line per epoch
@@ -129,9 +150,15 @@ class Trainer:
         """
         model = self.model
         verbose = progress_verbosity(verbose)
-        cb = keras.callbacks.CallbackList(callbacks, add_history=True, add_progbar=verbose > 0,
-                                          model=model, verbose=verbose, epochs=epochs,
-                                          steps=steps_per_epoch)
+        cb = keras.callbacks.CallbackList(
+            callbacks,
+            add_history=True,
+            add_progbar=verbose > 0,
+            model=model,
+            verbose=verbose,
+            epochs=epochs,
+            steps=steps_per_epoch,
+        )
         model.stop_training = False
         model._initial_epoch = None  # set by BackupAndRestore.on_train_begin when resuming
         cb.on_train_begin()
@@ -160,8 +187,9 @@ class Trainer:
         cb.on_train_end()
         return result
 
-    def _train_epoch(self, iterator: Any, steps: int, cb: keras.callbacks.CallbackList
-                     ) -> dict[str, float] | None:
+    def _train_epoch(
+        self, iterator: Any, steps: int, cb: keras.callbacks.CallbackList
+    ) -> dict[str, float] | None:
         """One epoch of `steps` steps; the mean logs, or None when the loss became NaN/Inf."""
         means = _RunningMeans()
         for step in range(steps):
@@ -181,5 +209,7 @@ def progress_verbosity(verbose: int) -> int:
     """
     if verbose != 1:
         return verbose
-    interactive = (hasattr(sys.stdout, "isatty") and sys.stdout.isatty()) or "ipykernel" in sys.modules
+    interactive = (
+        hasattr(sys.stdout, "isatty") and sys.stdout.isatty()
+    ) or "ipykernel" in sys.modules
     return 1 if interactive else 2

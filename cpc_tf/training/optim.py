@@ -22,8 +22,9 @@ class WarmupSchedule(keras.optimizers.schedules.LearningRateSchedule):
     (Chen et al. 2020) and CPC_audio train. Past ``total_steps`` the rate stays at 0.
     """
 
-    def __init__(self, peak: float, warmup_steps: int = 0, total_steps: int = 0,
-                 kind: str = "constant") -> None:
+    def __init__(
+        self, peak: float, warmup_steps: int = 0, total_steps: int = 0, kind: str = "constant"
+    ) -> None:
         if kind not in ("constant", "cosine"):
             raise ValueError(f"unknown learning-rate schedule {kind!r}")
         self.peak = float(peak)
@@ -34,7 +35,11 @@ class WarmupSchedule(keras.optimizers.schedules.LearningRateSchedule):
     def __call__(self, step: Any) -> Any:
         step = tf.cast(step, tf.float32)
         warm = float(max(self.warmup_steps, 1))
-        rate = self.peak * tf.minimum(1.0, (step + 1.0) / warm) if self.warmup_steps else tf.constant(self.peak)
+        rate = (
+            self.peak * tf.minimum(1.0, (step + 1.0) / warm)
+            if self.warmup_steps
+            else tf.constant(self.peak)
+        )
         if self.kind == "cosine" and self.total_steps > self.warmup_steps:
             span = float(self.total_steps - self.warmup_steps)
             progress = tf.clip_by_value((step - float(self.warmup_steps)) / span, 0.0, 1.0)
@@ -42,8 +47,12 @@ class WarmupSchedule(keras.optimizers.schedules.LearningRateSchedule):
         return rate
 
     def get_config(self) -> dict[str, Any]:
-        return {"peak": self.peak, "warmup_steps": self.warmup_steps, "total_steps": self.total_steps,
-                "kind": self.kind}
+        return {
+            "peak": self.peak,
+            "warmup_steps": self.warmup_steps,
+            "total_steps": self.total_steps,
+            "kind": self.kind,
+        }
 
 
 def make_optimizer(cfg: Config, total_steps: int = 0) -> keras.optimizers.Optimizer:
@@ -59,11 +68,13 @@ def make_optimizer(cfg: Config, total_steps: int = 0) -> keras.optimizers.Optimi
     if t.clipnorm > 0:
         kw["clipnorm"] = t.clipnorm
     if t.optimizer == "adam":
-        opt = keras.optimizers.Adam(beta_1=t.beta_1, beta_2=t.beta_2,
-                                    weight_decay=t.weight_decay or None, **kw)
+        opt = keras.optimizers.Adam(
+            beta_1=t.beta_1, beta_2=t.beta_2, weight_decay=t.weight_decay or None, **kw
+        )
     elif t.optimizer == "adamw":
-        opt = keras.optimizers.AdamW(beta_1=t.beta_1, beta_2=t.beta_2,
-                                     weight_decay=t.weight_decay, **kw)
+        opt = keras.optimizers.AdamW(
+            beta_1=t.beta_1, beta_2=t.beta_2, weight_decay=t.weight_decay, **kw
+        )
     else:
         opt = keras.optimizers.SGD(momentum=t.beta_1, weight_decay=t.weight_decay or None, **kw)
     if t.mixed_precision and policy_name(cfg) == "mixed_float16":
@@ -89,8 +100,12 @@ def dtype_policy(name: str) -> Iterator[None]:
         keras.config.set_dtype_policy(old)
 
 
-def compile_model(cfg: Config, strategy: tf.distribute.Strategy | None = None,
-                  total_steps: int = 0, classes: list[str] | None = None) -> keras.Model:
+def compile_model(
+    cfg: Config,
+    strategy: tf.distribute.Strategy | None = None,
+    total_steps: int = 0,
+    classes: list[str] | None = None,
+) -> keras.Model:
     """A built, compiled model for `cfg`, its variables created under `strategy`.
 
     ``total_steps`` sets the end of a cosine learning-rate schedule; ``classes`` (with
@@ -105,4 +120,3 @@ def compile_model(cfg: Config, strategy: tf.distribute.Strategy | None = None,
         model.compile(optimizer=make_optimizer(cfg, total_steps))
         model.optimizer.build(model.trainable_variables)
     return model
-

@@ -31,8 +31,15 @@ STATE_FILE = "run.json"
 RUN_MARKER = "cpc_tf_run"  # run.json key; its value is the run folder's format version
 RUN_FORMAT = 1
 # Settings a checkpoint depends on: --resume refuses a config.yaml edited in any of them.
-RESUME_FIXED_KEYS = ("model.", "data.sample_rate", "data.clip_seconds", "data.crop_samples",
-                     "train.supervised", "train.optimizer", "train.mixed_precision")
+RESUME_FIXED_KEYS = (
+    "model.",
+    "data.sample_rate",
+    "data.clip_seconds",
+    "data.crop_samples",
+    "train.supervised",
+    "train.optimizer",
+    "train.mixed_precision",
+)
 
 
 @dataclass
@@ -80,7 +87,9 @@ class RunFolder:
     def is_owned(self) -> bool:
         """True when run.json says cpc_tf wrote this folder (also for runs older than the marker)."""
         state = self.read_state()
-        legacy = "status" in state and "steps_per_epoch" in state and os.path.isfile(self.config_path)
+        legacy = (
+            "status" in state and "steps_per_epoch" in state and os.path.isfile(self.config_path)
+        )
         return RUN_MARKER in state or legacy
 
     def is_run(self) -> bool:
@@ -95,8 +104,10 @@ class RunFolder:
         """
         if resume:
             if not self.is_run():
-                raise ConfigError(f"--resume: {self.root} is not a cpc_tf run folder (no {STATE_FILE} "
-                                  f"written by cpc_tf, or no {CONFIG_FILE}); start a new run without --resume")
+                raise ConfigError(
+                    f"--resume: {self.root} is not a cpc_tf run folder (no {STATE_FILE} "
+                    f"written by cpc_tf, or no {CONFIG_FILE}); start a new run without --resume"
+                )
             return
         check_output_folder(self.root, owned=force or self.is_owned(), what="a cpc_tf run folder")
 
@@ -110,8 +121,10 @@ class RunFolder:
         if changed:
             shown = ", ".join(f"{k}: {started.get(k)!r} -> {now.get(k)!r}" for k in changed[:4])
             more = f" and {len(changed) - 4} more" if len(changed) > 4 else ""
-            raise ConfigError(f"--resume: {self.config_path} was edited since the run started ({shown}{more}); "
-                              "the checkpoints need the original values: restore them, or start a new run")
+            raise ConfigError(
+                f"--resume: {self.config_path} was edited since the run started ({shown}{more}); "
+                "the checkpoints need the original values: restore them, or start a new run"
+            )
 
     def load_config(self) -> Config:
         if not self.is_run():
@@ -135,10 +148,14 @@ class RunFolder:
     def ensure_writable(self) -> None:
         try:
             os.makedirs(self.root, exist_ok=True)
-            probe = tempfile.NamedTemporaryFile(dir=self.root, prefix=f"{TEMP_PREFIX}write-test-", delete=True)
+            probe = tempfile.NamedTemporaryFile(
+                dir=self.root, prefix=f"{TEMP_PREFIX}write-test-", delete=True
+            )
             probe.close()
         except OSError as exc:
-            raise DataError(f"cannot write the run folder {self.root}: {exc.strerror or exc}") from None
+            raise DataError(
+                f"cannot write the run folder {self.root}: {exc.strerror or exc}"
+            ) from None
 
 
 def truncate_history(path: str, keep_epochs: int) -> None:
@@ -188,8 +205,10 @@ def check_output_folder(path: str, owned: bool, what: str) -> None:
     """
     if owned or not os.path.isdir(path) or not os.listdir(path):
         return
-    raise ConfigError(f"{path} is not empty and is not {what}; use a new or empty --out "
-                      "(or pass --force to write into it anyway)")
+    raise ConfigError(
+        f"{path} is not empty and is not {what}; use a new or empty --out "
+        "(or pass --force to write into it anyway)"
+    )
 
 
 def fixed_settings(cfg: Config) -> dict[str, Any]:

@@ -38,12 +38,19 @@ from typing import Any
 # Public name -> the module that defines it. Imported on first use, so that reading a
 # sweep file (`load_sweep`) does not load TensorFlow or Keras Tuner.
 _EXPORTS = {
-    "PROBE_OBJECTIVE": "cpc_tf.evaluation.objective", "probe_accuracy": "cpc_tf.evaluation.objective",
-    "TUNERS": "cpc_tf.tuning.sweep", "SWEEP_FIELDS": "cpc_tf.tuning.sweep", "ParamSpec": "cpc_tf.tuning.sweep",
-    "Sweep": "cpc_tf.tuning.sweep", "load_sweep": "cpc_tf.tuning.sweep", "check_tuner": "cpc_tf.tuning.sweep",
-    "SweepHyperModel": "cpc_tf.tuning.hypermodel", "make_tuner": "cpc_tf.tuning.hypermodel",
+    "PROBE_OBJECTIVE": "cpc_tf.evaluation.objective",
+    "probe_accuracy": "cpc_tf.evaluation.objective",
+    "TUNERS": "cpc_tf.tuning.sweep",
+    "SWEEP_FIELDS": "cpc_tf.tuning.sweep",
+    "ParamSpec": "cpc_tf.tuning.sweep",
+    "Sweep": "cpc_tf.tuning.sweep",
+    "load_sweep": "cpc_tf.tuning.sweep",
+    "check_tuner": "cpc_tf.tuning.sweep",
+    "SweepHyperModel": "cpc_tf.tuning.hypermodel",
+    "make_tuner": "cpc_tf.tuning.hypermodel",
     "write_results": "cpc_tf.tuning.results",
-    "run_sweep": "cpc_tf.tuning.run", "_check_same_sweep": "cpc_tf.tuning.run",
+    "run_sweep": "cpc_tf.tuning.run",
+    "_check_same_sweep": "cpc_tf.tuning.run",
 }
 __all__ = sorted(name for name in _EXPORTS if not name.startswith("_"))
 

@@ -35,7 +35,9 @@ class _TrialClock(keras.callbacks.Callback):
 
     def write(self) -> None:
         if os.path.isdir(self.run_dir):
-            atomic_write_text(os.path.join(self.run_dir, TRIAL_TIME_FILE), json.dumps({"seconds": self.seconds()}))
+            atomic_write_text(
+                os.path.join(self.run_dir, TRIAL_TIME_FILE), json.dumps({"seconds": self.seconds()})
+            )
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         self.write()
@@ -50,8 +52,16 @@ class SweepHyperModel(kt.HyperModel):
     Keras Tuner never recorded) is cleared first.
     """
 
-    def __init__(self, sweep: Sweep, audio_dir: str, tune_dir: str, cache_dir: str | None,
-                 strategy: tf.distribute.Strategy, labels: str | None = None, verbose: int = 1) -> None:
+    def __init__(
+        self,
+        sweep: Sweep,
+        audio_dir: str,
+        tune_dir: str,
+        cache_dir: str | None,
+        strategy: tf.distribute.Strategy,
+        labels: str | None = None,
+        verbose: int = 1,
+    ) -> None:
         super().__init__(name="cpc_tf_sweep")
         self.sweep = sweep
         self.audio_dir = audio_dir
@@ -78,6 +88,7 @@ class SweepHyperModel(kt.HyperModel):
     def build(self, hp: kt.HyperParameters) -> keras.Model:
         cfg = self._execution_config(hp)
         from cpc_tf.models.registry import check_fits
+
         check_fits(cfg)
         return compile_model(cfg, self.strategy)
 
@@ -103,17 +114,27 @@ class SweepHyperModel(kt.HyperModel):
         resume = self._prepare_run_dir(run_dir, cfg)
         clock = _TrialClock(run_dir, _read_seconds(run_dir) if resume else 0.0)
         try:
-            train(cfg, TrainOptions(run_dir=run_dir, audio_dir=self.audio_dir, resume=resume,
-                                    cache_dir=self.cache_dir, verbose=self.verbose),
-                  model=model, strategy=self.strategy,
-                  extra_callbacks=[*(kwargs.get("callbacks") or []), clock])
+            train(
+                cfg,
+                TrainOptions(
+                    run_dir=run_dir,
+                    audio_dir=self.audio_dir,
+                    resume=resume,
+                    cache_dir=self.cache_dir,
+                    verbose=self.verbose,
+                ),
+                model=model,
+                strategy=self.strategy,
+                extra_callbacks=[*(kwargs.get("callbacks") or []), clock],
+            )
             return self._history(run_dir, model, cfg)
         finally:
             clock.write()
 
     def _history(self, run_dir: str, model: keras.Model, cfg: Config) -> keras.callbacks.History:
         """The whole per-epoch record, also of epochs trained before an interruption, plus
-        the probe accuracy (the same value for every epoch) when the sweep has labels."""
+        the probe accuracy (the same value for every epoch) when the sweep has labels.
+        """
         history = keras.callbacks.History()
         history.history = {}
         for row in history_rows(run_dir):
@@ -140,8 +161,12 @@ class SweepHyperModel(kt.HyperModel):
         arrays = extract_embeddings(model, cfg, cache, progress=False)
         by_id = {c.clip_id: c.path for c in cache.clips}
         paths = np.array([by_id[int(i)] for i in arrays["clip_id"]])
-        labels = np.array(parse_label_source(self.labels, self.audio_dir).labels_for(paths.tolist()))
-        return probe_accuracy(arrays["embeddings"], paths, labels, cfg.eval, source=f"--labels {self.labels}")
+        labels = np.array(
+            parse_label_source(self.labels, self.audio_dir).labels_for(paths.tolist())
+        )
+        return probe_accuracy(
+            arrays["embeddings"], paths, labels, cfg.eval, source=f"--labels {self.labels}"
+        )
 
     @staticmethod
     def _prepare_run_dir(run_dir: str, cfg: Config) -> bool:
@@ -158,11 +183,16 @@ class SweepHyperModel(kt.HyperModel):
 
 # ------------------------------------------------------------------ the tuner
 def _tuner_class(name: str) -> type:
-    base = {"random": kt.RandomSearch, "bayesian": kt.BayesianOptimization, "hyperband": kt.Hyperband}[name]
+    base = {
+        "random": kt.RandomSearch,
+        "bayesian": kt.BayesianOptimization,
+        "hyperband": kt.Hyperband,
+    }[name]
 
     class SweepTuner(base):  # type: ignore[misc, valid-type]
         """Passes the trial id to the HyperModel, rewrites the results after each trial,
-        and stops after too many failed trials in a row."""
+        and stops after too many failed trials in a row.
+        """
 
         def __init__(self, *args: Any, sweep: Sweep, tune_dir: str, **kwargs: Any) -> None:
             self.cpc_tf_sweep = sweep
@@ -188,29 +218,46 @@ def _tuner_class(name: str) -> type:
                     break
                 streak += 1
             if streak >= limit:
-                raise TrainingError(f"the sweep stopped after {streak} failed trials in a row "
-                                    f"(sweep.max_consecutive_failures={limit}); last error: "
-                                    f"{_last_error_line(self.oracle.trials[self.oracle.end_order[-1]].message)}")
+                raise TrainingError(
+                    f"the sweep stopped after {streak} failed trials in a row "
+                    f"(sweep.max_consecutive_failures={limit}); last error: "
+                    f"{_last_error_line(self.oracle.trials[self.oracle.end_order[-1]].message)}"
+                )
 
     SweepTuner.__name__ = f"Sweep{base.__name__}"
     return SweepTuner
 
 
-def make_tuner(sweep: Sweep, hypermodel: SweepHyperModel, tune_dir: str, max_trials: int) -> kt.Tuner:
+def make_tuner(
+    sweep: Sweep, hypermodel: SweepHyperModel, tune_dir: str, max_trials: int
+) -> kt.Tuner:
     """The Keras Tuner tuner of the sweep (resumes from `tune_dir` when it holds one)."""
     objective = kt.Objective(sweep.objective, direction=sweep.direction)
-    common = dict(hypermodel=hypermodel, objective=objective, directory=tune_dir, project_name="keras_tuner",
-                  overwrite=False, executions_per_trial=sweep.executions_per_trial,
-                  distribution_strategy=None, max_consecutive_failed_trials=10**9,  # see on_trial_end
-                  sweep=sweep, tune_dir=tune_dir)
+    common = dict(
+        hypermodel=hypermodel,
+        objective=objective,
+        directory=tune_dir,
+        project_name="keras_tuner",
+        overwrite=False,
+        executions_per_trial=sweep.executions_per_trial,
+        distribution_strategy=None,
+        max_consecutive_failed_trials=10**9,  # see on_trial_end
+        sweep=sweep,
+        tune_dir=tune_dir,
+    )
     cls = _tuner_class(sweep.tuner)
     try:
         if sweep.tuner == "hyperband":
-            return cls(max_epochs=sweep.hyperband_max_epochs or sweep.base.train.epochs, factor=3,
-                       seed=sweep.base.train.seed, **common)
+            return cls(
+                max_epochs=sweep.hyperband_max_epochs or sweep.base.train.epochs,
+                factor=3,
+                seed=sweep.base.train.seed,
+                **common,
+            )
         return cls(max_trials=max_trials, seed=sweep.base.train.seed, **common)
     except (ValueError, KeyError, RuntimeError) as exc:  # unreadable Keras Tuner state
-        raise DataError(f"cannot continue the sweep in {tune_dir}: its keras_tuner/ state is unreadable "
-                        f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
-                        "use a new --out") from None
-
+        raise DataError(
+            f"cannot continue the sweep in {tune_dir}: its keras_tuner/ state is unreadable "
+            f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
+            "use a new --out"
+        ) from None

@@ -35,7 +35,7 @@ def _last_error_line(message: str | None) -> str:
         return ""
     line = lines[-1]
     match = re.match(r"^[\w.]*(Error|Exception|Interrupt)[\w]*: ", line)
-    return line[match.end():] if match else line
+    return line[match.end() :] if match else line
 
 
 def _first_sentence(text: str) -> str:
@@ -54,11 +54,15 @@ def _trial_rows(tuner: kt.Tuner, sweep: Sweep, tune_dir: str) -> list[dict[str, 
         if sweep.tuner == "hyperband":
             row["epochs"] = values.get("tuner/epochs")
         score = trial.score if trial.status == "COMPLETED" else None
-        row[sweep.objective] = None if score is None or not math.isfinite(score) else round(float(score), 6)
+        row[sweep.objective] = (
+            None if score is None or not math.isfinite(score) else round(float(score), 6)
+        )
         seconds = _read_seconds(os.path.join(tune_dir, "trials", trial_id))
         if not seconds and sweep.executions_per_trial > 1:
-            seconds = sum(_read_seconds(os.path.join(tune_dir, "trials", trial_id, f"exec_{i}"))
-                          for i in range(sweep.executions_per_trial))
+            seconds = sum(
+                _read_seconds(os.path.join(tune_dir, "trials", trial_id, f"exec_{i}"))
+                for i in range(sweep.executions_per_trial)
+            )
         row["seconds"] = round(seconds, 1) if seconds else None
         row["error"] = _last_error_line(trial.message)[:300] if trial.status == "FAILED" else ""
         rows.append(row)
@@ -67,7 +71,9 @@ def _trial_rows(tuner: kt.Tuner, sweep: Sweep, tune_dir: str) -> list[dict[str, 
 
 def _best_first(rows: list[dict[str, Any]], sweep: Sweep) -> list[dict[str, Any]]:
     sign = -1 if sweep.direction == "max" else 1
-    return sorted(rows, key=lambda r: (r[sweep.objective] is None, sign * (r[sweep.objective] or 0.0)))
+    return sorted(
+        rows, key=lambda r: (r[sweep.objective] is None, sign * (r[sweep.objective] or 0.0))
+    )
 
 
 def _fmt(value: Any) -> str:
@@ -90,29 +96,50 @@ def write_results(tuner: kt.Tuner, sweep: Sweep, tune_dir: str) -> list[dict[str
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
-    writer.writerows({c: ("" if r[c] is None else json.dumps(r[c]) if isinstance(r[c], list) else r[c])
-                      for c in columns} for r in rows)
+    writer.writerows(
+        {
+            c: ("" if r[c] is None else json.dumps(r[c]) if isinstance(r[c], list) else r[c])
+            for c in columns
+        }
+        for r in rows
+    )
     atomic_write_text(os.path.join(tune_dir, "results.csv"), buf.getvalue())
 
     ranked = _best_first(rows, sweep)
     counts = {s: sum(1 for r in rows if r["status"] == s) for s in ("COMPLETED", "FAILED")}
-    md = [f"# Sweep results: {sweep.base.name}", "",
-          f"{sweep.tuner} search, objective `{sweep.objective}` ({sweep.direction}imise); "
-          f"{len(rows)} trial(s): {counts['COMPLETED']} completed, {counts['FAILED']} failed.", "",
-          "Searched: " + "; ".join(f"`{p.key}` {p.describe()}" for p in sweep.space), "",
-          "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    md += ["| " + " | ".join(_fmt(_first_sentence(r[c]) if c == "error" else r[c]) for c in columns) + " |"
-           for r in ranked]
+    md = [
+        f"# Sweep results: {sweep.base.name}",
+        "",
+        f"{sweep.tuner} search, objective `{sweep.objective}` ({sweep.direction}imise); "
+        f"{len(rows)} trial(s): {counts['COMPLETED']} completed, {counts['FAILED']} failed.",
+        "",
+        "Searched: " + "; ".join(f"`{p.key}` {p.describe()}" for p in sweep.space),
+        "",
+        "| " + " | ".join(columns) + " |",
+        "|" + "---|" * len(columns),
+    ]
+    md += [
+        "| "
+        + " | ".join(_fmt(_first_sentence(r[c]) if c == "error" else r[c]) for c in columns)
+        + " |"
+        for r in ranked
+    ]
     best = next((r for r in ranked if r[sweep.objective] is not None), None)
     if best:
-        cfg = replace_keys(sweep.base, {**{p.key: best[p.key] for p in sweep.space},
-                                        "name": f"{sweep.base.name}_best"})
-        atomic_write_text(os.path.join(tune_dir, "best.yaml"),
-                          f"# best trial {best['trial']} of the sweep in {tune_dir}: "
-                          f"{sweep.objective} = {best[sweep.objective]}\n" + dump_config(cfg))
-        md += ["", f"Best: trial {best['trial']}, {sweep.objective} = {_fmt(best[sweep.objective])}; "
-               f"its complete config is `best.yaml` "
-               f"(`cpc_tf train --config {os.path.join(tune_dir, 'best.yaml')} ...`)."]
+        cfg = replace_keys(
+            sweep.base,
+            {**{p.key: best[p.key] for p in sweep.space}, "name": f"{sweep.base.name}_best"},
+        )
+        atomic_write_text(
+            os.path.join(tune_dir, "best.yaml"),
+            f"# best trial {best['trial']} of the sweep in {tune_dir}: "
+            f"{sweep.objective} = {best[sweep.objective]}\n" + dump_config(cfg),
+        )
+        md += [
+            "",
+            f"Best: trial {best['trial']}, {sweep.objective} = {_fmt(best[sweep.objective])}; "
+            f"its complete config is `best.yaml` "
+            f"(`cpc_tf train --config {os.path.join(tune_dir, 'best.yaml')} ...`).",
+        ]
     atomic_write_text(os.path.join(tune_dir, "results.md"), "\n".join(md) + "\n")
     return rows
-
