@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import time
+from typing import Any
 
 from cpc_tf.config import Config, load_config, replace_keys
 from cpc_tf.synth import TEMPORAL_CLASSES, SynthSpec, write_dataset
@@ -105,7 +106,9 @@ def run_demo(
     emb = os.path.join(out, "embeddings.npz")
     random_init = os.path.join(out, "random_init.npz")
     mfcc = os.path.join(out, "mfcc.npz")
-    options = dict(audio_dir=audio_dir, labels="folder", cache_dir=cache_dir, progress=verbose > 0)
+    options: dict[str, Any] = dict(
+        audio_dir=audio_dir, labels="folder", cache_dir=cache_dir, progress=verbose > 0
+    )
     extract(cfg, load_run_model(run.root), ExtractOptions(out=emb, run_dir=run.root, **options))
     extract(cfg, random_init_model(cfg), ExtractOptions(out=random_init, **options))
     extract_features(cfg, ExtractOptions(out=mfcc, **options), "mfcc")

@@ -24,6 +24,7 @@ import re
 import shutil
 import tempfile
 from dataclasses import dataclass
+from typing import Any
 
 from cpc_tf import __version__, fileio
 from cpc_tf.api.loading import EXPORT_MARKER, exported_model_path
@@ -140,7 +141,7 @@ def _write_savedmodel(embedder: object, staging: str) -> str:
     )
 
 
-def _write_hear(embedder: object, options: ExportOptions, staging: str) -> str:
+def _write_hear(embedder: Any, options: ExportOptions, staging: str) -> str:
     from cpc_tf.hear import HearModel
 
     cfg = embedder.config  # type: ignore[attr-defined]

@@ -217,7 +217,7 @@ def extract_embeddings(
             bar.update(int(crops.shape[0]))
     if not chunks["embeddings"]:
         raise DataError("no crops were extracted: the cache holds no audio")
-    result = {
+    result: dict[str, np.ndarray] = {
         "embeddings": np.concatenate(chunks["embeddings"]).astype(np.float32, copy=False),
         "clip_id": np.concatenate(chunks["clip_id"]).astype(np.int64, copy=False),
         "start": np.concatenate(chunks["start"]).astype(np.int64, copy=False),

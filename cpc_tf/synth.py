@@ -157,7 +157,11 @@ def _harmonic_tone(freq: np.ndarray, sr: int) -> np.ndarray:
     """Five harmonics (amplitudes 0.6**k) following the instantaneous frequency `freq`."""
     phase = 2 * np.pi * np.cumsum(freq) / sr
     top = float(np.max(freq))
-    return sum((0.6**k) * np.sin(k * phase) for k in range(1, 6) if top * k < sr / 2)
+    tone = np.zeros_like(phase)
+    for k in range(1, 6):
+        if top * k < sr / 2:
+            tone += (0.6**k) * np.sin(k * phase)
+    return tone
 
 
 def _glides(rng: np.random.Generator, n: int, sr: int) -> np.ndarray:

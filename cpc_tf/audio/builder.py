@@ -353,6 +353,7 @@ class Builder:
                         _OpenShard(ShardWriter(self.root, shard_name(gen, serial))),
                         group,
                     )
+                assert shard is not None  # opened for the first group above
                 for res in results:
                     clip = self._take(res, by_rel[res.rel], shard, skipped)
                     if clip is not None:

@@ -217,6 +217,7 @@ class DecodePool:
                     refill()
                     continue
             slots.popleft()
+            assert head.result is not None  # a finished slot holds its result
             yield head.result
             refill()
 

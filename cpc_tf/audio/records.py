@@ -63,15 +63,15 @@ def serialize_record(pcm: np.ndarray, clip_id: int, offset: int, path: str) -> b
     The protobuf bytes are assembled by hand: building ``tf.train.Example`` objects
     copies a multi-megabyte payload several times, this copies it once.
     """
-    audio = memoryview(np.ascontiguousarray(pcm, dtype="<i2")).cast("B")
-    pieces = (
+    audio = memoryview(np.ascontiguousarray(pcm, dtype="<i2")).cast("B")  # type: ignore[arg-type]
+    pieces: list[bytes | memoryview] = (
         _feature_entry("audio", 1, audio)
         + _feature_entry("clip_id", 3, _varint(int(clip_id)))
         + _feature_entry("offset", 3, _varint(int(offset)))
         + _feature_entry("path", 1, os.fsencode(path))
     )
     features_len = sum(len(p) for p in pieces)
-    return b"".join([_len_field(1, features_len)] + pieces)
+    return b"".join([_len_field(1, features_len), *pieces])
 
 
 def parse_record(serialized: tf.Tensor) -> dict[str, tf.Tensor]:

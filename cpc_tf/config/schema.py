@@ -11,6 +11,7 @@ Choi 2021 (the music-classification book).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -27,7 +28,8 @@ def _f(
     """A dataclass field with a validated range and a help text."""
     meta = {"min": min, "max": max, "help": help, "min_exclusive": min_exclusive}
     if isinstance(default, (list, dict)):
-        return field(default_factory=lambda d=default: type(d)(d), metadata=meta, **kw)
+        # each instance gets its own (shallow) copy
+        return field(default_factory=functools.partial(type(default), default), metadata=meta, **kw)
     return field(default=default, metadata=meta, **kw)
 
 

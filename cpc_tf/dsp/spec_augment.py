@@ -117,7 +117,11 @@ def augment_spectrogram(x: tf.Tensor, cfg: AugmentConfig, seed: tf.Tensor) -> tf
         x = log_mixup_exp(x, other, lam)
     if cfg.rrc_p > 0:
         cropped = random_resized_crop(
-            x, seeds[3], tuple(cfg.rrc_time_scale), tuple(cfg.rrc_freq_scale), cfg.rrc_virtual_scale
+            x,
+            seeds[3],
+            (cfg.rrc_time_scale[0], cfg.rrc_time_scale[1]),
+            (cfg.rrc_freq_scale[0], cfg.rrc_freq_scale[1]),
+            cfg.rrc_virtual_scale,
         )
         x = tf.where(tf.reshape(_fires(seeds[4], batch, cfg.rrc_p), [-1, 1, 1]), cropped, x)
     if cfg.gain_p > 0:

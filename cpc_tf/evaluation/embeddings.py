@@ -138,10 +138,9 @@ def save_embeddings(path: str | os.PathLike[str], *, compress: bool = False, **a
             arr = arr.astype(str)
         clean[key] = arr
     saver = np.savez_compressed if compress else np.savez
-    fileio.remove_stale_temps_of(
-        os.fspath(path)
-    )  # left by an extract that was killed while writing
-    atomic_write(path, lambda fh: saver(fh, **clean))
+    # temporaries left by an extract that was killed while writing
+    fileio.remove_stale_temps_of(os.fspath(path))
+    atomic_write(path, lambda fh: saver(fh, **clean))  # type: ignore[arg-type]
 
 
 # --------------------------------------------------------------------- reading

@@ -23,7 +23,7 @@ import io
 import math
 import os
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -55,7 +55,11 @@ def save_figure(fig: Figure, path: str | os.PathLike[str], dpi: int = 100) -> st
     FigureCanvasAgg(fig)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi)
-    atomic_write(path, lambda fh: fh.write(buf.getvalue()))
+
+    def write(fh: IO[bytes]) -> None:
+        fh.write(buf.getvalue())
+
+    atomic_write(path, write)
     return os.fspath(path)
 
 
@@ -176,11 +180,11 @@ def plot_tsne_classes(
     colors = dict(zip(classes, class_colors(len(classes))))
     fig = _new_figure(12, 5.8)
     axes = fig.subplots(1, 2, sharex=True, sharey=True)
-    for ax, xy, labs, name in (
+    for ax, xy, given, name in (
         (axes[0], xy_train, labels_train, "train"),
         (axes[1], xy_test, labels_test, "test"),
     ):
-        labs = np.asarray(labs)
+        labs = np.asarray(given)
         for c in classes:
             sel = labs == c
             if sel.any():

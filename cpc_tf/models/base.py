@@ -52,7 +52,7 @@ class ContrastiveModel(keras.Model):
     def build(self, input_shape: Any = None) -> None:
         # Every sub-model is built by its registry builder; calling once creates the
         # remaining variables (predictors, heads) and fixes the model's input shape.
-        if not self.built:
+        if not self.built:  # type: ignore[has-type]  # set by keras.Layer
             # `call`, not `__call__`: Keras' __call__ would come back here to build.
             self.contrastive_loss(self.example_pair(), training=False)
             self.call(self.example_input(), training=False)

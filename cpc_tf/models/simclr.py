@@ -68,18 +68,18 @@ class SimCLR(ContrastiveModel):
 
     def contrastive_loss(self, data: Any, training: bool) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
         view1, view2 = data[0], data[1]
-        augment = self.augmenter is not None and training
-        if augment and not self.spectrogram_augment:
-            view1 = self.augmenter(view1, training=True)
-            view2 = self.augmenter(view2, training=True)
+        augmenter = self.augmenter if training else None
+        if augmenter is not None and not self.spectrogram_augment:
+            view1 = augmenter(view1, training=True)
+            view2 = augmenter(view2, training=True)
         batch = tf.shape(view1)[0]
         # One encoder pass over both views (as the TF2 SimCLR code does).
         feats = self._features(tf.concat([view1, view2], axis=0))
-        if augment and self.spectrogram_augment:
+        if augmenter is not None and self.spectrogram_augment:
             feats = tf.concat(
                 [
-                    self.augmenter(feats[:batch], training=True),
-                    self.augmenter(feats[batch:], training=True),
+                    augmenter(feats[:batch], training=True),
+                    augmenter(feats[batch:], training=True),
                 ],
                 axis=0,
             )

@@ -241,10 +241,11 @@ class TUNe(keras.layers.Layer):
             u_shapes.append(shape)
         for t in range(self.n_tail):
             shape = build_chain([self.tail_pools[t]], shape)
-            if self.tail_concats[t] is not None:
+            concat = self.tail_concats[t]
+            if concat is not None:
                 other = u_shapes[self.n_exp - 1 - t]
-                self.tail_concats[t].build([shape, other])
-                shape = self.tail_concats[t].compute_output_shape([shape, other])
+                concat.build([shape, other])
+                shape = concat.compute_output_shape([shape, other])
             shape = build_chain([self.tail_blocks[t]], shape)
         self.global_pool.build(shape)
         self.built = True
@@ -269,8 +270,9 @@ class TUNe(keras.layers.Layer):
             u_feats.append(x)
         for t in range(self.n_tail):
             x = self.tail_pools[t](x)
-            if self.tail_concats[t] is not None:
-                x = self.tail_concats[t]([x, u_feats[self.n_exp - 1 - t]])
+            concat = self.tail_concats[t]
+            if concat is not None:
+                x = concat([x, u_feats[self.n_exp - 1 - t]])
             x = self.tail_blocks[t](x, training=training)
         return x
 

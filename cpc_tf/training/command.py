@@ -126,12 +126,15 @@ def _check_batch(global_batch: int, replicas: int) -> None:
 
 def _prepare_data(cfg: Config, options: TrainOptions, chief: bool, replicas: int) -> _Data:
     """Open (or build) the cache, split it, check the crop fits, count the steps."""
+    if options.audio_dir is None:
+        raise ConfigError("train needs --audio-dir (a resumed run takes it from run.json)")
+    audio_dir = options.audio_dir
     from cpc_tf.audio.cache import open_cache_for
     from cpc_tf.audio.datasets import check_data_fits, short_clip_note, split_clips
     from cpc_tf.models.registry import check_queue_fits, model_input_shape
 
     cache = open_cache_for(
-        cfg, options.audio_dir, cache_dir=options.cache_dir, progress=options.verbose > 0 and chief
+        cfg, audio_dir, cache_dir=options.cache_dir, progress=options.verbose > 0 and chief
     )
     split = split_clips(cache, cfg)
     input_shape = tuple(model_input_shape(cfg))
@@ -139,7 +142,7 @@ def _prepare_data(cfg: Config, options: TrainOptions, chief: bool, replicas: int
     if cfg.model.family == "cpc":
         check_queue_fits(cfg, len(split.train))
     classes, clip_labels = (
-        _supervised_labels(cfg, cache, split, options.labels, options.audio_dir)
+        _supervised_labels(cfg, cache, split, options.labels, audio_dir)
         if cfg.train.supervised
         else (None, {})
     )
@@ -204,7 +207,7 @@ def _start_run(
     started = run.read_state().get("started") if options.resume else None
     run.write_state(
         clear=("reason", "finished", "stopped"),
-        audio_dir=os.path.abspath(options.audio_dir),
+        audio_dir=os.path.abspath(options.audio_dir or data.cache.audio_dir),
         cache=data.cache.root,
         status="training",
         train_files=len(data.split.train),

@@ -161,8 +161,9 @@ class SweepHyperModel(kt.HyperModel):
         arrays = extract_embeddings(model, cfg, cache, progress=False)
         by_id = {c.clip_id: c.path for c in cache.clips}
         paths = np.array([by_id[int(i)] for i in arrays["clip_id"]])
+        assert self.labels is not None  # the probe objective is only chosen with --labels
         labels = np.array(
-            parse_label_source(self.labels, self.audio_dir).labels_for(paths.tolist())
+            parse_label_source(self.labels, self.audio_dir).labels_for(paths.tolist()), dtype=str
         )
         return probe_accuracy(
             arrays["embeddings"], paths, labels, cfg.eval, source=f"--labels {self.labels}"

@@ -77,9 +77,10 @@ class ParamSpec:
         """Register this parameter with Keras Tuner and return the config value it chose."""
         if self.kind == "choice":
             if self.encoded:
-                return self.decode(hp.Choice(self.key, [json.dumps(v) for v in self.values]))
+                return self.decode(hp.Choice(self.key, [json.dumps(v) for v in self.values or []]))
             return hp.Choice(self.key, list(self.values or []))
         sampling = "log" if self.log else "linear"
+        assert self.low is not None and self.high is not None  # a range parameter has both ends
         if self.kind == "int":
             step = int(self.step) if self.step else None
             return hp.Int(self.key, int(self.low), int(self.high), step=step, sampling=sampling)
@@ -255,7 +256,7 @@ def _base_config(path: str, data: dict[str, Any], overrides: list[str]) -> Confi
     base_name = data.pop("base", None)
     mapping: dict[str, Any] = {}
     if base_name:
-        mapping = read_yaml(resolve_config_path(str(base_name)))
+        mapping = read_yaml(resolve_config_path(str(base_name)) or str(base_name))
         mapping.pop("sweep", None)
         mapping.pop("base", None)
     merge_dicts(mapping, data)
