@@ -127,7 +127,8 @@ class RunFolder:
             )
 
     def load_config(self) -> Config:
-        if not self.is_run():
+        """The run's config.yaml (reading needs only that file; resuming needs run.json too)."""
+        if not os.path.isfile(self.config_path):
             raise DataError(f"{self.root} is not a cpc_tf run folder (no {CONFIG_FILE})")
         return from_dict(read_yaml(self.config_path))
 
