@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from typing import Any
 
 from cpc_tf.config import Config
@@ -80,15 +79,14 @@ def _load_run(path: str) -> tuple[Any, Config, str]:
 
 def load_keras_file(path: str) -> tuple[Any, Config, str]:
     """A cpc_tf model and its config from a .keras file; InputError for anything else."""
-    import keras
-
-    import cpc_tf.models  # noqa: F401  (registers the classes a cpc_tf .keras file names)
     from cpc_tf.models.base import ContrastiveModel
+    from cpc_tf.models.saving import ModelFileError
+    from cpc_tf.models.saving import load_keras_file as load_keras
 
     try:
-        model = keras.saving.load_model(path, compile=False)
-    except Exception as exc:  # noqa: BLE001  (Keras raises TypeError/ValueError/OSError/zip errors)
-        raise InputError(f"{path} is not a loadable cpc_tf model: {_keras_reason(exc)}") from None
+        model = load_keras(path, compile=False)
+    except ModelFileError as exc:
+        raise InputError(f"{path} is not a loadable cpc_tf model: {exc.reason}") from None
     if not isinstance(model, ContrastiveModel):
         hint = (
             " (an encoder alone: give the run's model.keras)"
@@ -101,15 +99,3 @@ def load_keras_file(path: str) -> tuple[Any, Config, str]:
         )
     return model, model.cfg, path
 
-
-def _keras_reason(exc: BaseException) -> str:
-    """The telling part of a Keras loading error, on one line."""
-    text = str(exc)
-    unknown = re.search(r"Could not locate (?:class|function) '([^']+)'", text)
-    if unknown:
-        return (
-            f"it names the class {unknown.group(1)!r}, which is not registered here "
-            "(a model of another project, or of a newer cpc_tf)"
-        )
-    first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
-    return f"Keras says: {first[:200]}"

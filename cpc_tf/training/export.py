@@ -8,6 +8,7 @@ import keras
 import tensorflow as tf
 
 from cpc_tf.errors import DataError
+from cpc_tf.models.saving import keras_reason, load_keras_file
 from cpc_tf.fileio import atomic_write
 from cpc_tf.training.run_folder import RunFolder
 
@@ -41,7 +42,7 @@ def load_run_model(run_dir: str) -> keras.Model:
     run = RunFolder(run_dir)
     cfg = run.load_config()
     if os.path.exists(run.model_path):
-        return keras.saving.load_model(run.model_path)
+        return load_keras_file(run.model_path)
     ckpts = (
         sorted(f for f in os.listdir(run.checkpoint_dir) if f.endswith(".weights.h5"))
         if os.path.isdir(run.checkpoint_dir)
@@ -52,5 +53,9 @@ def load_run_model(run_dir: str) -> keras.Model:
     model = build_model(
         cfg, classes=run.read_state().get("classes") if cfg.train.supervised else None
     )
-    model.load_weights(os.path.join(run.checkpoint_dir, ckpts[-1]))
+    path = os.path.join(run.checkpoint_dir, ckpts[-1])
+    try:
+        model.load_weights(path)
+    except (ValueError, OSError, KeyError) as exc:
+        raise DataError(f"{path}: the checkpoint cannot be read ({keras_reason(exc)})") from None
     return model
