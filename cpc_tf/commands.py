@@ -419,7 +419,8 @@ def _print_headline(result: dict) -> None:
 
 def tune(args: argparse.Namespace) -> int:
     from cpc_tf.training.run_folder import check_output_folder
-    from cpc_tf.tuning import STATE_FILE, run_sweep
+    from cpc_tf.tuning import run_sweep
+    from cpc_tf.tuning.run import STATE_FILE
 
     owned = getattr(args, "force", False) or os.path.isfile(os.path.join(args.out, STATE_FILE))
     check_output_folder(args.out, owned=owned, what="a cpc_tf sweep folder")

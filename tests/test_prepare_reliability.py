@@ -187,7 +187,12 @@ def test_a_one_hz_header_keeps_prepare_small(tmp_path: Path) -> None:
         "import resource, sys; from cpc_tf.cli import main; rc = main(sys.argv[1:]); "
         "print('maxrss_kb', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss); sys.exit(rc)"
     )
-    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    # a clean environment: settings other tests leave in os.environ (thread pools, logical
+    # devices) must not change the measurement
+    keep = ("PATH", "HOME", "LANG", "TMPDIR", "VIRTUAL_ENV")
+    env = {k: os.environ[k] for k in keep if k in os.environ}
+    env.update(PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+               TF_CPP_MIN_LOG_LEVEL="3")
     done = subprocess.run(
         [sys.executable, "-c", code, *prepare_args(d, tmp_path)],
         capture_output=True,
