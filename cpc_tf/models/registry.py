@@ -2,7 +2,9 @@
 
 Adding an encoder is one class plus one decorated builder::
 
-    @register_encoder("my_encoder", families=("simclr",), input_shape=lambda cfg: (cfg.crop_samples,))
+    @register_encoder(
+        "my_encoder", families=("simclr",), input_shape=lambda cfg: (cfg.crop_samples,)
+    )
     def _my_encoder(cfg: Config) -> keras.layers.Layer:
         return MyEncoder(units=cfg.model.z_dim, name="my_encoder")
 
@@ -318,7 +320,9 @@ def cpc_prediction(cfg: Config) -> str:
 
 
 def cpc_representation(cfg: Config) -> str:
-    """``eval.cpc_representation`` with ``auto`` resolved (c_last for windows, c_mean for sequences)."""
+    """``eval.cpc_representation`` with ``auto`` resolved (c_last for windows, c_mean for
+    sequences).
+    """
     r = cfg.eval.cpc_representation
     if r == "auto":
         return "c_mean" if is_sequence_encoder(cfg) else "c_last"
