@@ -47,7 +47,8 @@ t = time.time()
 frames, times = embedder.embed_frames(audio, embedder.sample_rate, hop_seconds=0.05)
 frames_s = time.time() - t
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
-print(json.dumps({"bench": "api_memory", "minutes": minutes, "file": path, "samples": int(len(audio)),
+print(json.dumps({"bench": "api_memory", "minutes": minutes, "file": path,
+                  "samples": int(len(audio)),
                   "sample_rate": embedder.sample_rate, "embedding": list(vector.shape),
                   "frames": list(frames.shape), "peak_rss_gib": round(peak / 2**20, 3),
                   "rss_before_embedding_gib": round(base / 2**20, 3),

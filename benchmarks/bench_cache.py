@@ -170,8 +170,9 @@ def child_build(folder: str, cache_base: str, workers: int, repeats: int) -> Non
 
 def describe_memory(r: dict) -> str:
     return (
-        f"main process peak {r['rss_self_mib']:.0f} MiB ({r['rss_self_before_build_mib']:.0f} before the "
-        f"build), workers' peaks {r['workers_sum_peak_mib']:.0f} MiB together "
+        f"main process peak {r['rss_self_mib']:.0f} MiB "
+        f"({r['rss_self_before_build_mib']:.0f} before the build), "
+        f"workers' peaks {r['workers_sum_peak_mib']:.0f} MiB together "
         f"(largest {r['worker_peak_mib']:.0f} MiB)"
     )
 

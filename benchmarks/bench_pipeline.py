@@ -196,7 +196,8 @@ def main() -> None:
             ours = bench_augment.bench_ours(clips, 10, skip_unfired=True)
             peer, room = bench_augment.bench_peer(clips, args.peer_batches)
             print(
-                f"augmentation: ours {ours:.1f} examples/s, audiomentations ({room}) {peer:.1f} examples/s"
+                f"augmentation: ours {ours:.1f} examples/s, "
+                f"audiomentations ({room}) {peer:.1f} examples/s"
             )
             result["aug_speedup_vs_audiomentations"] = round(ours / peer, 2)
 
@@ -215,7 +216,8 @@ def main() -> None:
 
         mem, piped = pipeline_vs_memory(model, dataset_fn, args.steps, args.rounds)
         print(
-            f"CPC training, batch 8: {mem:.2f} steps/s in memory, {piped:.2f} steps/s from the pipeline"
+            f"CPC training, batch 8: {mem:.2f} steps/s in memory, "
+            f"{piped:.2f} steps/s from the pipeline"
         )
         result["train_steps_per_s_in_memory"] = round(mem, 3)
         result["train_steps_per_s_pipeline"] = round(piped, 3)

@@ -164,7 +164,9 @@ def aug_profile(rate: int, views: int) -> dict[str, float]:
         fn(x, tf.constant([0, 0], tf.int64)).numpy()
         counter = iter(range(1, 1000))
         out[name] = median_seconds(
-            lambda: fn(x, tf.constant([1, next(counter)], tf.int64)).numpy(), 5, warmup=0
+            lambda fn=fn, counter=counter: fn(x, tf.constant([1, next(counter)], tf.int64)).numpy(),
+            5,
+            warmup=0,
         )
     return out
 
@@ -210,7 +212,8 @@ def main() -> None:
     flops = 3 * samplecnn_forward_flops(load("samplecnn", BATCH), 2 * BATCH)
     achieved = flops / ours / 1e9
     print(
-        f"SampleCNN batch {BATCH}: {ours:.3f} s/step, {flops / 1e9:.0f} GFLOP/step, {achieved:.0f} GFLOP/s"
+        f"SampleCNN batch {BATCH}: {ours:.3f} s/step, {flops / 1e9:.0f} GFLOP/step, "
+        f"{achieved:.0f} GFLOP/s"
     )
     result.update(
         {
@@ -264,8 +267,8 @@ def main() -> None:
 
             mem, piped = pipeline_vs_memory(model, dataset_fn, args.steps, args.rounds)
         print(
-            f"SampleCNN training, batch {BATCH}: {mem:.3f} steps/s in memory, {piped:.3f} steps/s from the "
-            f"augmenting pipeline ({source})"
+            f"SampleCNN training, batch {BATCH}: {mem:.3f} steps/s in memory, "
+            f"{piped:.3f} steps/s from the augmenting pipeline ({source})"
         )
         result["aug_steps_per_s_in_memory"] = round(mem, 4)
         result["aug_steps_per_s_pipeline"] = round(piped, 4)

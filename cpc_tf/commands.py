@@ -70,7 +70,8 @@ def _train_config(args: argparse.Namespace, run_dir: str) -> Config:
         if getattr(args, "labels", None):
             if not getattr(args, "supervised", False):
                 raise ConfigError(
-                    "train --labels is for --supervised runs; self-supervised training uses no labels"
+                    "train --labels is for --supervised runs; "
+                    "self-supervised training uses no labels"
                 )
             extra.append(f"data.labels={args.labels}")
         return config_from_args(args, extra)
@@ -83,6 +84,7 @@ def _train_config(args: argparse.Namespace, run_dir: str) -> Config:
 
 
 def train(args: argparse.Namespace) -> int:
+    """`cpc_tf train`: pre-train a model into a run folder (or launch local workers)."""
     if args.workers and args.workers > 1:
         from cpc_tf.training.launch import launch_local_workers
 
@@ -108,7 +110,8 @@ def train(args: argparse.Namespace) -> int:
         done = int(state.get("epochs_completed", 0))
         if state.get("status") == "finished" and done >= cfg.train.epochs:
             print(
-                f"cpc_tf: {out} already finished {done} epochs; pass --epochs N (> {done}) to train further"
+                f"cpc_tf: {out} already finished {done} epochs; "
+                f"pass --epochs N (> {done}) to train further"
             )
             return 0
         if not cache_dir and not cfg.data.cache_dir and audio_dir and state.get("cache"):
@@ -308,12 +311,15 @@ def _print_extracted(out: str, payload: dict) -> None:
     for reason, paths in sorted(by_reason.items(), key=lambda kv: (-len(kv[1]), kv[0])):
         more = f", ... and {len(paths) - shown} more" if len(paths) > shown else ""
         print(
-            f"  skipped, {printable(reason)} ({len(paths)}): {', '.join(map(printable, paths[:shown]))}{more}"
+            f"  skipped, {printable(reason)} ({len(paths)}): "
+            f"{', '.join(map(printable, paths[:shown]))}{more}"
         )
 
 
 def _parse_baselines(specs: list[str]) -> list[tuple[str, str, str | None]]:
-    """``[NAME=]FILE[,TEST]`` → (name, file, test file); the name '' means 'derive it from the file'."""
+    """``[NAME=]FILE[,TEST]`` → (name, file, test file); the name '' means 'derive it from the
+    file'.
+    """
     out = []
     for spec in specs:
         name, _, rest = (
@@ -327,9 +333,11 @@ def _parse_baselines(specs: list[str]) -> list[tuple[str, str, str | None]]:
 
 
 def evaluate(args: argparse.Namespace) -> int:
-    """`cpc_tf evaluate`: probe an embeddings file, write REPORT_DIR/{report.md, metrics.json, *.png}.
+    """`cpc_tf evaluate`: probe an embeddings file, write REPORT_DIR/{report.md, metrics.json,
+    *.png}.
 
-    CLI flags override the config's ``eval`` section (Bajorath et al. 2021, §2.3; Spijkervet & Burgoyne 2021, §3.6, §4.4).
+    CLI flags override the config's ``eval`` section (Bajorath et al. 2021, §2.3; Spijkervet &
+    Burgoyne 2021, §3.6, §4.4).
     """
     extra: list[str] = []
     if getattr(args, "classifier", None):
@@ -401,7 +409,8 @@ def evaluate(args: argparse.Namespace) -> int:
     for warning in result["warnings"]:
         print(f"cpc_tf: warning: {warning}")
     print(
-        f"cpc_tf: report: {os.path.join(args.out, 'report.md')} (metrics.json and figures beside it)"
+        f"cpc_tf: report: {os.path.join(args.out, 'report.md')} "
+        "(metrics.json and figures beside it)"
     )
     return 0
 
@@ -411,13 +420,15 @@ def _print_headline(result: dict) -> None:
     from cpc_tf.evaluation.report_md import headline_table
 
     print(
-        f"cpc_tf: {result['task']}, {len(result['classes'])} classes; {result['split']['description']}"
+        f"cpc_tf: {result['task']}, {len(result['classes'])} classes; "
+        f"{result['split']['description']}"
     )
     for line in headline_table(result):
         print(f"  {line}")
 
 
 def tune(args: argparse.Namespace) -> int:
+    """`cpc_tf tune`: run a hyper-parameter sweep into a sweep folder."""
     from cpc_tf.training.run_folder import check_output_folder
     from cpc_tf.tuning import run_sweep
     from cpc_tf.tuning.run import STATE_FILE
@@ -446,6 +457,7 @@ def tune(args: argparse.Namespace) -> int:
 
 
 def summary(args: argparse.Namespace) -> int:
+    """`cpc_tf summary`: print the parameter counts of the configured model."""
     cfg = config_from_args(args)
     from cpc_tf.models.summary import component_counts, format_counts
 
@@ -454,6 +466,7 @@ def summary(args: argparse.Namespace) -> int:
 
 
 def demo(args: argparse.Namespace) -> int:
+    """`cpc_tf demo`: run the whole pipeline on a small synthetic set; print the headline."""
     from cpc_tf.demo import run_demo
 
     report = run_demo(args.out, epochs=args.epochs)

@@ -78,7 +78,8 @@ def run_demo(
     paths = write_dataset(audio_dir, spec)
     if verbose:
         print(
-            f"cpc_tf demo: {len(paths)} synthetic clips in {len(spec.classes)} classes under {audio_dir}"
+            f"cpc_tf demo: {len(paths)} synthetic clips in {len(spec.classes)} classes "
+            f"under {audio_dir}"
         )
     cfg = demo_config(epochs or DEMO_EPOCHS)
     run = RunFolder(os.path.join(out, "run"))

@@ -48,6 +48,8 @@ class InputError(DataError, ValueError):
 
 
 class DiskSpaceError(TrainingError):
-    """The disk (or quota) is full, or too full for the next checkpoint: free space, then --resume."""
+    """The disk (or quota) is full, or too full for the next checkpoint: free space, then
+    --resume.
+    """
 
     exit_code = 1

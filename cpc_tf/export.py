@@ -136,8 +136,8 @@ def _write_savedmodel(embedder: object, staging: str) -> str:
     os.rmdir(inner)
     shape = list(model.example_input(1).shape[1:])
     return (
-        f"a TensorFlow SavedModel; its `serve` endpoint maps float32 [batch, {', '.join(map(str, shape))}] "
-        "to the representation"
+        "a TensorFlow SavedModel; its `serve` endpoint maps "
+        f"float32 [batch, {', '.join(map(str, shape))}] to the representation"
     )
 
 
@@ -230,7 +230,8 @@ HOP_SECONDS = {hop}
 
 def load_model(model_file_path=""):
     """The model (this package's own model.keras unless another path is given)."""
-    return _hear.load_model(model_file_path or MODEL_FILE, sample_rate=SAMPLE_RATE, hop_seconds=HOP_SECONDS)
+    return _hear.load_model(model_file_path or MODEL_FILE, sample_rate=SAMPLE_RATE, \
+hop_seconds=HOP_SECONDS)
 
 
 def get_scene_embeddings(audio, model):
@@ -239,7 +240,8 @@ def get_scene_embeddings(audio, model):
 
 
 def get_timestamp_embeddings(audio, model):
-    """(float32 [n_sounds, frames, model.timestamp_embedding_size], float32 [n_sounds, frames] ms)."""
+    """(float32 [n_sounds, frames, model.timestamp_embedding_size], \
+float32 [n_sounds, frames] ms)."""
     return _hear.get_timestamp_embeddings(audio, model)
 '''
 

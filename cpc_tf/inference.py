@@ -75,7 +75,9 @@ def fill_short(audio: np.ndarray, length: int, policy: str) -> np.ndarray:
 
 
 def cut_chunks(audio: np.ndarray, rows: np.ndarray, starts: np.ndarray, length: int) -> np.ndarray:
-    """Chunks ``audio[rows[i], starts[i]: starts[i] + length]`` as float32 ``[b, length]``, zero-padded."""
+    """Chunks ``audio[rows[i], starts[i]: starts[i] + length]`` as float32 ``[b, length]``,
+    zero-padded.
+    """
     out = np.zeros((len(rows), length), np.float32)
     for k, (row, start) in enumerate(zip(rows.tolist(), starts.tolist())):
         piece = audio[row, start : start + length]

@@ -60,8 +60,10 @@ def write_projector(
     Args:
         log_dir: The TensorBoard log folder (created if missing).
         embeddings: float ``[n, d]`` rows.
-        paths: ``[n]`` file of each row; labels: ``[n]`` label of each row ('' if none).
-        crop_start: ``[n]`` seconds; crop_seconds: crop length, or None for pooled rows.
+        paths: ``[n]`` file of each row.
+        labels: ``[n]`` label of each row ('' if none).
+        crop_start: ``[n]`` seconds.
+        crop_seconds: Crop length, or None for pooled rows.
 
     Returns:
         The path of the projector config.

@@ -291,7 +291,10 @@ def write_dataset(out_dir: str, spec: SynthSpec = SynthSpec()) -> list[str]:
                     snr_db=spec.snr_db,
                 )
                 atomic_write(
-                    lambda tmp: sf.write(tmp, audio, spec.sample_rate, subtype="PCM_16"), path
+                    lambda tmp, audio=audio: sf.write(
+                        tmp, audio, spec.sample_rate, subtype="PCM_16"
+                    ),
+                    path,
                 )
             paths.append(path)
     return paths

@@ -152,7 +152,9 @@ def test_queue_and_negatives_are_checked_at_start_up():
 
 
 def test_seed_scheme_is_unchanged_by_default():
-    """prediction auto = last, negatives same_step: the seed's loss (Bajorath et al. 2021 §2.2.5)."""
+    """prediction auto = last, negatives same_step: the seed's loss (Bajorath et al. 2021
+    §2.2.5).
+    """
     from cpc_tf.models.losses import info_nce
 
     cfg = from_dict(TINY_CPC)

@@ -76,7 +76,10 @@ def test_tutorial_runs(workdir):
         else:
             cmd = [sys.executable, "-c", body]
         out = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
-        shown = f"block {i} ({lang}):\n{body}\n--- stdout ---\n{out.stdout[-3000:]}\n--- stderr ---\n{out.stderr[-3000:]}"
+        shown = (
+            f"block {i} ({lang}):\n{body}\n--- stdout ---\n{out.stdout[-3000:]}"
+            f"\n--- stderr ---\n{out.stderr[-3000:]}"
+        )
         if expect:
             assert out.returncode == int(expect.group(1)), shown
             assert "Traceback" not in out.stderr, shown

@@ -483,7 +483,9 @@ def test_train_extract_evaluate_end_to_end(trained, folder):
 
 
 def test_mfcc_features_skip_and_count_bad_files(folder, tmp_path):
-    """`extract --features mfcc`: one row per decodable file, the corrupt one skipped and counted."""
+    """`extract --features mfcc`: one row per decodable file, the corrupt one skipped and
+    counted.
+    """
     out = tmp_path / "mfcc.npz"
     res = run_cli(
         "extract",

@@ -254,7 +254,9 @@ def test_fused_kernel_is_used_for_channel_counts_it_handles_well(
 
 
 def test_fast_layers_compile_with_xla() -> None:
-    """train.jit_compile=true XLA-compiles the step: the custom gradients and the fused kernel must compile."""
+    """train.jit_compile=true XLA-compiles the step: the custom gradients and the fused kernel must
+    compile.
+    """
     x = tf.constant(np.random.default_rng(5).normal(size=(3, 116, 32)), tf.float32)
     conv = MatmulConv1D(WIDE, 8, strides=4)  # folded, matmul kernel gradient
     same = MatmulConv1D(WIDE, 3, padding="same")

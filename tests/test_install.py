@@ -1,9 +1,10 @@
 """A built wheel works on its own: presets ship inside it and the CLI runs from any directory.
 
-The wheel is built without network access (``--no-build-isolation``) and installed with ``--no-deps`` into
-a fresh virtual environment that sees the current environment's packages (TensorFlow is not installed
-twice) but not the source tree: the current environment's site-packages folders are added as plain paths,
-so its editable install of cpc_tf is not active there.
+The wheel is built without network access (``--no-build-isolation``) and installed with
+``--no-deps`` into a fresh virtual environment that sees the current environment's packages
+(TensorFlow is not installed twice) but not the source tree: the current environment's
+site-packages folders are added as plain paths, so its editable install of cpc_tf is not active
+there.
 """
 
 from __future__ import annotations

@@ -1,4 +1,6 @@
-"""House rules that a reader can check: no import cycles, small modules, self-contained citations."""
+"""House rules that a reader can check: no import cycles, small modules, self-contained
+citations.
+"""
 
 from __future__ import annotations
 
@@ -95,8 +97,8 @@ def test_the_cycle_check_sees_imports_and_cycles(tmp_path: Path) -> None:
 
 
 def test_modules_stay_small() -> None:
-    # about 400 lines per module (house rule); the argparse table and the registry's declarations are long
-    # by nature, so the ceiling has a margin rather than exceptions by name.
+    # about 400 lines per module (house rule); the argparse table and the registry's declarations
+    # are long by nature, so the ceiling has a margin rather than exceptions by name.
     sizes = {
         str(f.relative_to(REPO_ROOT)): len(f.read_text(encoding="utf-8").splitlines())
         for f in PACKAGE.rglob("*.py")

@@ -76,7 +76,8 @@ def test_nt_xent_hand_computed_two_pairs():
     z1 = np.array([[1.0, 0.0], [0.0, 1.0]], np.float32)
     z2 = np.array([[1.0, 0.0], [1.0, 1.0]], np.float32)
     tau = 0.5
-    # query z1[0]=(1,0): candidates z1[1]=(0,1) cos 0; z2[0]=(1,0) cos 1 (positive); z2[1] cos 1/sqrt2
+    # query z1[0]=(1,0): candidates z1[1]=(0,1) cos 0; z2[0]=(1,0) cos 1 (positive);
+    # z2[1] cos 1/sqrt2
     c = 1 / math.sqrt(2)
     q0 = -2.0 + math.log(math.exp(0) + math.exp(2.0) + math.exp(2 * c))
     loss, acc = nt_xent(tf.constant(z1), tf.constant(z2), tau)

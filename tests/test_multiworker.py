@@ -221,7 +221,9 @@ def _two_steps(cfg, strategy, batch) -> dict[str, np.ndarray]:
 
 
 def _probe_worker(out: str) -> None:
-    """One worker of the one-step check (TF_CONFIG set by the test); writes OUT/<family>_<index>.npz."""
+    """One worker of the one-step check (TF_CONFIG set by the test); writes
+    OUT/<family>_<index>.npz.
+    """
     import keras  # noqa: F401  (Keras 3)
 
     from cpc_tf.training import make_strategy
@@ -355,7 +357,9 @@ def _backup_epoch(run: Path) -> int:
 def _train_and_kill(
     victim: int, audio_dir: Path, cache_dir: Path, run: Path, env: dict[str, str], err_path: Path
 ) -> None:
-    """Start a 3-epoch run on 2 workers, SIGKILL worker `victim` early in epoch 2, check the stop."""
+    """Start a 3-epoch run on 2 workers, SIGKILL worker `victim` early in epoch 2, check the
+    stop.
+    """
     # 20 steps per epoch: epoch 2 lasts seconds, so the kill lands inside it.
     # Every checkpoint kept, so the resumed run can be seen not to rewrite epoch 1's.
     flags = set_flags(TINY_CPC) + [
@@ -461,5 +465,6 @@ if __name__ == "__main__":
         _probe_worker(sys.argv[2])
     else:
         sys.exit(
-            "usage: python tests/test_multiworker.py probe OUT_DIR (one worker of the one-step check)"
+            "usage: python tests/test_multiworker.py probe OUT_DIR "
+            "(one worker of the one-step check)"
         )

@@ -55,7 +55,10 @@ def test_prepare_in_process(
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "decoded 6 files" in out
-    summary = "4 files, 1.4 s of audio, 4 shards; skipped 2 (corrupt: 1, not audio: 1); 1 silent file flagged"
+    summary = (
+        "4 files, 1.4 s of audio, 4 shards; skipped 2 (corrupt: 1, not audio: 1); "
+        "1 silent file flagged"
+    )
     assert summary in out
     assert "skipped, corrupt (1): broken.wav" in out and "skipped, not audio (1): notes.wav" in out
     assert main(args) == 0

@@ -1,4 +1,6 @@
-"""`evaluate` replaces its report folder as a whole and refuses damaged or forged inputs in one line."""
+"""`evaluate` replaces its report folder as a whole and refuses damaged or forged inputs in one
+line.
+"""
 
 from __future__ import annotations
 
@@ -168,7 +170,7 @@ def test_kfold_with_fewer_files_per_class_than_folds_is_unstratified_with_a_note
 
 
 def _npy(shape: tuple[int, ...], dtype: str = "<f4", payload: bytes = b"") -> bytes:
-    header = "{'descr': '%s', 'fortran_order': False, 'shape': %r, }" % (dtype, shape)
+    header = f"{{'descr': '{dtype}', 'fortran_order': False, 'shape': {shape!r}, }}"
     header += " " * (63 - (10 + len(header)) % 64) + "\n"
     return b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header)) + header.encode("latin1") + payload
 

@@ -250,7 +250,9 @@ def test_a_start_that_fails_on_the_data_leaves_no_run(tmp_path):
 
 
 def test_export_savedmodel_serves_the_representation(tmp_path):
-    """The seed-default CPC (wide convolutions: the custom-gradient paths of fastops) exports and serves."""
+    """The seed-default CPC (wide convolutions: the custom-gradient paths of fastops) exports and
+    serves.
+    """
     from cpc_tf.config import Config
     from cpc_tf.training import export_savedmodel
 

@@ -1,4 +1,6 @@
-"""`train` when things go wrong: a user's folder, a full disk, Ctrl-C, an edited config, disk use."""
+"""`train` when things go wrong: a user's folder, a full disk, Ctrl-C, an edited config, disk
+use.
+"""
 
 from __future__ import annotations
 
@@ -174,7 +176,9 @@ def test_log_every_steps_writes_per_step_scalars(audio_dir, cache_dir, tmp_path)
 
 
 def _wait_for_epochs(proc, run, epochs, timeout=300):
-    """Wait until the run's backup records `epochs` completed epochs (what --resume continues from)."""
+    """Wait until the run's backup records `epochs` completed epochs (what --resume continues
+    from).
+    """
     from cpc_tf.training.callbacks import completed_epochs
 
     deadline = time.time() + timeout

@@ -216,8 +216,9 @@ def test_bad_sweep_from_the_command_line(audio, tmp_path):
 
 
 def test_diverging_trial_is_failed_and_the_sweep_goes_on(audio, tmp_path, capsys):
-    # Four trials exhaust the four combinations, whatever order the seeded draws take: two diverge and two
-    # complete, and the earliest failure is never the last trial, so a trial after a failure must have run.
+    # Four trials exhaust the four combinations, whatever order the seeded draws take: two diverge
+    # and two complete, and the earliest failure is never the last trial, so a trial after a
+    # failure must have run.
     space = {
         "train.learning_rate": {"choice": [1.0e-3, 1.0e30]},
         "model.c_dim": {"int": [8, 16], "step": 8},

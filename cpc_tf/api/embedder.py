@@ -53,7 +53,8 @@ class Embedder:
     def __repr__(self) -> str:
         cfg = self.config
         return (
-            f"Embedder({cfg.name!r}: {cfg.model.family}/{cfg.model.encoder}, {self.sample_rate} Hz, "
+            f"Embedder({cfg.name!r}: {cfg.model.family}/{cfg.model.encoder}, "
+            f"{self.sample_rate} Hz, "
             f"chunks of {self.chunk_seconds:.3g} s{', from ' + self.source if self.source else ''})"
         )
 
@@ -253,7 +254,9 @@ class Embedder:
         return (out[0], times[0].copy()) if single else (out, times.copy())
 
     def _phase_offsets(self, hop: float, hop_seconds: float | None) -> list[int]:
-        """Sample offsets of the shifted runs that bring the frame spacing to `hop_seconds` or below."""
+        """Sample offsets of the shifted runs that bring the frame spacing to `hop_seconds` or
+        below.
+        """
         if hop_seconds is None:
             return [0]
         try:

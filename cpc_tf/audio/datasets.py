@@ -273,7 +273,8 @@ def _crop_setting(cfg: Config) -> str:
 def short_clip_note(
     cfg: Config, cache: AudioCache, clip_ids: Sequence[int], input_shape: Sequence[int]
 ) -> str | None:
-    """A one-line note when most of `clip_ids` are shorter than a crop (looped or padded), else None.
+    """A one-line note when most of `clip_ids` are shorter than a crop (looped or padded), else
+    None.
 
     Such crops repeat (or zero-pad) the same audio, which makes the task easier than it
     looks and wastes steps; the note names the fraction and the setting to change.
@@ -284,8 +285,9 @@ def short_clip_note(
         return None
     how = "looped" if cfg.data.short_clip_policy == "loop" else "zero-padded"
     return (
-        f"{short} of {len(clip_ids)} training files ({100 * short / len(clip_ids):.0f}%) are shorter than "
-        f"a crop ({_crop_setting(cfg)}) and are {how} to fill it; a shorter crop fits this data better"
+        f"{short} of {len(clip_ids)} training files ({100 * short / len(clip_ids):.0f}%) "
+        f"are shorter than a crop ({_crop_setting(cfg)}) and are {how} to fill it; "
+        "a shorter crop fits this data better"
     )
 
 
@@ -300,7 +302,9 @@ def _crops(
     input_shape: Sequence[int],
     labels: Mapping[int, int] | None,
 ) -> tf.data.Dataset:
-    """One random crop per record and pass, shaped ``input_shape``; ``(crop, class)`` with labels."""
+    """One random crop per record and pass, shaped ``input_shape``; ``(crop, class)`` with
+    labels.
+    """
     shape = [int(d) for d in input_shape]
     crop_len = _crop_length(shape)
     policy = cfg.data.short_clip_policy

@@ -104,7 +104,8 @@ def skip_to_json(s: SkippedFile, f: FoundFile | None = None) -> dict[str, Any]:
 # What earlier versions wrote as the detail of a file they skipped because of a fault of
 # the machine (a full disk, no memory, an I/O error), recorded as if the file were bad.
 _ENVIRONMENT_DETAIL = re.compile(
-    r"No space left|Disk quota|Errno (28|122|12|5|24|23|30)\b|MemoryError|out of memory|Cannot allocate"
+    r"No space left|Disk quota|Errno (28|122|12|5|24|23|30)\b|MemoryError"
+    r"|out of memory|Cannot allocate"
     r"|Input/output error|Too many open files|Read-only file system",
     re.IGNORECASE,
 )

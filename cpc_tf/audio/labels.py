@@ -1,4 +1,4 @@
-"""Labels for evaluation: from the folder layout, a regex on file names, or a CSV/TSV file.
+r"""Labels for evaluation: from the folder layout, a regex on file names, or a CSV/TSV file.
 
 A label source is chosen by a short spec string:
 
@@ -7,8 +7,8 @@ A label source is chosen by a short spec string:
     top level of the audio folder get no label ('').
 ``regex:PATTERN``
     ``re.search`` on the file name (not the folders); the first capture group, or the
-    whole match when the pattern has no group. ``regex:^(\\d)_`` gives the digit of a
-    Free Spoken Digit Dataset file, ``regex:^\\d_([a-z]+)_`` its speaker.
+    whole match when the pattern has no group. ``regex:^(\d)_`` gives the digit of a
+    Free Spoken Digit Dataset file, ``regex:^\d_([a-z]+)_`` its speaker.
 ``csv:PATH`` (or ``csv:PATH#COLUMN``, which ``--label-column COLUMN`` writes)
     a CSV or TSV table; paths are relative to the audio folder (absolute paths inside it
     work too). With a header row, the columns are chosen by name: the path column is

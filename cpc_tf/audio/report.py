@@ -10,9 +10,9 @@ if TYPE_CHECKING:
 
 
 def printable(text: str) -> str:
-    """``text`` safe to print on a terminal: control characters (newlines, ANSI escape
+    r"""``text`` safe to print on a terminal: control characters (newlines, ANSI escape
     sequences, bidirectional overrides...) and undecodable bytes are written as Python
-    escapes (``\\n``, ``\\x1b``, ``\\u202e``), so a file name cannot forge output lines.
+    escapes (``\n``, ``\x1b``, ``\u202e``), so a file name cannot forge output lines.
     """
     if text.isprintable():
         return text

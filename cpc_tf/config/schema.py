@@ -36,7 +36,9 @@ def _f(
 # ----------------------------------------------------------------------------- data
 @dataclass
 class DataConfig:
-    """Where audio comes from and how it is cut (Bajorath et al. 2021, §2.2.1; Spijkervet & Burgoyne 2021, §3.1)."""
+    """Where audio comes from and how it is cut (Bajorath et al. 2021, §2.2.1; Spijkervet & Burgoyne
+    2021, §3.1).
+    """
 
     sample_rate: int = _f(
         4410,
@@ -84,7 +86,9 @@ class DataConfig:
 # -------------------------------------------------------------------------- augment
 @dataclass
 class AugmentConfig:
-    """The CLMR augmentation chain (Spijkervet & Burgoyne 2021, appendix B); probabilities follow CLMR's code."""
+    """The CLMR augmentation chain (Spijkervet & Burgoyne 2021, appendix B); probabilities follow
+    CLMR's code.
+    """
 
     enabled: bool = _f(True, help="apply the chain to SimCLR views")
     where: Literal["pipeline", "model"] = _f(
@@ -181,7 +185,9 @@ class Mel2DEncoderConfig:
 
 @dataclass
 class FrameEncoderConfig:
-    """CLMR's CPC encoder over the whole waveform (Spijkervet & Burgoyne 2021, §3.5): 7 Conv1D, 512 filters."""
+    """CLMR's CPC encoder over the whole waveform (Spijkervet & Burgoyne 2021, §3.5): 7 Conv1D, 512
+    filters.
+    """
 
     strides: list[int] = _f([5, 3, 2, 2, 2, 2, 2])
     kernels: list[int] = _f([10, 6, 4, 4, 4, 2, 2])
@@ -235,7 +241,9 @@ class MelConvConfig:
 
 @dataclass
 class SampleCNNConfig:
-    """SampleCNN (Spijkervet & Burgoyne 2021, §3.3, Won, Spijkervet & Choi 2021, §15.2): 59049 samples -> h in R^512."""
+    """SampleCNN (Spijkervet & Burgoyne 2021, §3.3, Won, Spijkervet & Choi 2021, §15.2): 59049
+    samples -> h in R^512.
+    """
 
     channels: list[int] = _f([128, 128, 256, 256, 256, 256, 256, 256, 512])
     stem_filters: int = _f(128, min=1)
@@ -256,7 +264,9 @@ class TUNeConfig:
 
 @dataclass
 class GRUConfig:
-    """The seed's default autoregressor: GRU returning its last state (Bajorath et al. 2021, §2.2.3)."""
+    """The seed's default autoregressor: GRU returning its last state (Bajorath et al. 2021,
+    §2.2.3).
+    """
 
     reset_after: bool = _f(True)
 
@@ -346,7 +356,9 @@ class ModelConfig:
 # ---------------------------------------------------------------------------- train
 @dataclass
 class TrainConfig:
-    """Optimisation (Bajorath et al. 2021, §2.2.6: Adam 1e-5, batch 8; Spijkervet & Burgoyne 2021: Adam 3e-4)."""
+    """Optimisation (Bajorath et al. 2021, §2.2.6: Adam 1e-5, batch 8; Spijkervet & Burgoyne 2021:
+    Adam 3e-4).
+    """
 
     epochs: int = _f(10, min=1)
     batch_size: int = _f(8, min=1, help="global batch, split across replicas")
@@ -395,7 +407,9 @@ class TrainConfig:
 # ----------------------------------------------------------------------------- eval
 @dataclass
 class EvalConfig:
-    """Downstream evaluation (Bajorath et al. 2021, §2.3, Tables 4-5; Spijkervet & Burgoyne 2021, §3.6 and §4.4)."""
+    """Downstream evaluation (Bajorath et al. 2021, §2.3, Tables 4-5; Spijkervet & Burgoyne 2021,
+    §3.6 and §4.4).
+    """
 
     crops_per_file: int = _f(10, min=1, help="num_em_samples_per_data (Bajorath et al. 2021, §2.3)")
     crop_mode: Literal["random", "sliding"] = _f(

@@ -88,7 +88,8 @@ def augment_batch(
     *,
     skip_unfired: bool = True,
 ) -> tf.Tensor:
-    """Run the whole CLMR chain (Spijkervet & Burgoyne 2021, appendix B order) on ``x: float32 [B, n]``.
+    """Run the whole CLMR chain (Spijkervet & Burgoyne 2021, appendix B order) on
+    ``x: float32 [B, n]``.
 
     Every example draws, independently, whether each transform fires (probability
     ``cfg.<name>_p``) and that transform's parameters. ``seed`` is a ``[2]`` integer
@@ -255,7 +256,8 @@ def _to_config(augment: AugmentConfig | Mapping[str, Any] | None) -> AugmentConf
 
 @keras.saving.register_keras_serializable(package="cpc_tf")
 class AudioAugment(keras.layers.Layer):
-    """The CLMR chain (Spijkervet & Burgoyne 2021, appendix B) as a Keras layer, for augmentation on the accelerator.
+    """The CLMR chain (Spijkervet & Burgoyne 2021, appendix B) as a Keras layer, for augmentation on
+    the accelerator.
 
     ``[B, n] -> [B, n]``. In training it draws a fresh ``[2]`` seed from its
     ``keras.random.SeedGenerator`` on every call; otherwise (``training`` false or not

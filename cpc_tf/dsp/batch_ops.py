@@ -8,11 +8,11 @@ frames. The random-number algorithm of every augmentation draw is named here too
 from __future__ import annotations
 
 import math
-from typing import Any, Union
+from typing import Any
 
 import tensorflow as tf
 
-Length = Union[int, tf.Tensor]
+Length = int | tf.Tensor
 
 # Philox, named so the stream does not hang on a device's default choice. Note that an
 # XLA-compiled graph (jit_compile) draws a different stream from the same seed than
@@ -22,7 +22,9 @@ RNG_ALG = "philox"
 
 # ------------------------------------------------------------------ shape helpers
 def as_batch(x: Any) -> tf.Tensor:
-    """``x`` as a float32 tensor; ValueError unless its rank is 2 (``[batch, samples]``) or unknown."""
+    """``x`` as a float32 tensor; ValueError unless its rank is 2 (``[batch, samples]``) or
+    unknown.
+    """
     x = tf.convert_to_tensor(x)
     if x.dtype != tf.float32:
         x = tf.cast(x, tf.float32)

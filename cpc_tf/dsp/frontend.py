@@ -36,7 +36,8 @@ _LOGSTEP = math.log(6.4) / 27.0
 
 
 def mel_hop_length(window_samples: int, frames: int) -> int:
-    """Hop that turns one CPC window into ``frames`` spectrogram frames (Bajorath et al. 2021, §2.2.1).
+    """Hop that turns one CPC window into ``frames`` spectrogram frames (Bajorath et al. 2021,
+    §2.2.1).
 
     ``window_samples // frames``: 2940 // 64 = 45 for 4 s at 22050 Hz over 30 windows
     (about 490 frames per second; the seed quotes "480 time-steps per second").
@@ -193,7 +194,8 @@ class _MelBase(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package="cpc_tf")
 class LogMelSpectrogram(_MelBase):
-    """``[B, n] -> [B, 1 + n // hop_length, n_mels]`` log-mel spectrogram (Bajorath et al. 2021, §2.1.1).
+    """``[B, n] -> [B, 1 + n // hop_length, n_mels]`` log-mel spectrogram (Bajorath et al. 2021,
+    §2.1.1).
 
     Defaults follow the seed: 22050 Hz, ``n_fft`` 2048, 64 mel bands, ``fmax`` 0 meaning
     Nyquist.
@@ -232,7 +234,8 @@ class LogMelSpectrogram(_MelBase):
 
 @keras.saving.register_keras_serializable(package="cpc_tf")
 class MelPatches(_MelBase):
-    """CPC mel mode (Bajorath et al. 2021, §2.2.1): ``[B, W, S] -> [B, W, frames, n_mels]`` square patches.
+    """CPC mel mode (Bajorath et al. 2021, §2.2.1): ``[B, W, S] -> [B, W, frames, n_mels]`` square
+    patches.
 
     The ``W`` windows of ``S`` samples are joined back into the crop they came from, one
     spectrogram is computed over the whole crop with hop ``S // frames`` (see

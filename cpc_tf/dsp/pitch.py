@@ -33,7 +33,8 @@ def pitch_shift(
     max_semitones: float | None = None,
     oversample: int = 2,
 ) -> tf.Tensor:
-    """Shift each example's pitch by ``semitones[b]`` and keep its length (Spijkervet & Burgoyne 2021, §3.1, item 7).
+    """Shift each example's pitch by ``semitones[b]`` and keep its length (Spijkervet & Burgoyne
+    2021, §3.1, item 7).
 
     The classic recipe, batched: a phase vocoder stretches time by ``2 ** (s / 12)``
     (the tempo changes by ``rate = 2 ** (-s / 12)``), then the stretched signal is

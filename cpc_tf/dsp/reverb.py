@@ -25,7 +25,8 @@ _LN_1000 = math.log(1000.0)  # amplitude decay of 60 dB, the definition of RT60
 
 
 def reverb_parameters(room_size: Any, reverberance: Any, damping: Any) -> dict[str, Any]:
-    """Map the CLMR reverb knobs (each 0..100, Spijkervet & Burgoyne 2021, §3.1 item 8) to physical settings.
+    """Map the CLMR reverb knobs (each 0..100, Spijkervet & Burgoyne 2021, §3.1 item 8) to physical
+    settings.
 
     The knobs follow sox's ``reverb`` effect, which CLMR called; the mapping is our own
     and is documented here rather than copied:

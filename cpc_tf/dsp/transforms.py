@@ -116,7 +116,9 @@ def delay_choices_samples(cfg: AugmentConfig, sample_rate: int) -> list[int]:
 
 
 def delay(x: tf.Tensor, delay_samples: Any, mix: float = 0.5) -> tf.Tensor:
-    """Echo: ``(x + mix * x delayed by d samples) / 2``, length unchanged (Spijkervet & Burgoyne 2021, §3.1, item 6)."""
+    """Echo: ``(x + mix * x delayed by d samples) / 2``, length unchanged (Spijkervet & Burgoyne
+    2021, §3.1, item 6).
+    """
     x = as_batch(x)
     d = per_example(delay_samples, x, tf.int32)
     idx = tf.range(num_samples(x), dtype=tf.int32)[None, :] - d[:, None]

@@ -32,6 +32,7 @@ def write_figures(
     notes: list[str],
     log: Callable[[str], None],
 ) -> dict[str, str]:
+    """Write the report's figures into `out_dir`; return them by name (notes explain gaps)."""
     figures: dict[str, str] = {}
     model = sources[0]
 

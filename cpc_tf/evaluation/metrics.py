@@ -175,5 +175,7 @@ def compute_metrics(
 
 
 def primary_metric(multilabel: bool) -> str:
-    """The headline number: accuracy (Bajorath et al. 2021) or tag-wise PR-AUC (Spijkervet & Burgoyne 2021, §4.4)."""
+    """The headline number: accuracy (Bajorath et al. 2021) or tag-wise PR-AUC (Spijkervet &
+    Burgoyne 2021, §4.4).
+    """
     return "pr_auc_tag" if multilabel else "accuracy"

@@ -131,7 +131,8 @@ def tsne_embed(
     n_jobs: int = 2,
     max_iter: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Map up to `max_points` random train and test rows to 2-D together (Bajorath et al. 2021, §2.3).
+    """Map up to `max_points` random train and test rows to 2-D together (Bajorath et al. 2021,
+    §2.3).
 
     Rows are first reduced to 50 dimensions by PCA (the usual t-SNE preprocessing),
     then embedded by scikit-learn's Barnes-Hut t-SNE. ``max_iter`` defaults to 1000
@@ -176,7 +177,9 @@ def plot_tsne_classes(
     path: str | os.PathLike[str],
     title: str = "t-SNE of the embeddings, coloured by class",
 ) -> str:
-    """Plot 1 of Bajorath et al. 2021, §2.3: a train panel and a test panel, one colour per class."""
+    """Plot 1 of Bajorath et al. 2021, §2.3: a train panel and a test panel, one colour per
+    class.
+    """
     colors = dict(zip(classes, class_colors(len(classes))))
     fig = _new_figure(12, 5.8)
     axes = fig.subplots(1, 2, sharex=True, sharey=True)
@@ -211,7 +214,9 @@ def plot_tsne_train_test(
     path: str | os.PathLike[str],
     max_panels: int = 64,
 ) -> str:
-    """Plot 2 of Bajorath et al. 2021, §2.3: per class, train against test over all points in grey."""
+    """Plot 2 of Bajorath et al. 2021, §2.3: per class, train against test over all points in
+    grey.
+    """
     shown = list(classes)[:max_panels]
     cols = max(1, math.ceil(math.sqrt(len(shown))))
     rows = max(1, math.ceil(len(shown) / cols))
@@ -313,7 +318,9 @@ def plot_pretrain_loss(
     path: str | os.PathLike[str],
     title: str = "pre-training loss",
 ) -> str | None:
-    """Every ``*loss*`` column of a run's history (Bajorath et al. 2021, Figure 4); None when there is none."""
+    """Every ``*loss*`` column of a run's history (Bajorath et al. 2021, Figure 4); None when there
+    is none.
+    """
     keys = [k for k in history if "loss" in k]
     if not keys:
         return None
@@ -335,7 +342,9 @@ def plot_data_efficiency(
     metric: str,
     path: str | os.PathLike[str],
 ) -> str:
-    """Score against the fraction of training labels (Spijkervet & Burgoyne 2021, §4.4); mean ± std bars."""
+    """Score against the fraction of training labels (Spijkervet & Burgoyne 2021, §4.4); mean ± std
+    bars.
+    """
     fig = _new_figure(6.5, 4.2)
     ax = fig.add_subplot()
     for i, (name, points) in enumerate(results.items()):

@@ -16,7 +16,8 @@
   restored.
 * Features are standardised with the mean and standard deviation of the training rows.
 * :func:`class_balanced_subset` draws the label subsets of the data-efficiency study
-  (Spijkervet & Burgoyne 2021, §4.4): a fraction of the training files per class, at least one per class.
+  (Spijkervet & Burgoyne 2021, §4.4): a fraction of the training files per class, at least one per
+  class.
 """
 
 from __future__ import annotations
@@ -126,7 +127,9 @@ def _validation_files(files: np.ndarray, y: np.ndarray, fraction: float, seed: i
 def _cv_folds(
     files: np.ndarray, y: np.ndarray, k: int, seed: int
 ) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Up to `k` (train, validation) row splits with whole files on one side, stratified when possible."""
+    """Up to `k` (train, validation) row splits with whole files on one side, stratified when
+    possible.
+    """
     from sklearn.model_selection import GroupKFold, StratifiedGroupKFold
 
     _, groups = np.unique(files, return_inverse=True)

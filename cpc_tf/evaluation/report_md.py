@@ -122,8 +122,8 @@ def _probe_text(st: dict[str, Any]) -> str:
         grid = ", ".join(f"{c:g}" for c in st.get("logistic_c", []))
         return (
             f"logistic regression on standardised features, trained to convergence, L2 strength "
-            f"chosen by {st.get('logistic_folds', 3)}-fold cross-validation by file on the training "
-            f"side (C in {grid})"
+            f"chosen by {st.get('logistic_folds', 3)}-fold cross-validation by file on the "
+            f"training side (C in {grid})"
         )
     es = (
         f", early stopping patience {st['early_stopping_patience']}"
@@ -165,7 +165,8 @@ def _headline(result: dict[str, Any], metric: str, n_runs: int) -> list[str]:
     if not comparison and len(res) == 1:
         lines += [
             "",
-            "- no baseline was evaluated: give `--baseline` (random init, `extract --features mfcc`)",
+            "- no baseline was evaluated: give `--baseline` "
+            "(random init, `extract --features mfcc`)",
         ]
     return lines
 

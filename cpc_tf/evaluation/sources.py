@@ -45,6 +45,7 @@ def summarize(values: Sequence[float]) -> dict[str, Any]:
 
 
 def aggregate(runs: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]]:
+    """Summarize each metric over `runs` (seeds), per level (crop, file)."""
     out: dict[str, dict[str, dict[str, Any]]] = {}
     for level in LEVELS:
         names = list(runs[0]["metrics"][level]) if runs else []

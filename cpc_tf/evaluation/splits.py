@@ -1,4 +1,4 @@
-"""Train/test splits made BY FILE, optionally by group, never by crop.
+r"""Train/test splits made BY FILE, optionally by group, never by crop.
 
 Seed 004 §2.3 cuts several 4 s crops from every file; two crops of one file are nearly
 the same sound, so a crop-level split would leak the test set into training. Every
@@ -16,7 +16,7 @@ Three kinds of split:
   file its own group unless ``--group-by`` is given). When the number of groups equals
   K, each group is one fold, in natural order of the group names: this reproduces
   official folds such as ESC-50's ``{fold}-{id}-{take}-{class}.ogg`` with
-  ``--group-by 'regex:^(\\d)-' --folds 5``.
+  ``--group-by 'regex:^(\d)-' --folds 5``.
 * **separate test set** (``--test FILE.npz``): all of the main file trains, all of the
   other tests. Paths (or groups) present in both only raise a warning, because two
   audio folders can hold different files under the same relative name.
@@ -73,10 +73,10 @@ def parse_group_by(spec: str) -> re.Pattern[str]:
 
 
 def file_groups(files: Iterable[str], pattern: re.Pattern[str]) -> tuple[dict[str, str], list[str]]:
-    """Map each file to its group: the pattern's first capture group, else its whole match.
+    r"""Map each file to its group: the pattern's first capture group, else its whole match.
 
     The pattern is searched in the file name first, then in the relative path (so
-    ``^(\\d)-`` works on ESC-50 names and ``^([^/]+)/`` groups by folder). A file that
+    ``^(\d)-`` works on ESC-50 names and ``^([^/]+)/`` groups by folder). A file that
     matches neither is its own group (safe: a file is never split) and is counted in a
     warning; when no file matches at all, that is an error.
     """

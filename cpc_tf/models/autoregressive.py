@@ -1,9 +1,10 @@
 """Autoregressors g_ar: a sequence of codes z_1..z_T in, the context c out.
 
 * :class:`GRUAutoregressor` – the CPC default (Bajorath et al. 2021, §2.2.3): a GRU with c_dim units
-  that returns its last state (or every state, for CLMR's frame-level CPC, Spijkervet & Burgoyne 2021, §3.5).
-* :class:`TransformerAutoregressor` – Bajorath et al. 2021, §2.2.3 / Table 3: the encoder half of the
-  TensorFlow Transformer tutorial without its embedding layer, then dense layers that
+  that returns its last state (or every state, for CLMR's frame-level CPC, Spijkervet & Burgoyne
+  2021, §3.5).
+* :class:`TransformerAutoregressor` – Bajorath et al. 2021, §2.2.3 / Table 3: the encoder half of
+  the TensorFlow Transformer tutorial without its embedding layer, then dense layers that
   fold the T per-step outputs into one context vector.
 """
 

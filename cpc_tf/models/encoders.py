@@ -2,9 +2,10 @@
 
 * :class:`Conv1DEncoder` – Bajorath et al. 2021, §2.2.2 / Table 1: one CPC window of raw audio → z.
 * :class:`Mel2DEncoder` – Bajorath et al. 2021, §2.2.2 / Table 2: one 64×64 log-mel patch → z.
-* :class:`FrameEncoder` – CLMR's CPC encoder (Spijkervet & Burgoyne 2021, §3.5): waveform → frame sequence.
-* :class:`SampleCNN` – CLMR's SimCLR encoder (Spijkervet & Burgoyne 2021, §3.3, Won, Spijkervet & Choi 2021, §15.2): 59,049
-  samples → h ∈ R^512.
+* :class:`FrameEncoder` – CLMR's CPC encoder (Spijkervet & Burgoyne 2021, §3.5): waveform → frame
+  sequence.
+* :class:`SampleCNN` – CLMR's SimCLR encoder (Spijkervet & Burgoyne 2021, §3.3, Won, Spijkervet &
+  Choi 2021, §15.2): 59,049 samples → h ∈ R^512.
 
 The TUNe encoder lives in :mod:`cpc_tf.models.tunet`. All classes are Keras layers
 with explicit ``build`` (so the variables exist once built) and a complete
@@ -150,8 +151,8 @@ class Mel2DEncoder(keras.layers.Layer):
 
     Four Conv2D blocks (kernel 3, stride 2, filters [32, 64, 256, 512], same padding),
     each Conv2D → SpatialDropout2D → LeakyReLU; then Flatten → Dense(512) + LeakyReLU +
-    Dropout → Dense(256) + LeakyReLU (Bajorath et al. 2021, §2.2.2: "An output dense layer with leaky
-    ReLU outputs the embedding"). The channel axis is added inside.
+    Dropout → Dense(256) + LeakyReLU (Bajorath et al. 2021, §2.2.2: "An output dense layer with
+    leaky ReLU outputs the embedding"). The channel axis is added inside.
 
     On a 64×64 patch: 4×4×512 features after the convolutions and exactly 5,672,832
     parameters, as stated in Bajorath et al. 2021, §2.2.2. The log-mel frontend is not part of it.
@@ -240,15 +241,16 @@ def frame_encoder_length(
 
 @keras.saving.register_keras_serializable(package="cpc_tf")
 class FrameEncoder(keras.layers.Layer):
-    """CLMR's CPC encoder (Spijkervet & Burgoyne 2021, §3.5): waveform ``[B, n]`` → frames ``[B, L, filters]``.
+    """CLMR's CPC encoder (Spijkervet & Burgoyne 2021, §3.5): waveform ``[B, n]`` → frames
+    ``[B, L, filters]``.
 
     Seven Conv1D layers with 512 filters, kernels [10,6,4,4,4,2,2] and strides
     [5,3,2,2,2,2,2]. The paper gives no normalisation or padding; CLMR's code zero-pads
     by [2,2,2,2,1,1,1] and follows each convolution with ReLU only, which is the default
     here (``norm`` adds a normalisation before each ReLU: 'batch', or CPC_audio's
     per-frame 'channel' norm). He initialisation as for all of CLMR's convolutions
-    (Spijkervet & Burgoyne 2021, §3.7). 5,775,872 parameters with the defaults. ``dim`` > 0 adds a linear
-    map of every frame to ``dim`` features. Use :meth:`output_length` (or
+    (Spijkervet & Burgoyne 2021, §3.7). 5,775,872 parameters with the defaults. ``dim`` > 0 adds a
+    linear map of every frame to ``dim`` features. Use :meth:`output_length` (or
     :func:`frame_encoder_length`) for L.
     """
 
@@ -355,13 +357,15 @@ def samplecnn_output_steps(samples: int, n_blocks: int) -> int:
 
 @keras.saving.register_keras_serializable(package="cpc_tf")
 class SampleCNN(keras.layers.Layer):
-    """SampleCNN as used by CLMR (Spijkervet & Burgoyne 2021, §3.3; code in Won, Spijkervet & Choi 2021, §15.2): ``[B, n]`` → h.
+    """SampleCNN as used by CLMR (Spijkervet & Burgoyne 2021, §3.3; code in Won, Spijkervet & Choi
+    2021, §15.2): ``[B, n]`` → h.
 
     Stem Conv1D(128, kernel 3, stride 3, valid) + BN + ReLU; nine blocks of Conv1D
     (kernel 3, stride 1, same) + BN + ReLU + MaxPool(3) with channels
     128,128,256,256,256,256,256,256,512; a final Conv1D(512, kernel 3, same) + BN + ReLU;
     Flatten. He (uniform, fan-in) initialisation of every convolution, as CLMR's
-    ``kaiming_uniform_`` (Spijkervet & Burgoyne 2021, §3.7). The classifier layer is removed (Spijkervet & Burgoyne 2021, §3.3).
+    ``kaiming_uniform_`` (Spijkervet & Burgoyne 2021, §3.7). The classifier layer is removed
+    (Spijkervet & Burgoyne 2021, §3.3).
 
     On 59,049 samples one step of 512 channels is left, so h ∈ R^512; the encoder has
     exactly 2,368,512 trainable parameters (2,374,400 with BN moving statistics).
@@ -423,7 +427,9 @@ class SampleCNN(keras.layers.Layer):
         self.built = True
 
     def feature_map(self, x: Any, training: bool | None = None) -> Any:
-        """The activations before Flatten, ``[B, steps, out_filters]`` (one step on 3^10 samples)."""
+        """The activations before Flatten, ``[B, steps, out_filters]`` (one step on 3^10
+        samples).
+        """
         return run_chain(self.layers_[:-1], ops.expand_dims(x, -1), training)
 
     def call(self, x: Any, training: bool | None = None) -> Any:

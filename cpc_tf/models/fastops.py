@@ -1,9 +1,9 @@
 """Conv1D and BatchNormalization: Keras' layers with faster (and more accurate) training.
 
 Training the raw-audio encoders is dominated by a few convolutions over long sequences
-(Bajorath et al. 2021, Table 1; SampleCNN's first blocks, Spijkervet & Burgoyne 2021, §3.3). Profiling the training
-step on CPU showed where TensorFlow's stock kernels lose time, and each layer here
-moves that arithmetic onto faster kernels without changing what is computed:
+(Bajorath et al. 2021, Table 1; SampleCNN's first blocks, Spijkervet & Burgoyne 2021, §3.3).
+Profiling the training step on CPU showed where TensorFlow's stock kernels lose time, and
+each layer here moves that arithmetic onto faster kernels without changing what is computed:
 
 * :class:`MatmulConv1D` – a ``keras.layers.Conv1D`` whose kernel gradient is a few
   large matrix products instead of ``Conv2DBackpropFilter`` (2.8× faster for SampleCNN's
@@ -74,7 +74,8 @@ def _kernel_grad_same(x: tf.Tensor, dy: tf.Tensor, width: int) -> tf.Tensor:
 
 
 def conv1d_matmul_grad(x: tf.Tensor, kernel: tf.Tensor, padding: str) -> tf.Tensor:
-    """Stride-1 convolution ``[N, L, C] * [k, C, F]`` ('VALID' or 'SAME') with a matmul kernel gradient.
+    """Stride-1 convolution ``[N, L, C] * [k, C, F]`` ('VALID' or 'SAME') with a matmul kernel
+    gradient.
 
     The forward pass and the input gradient are the framework's convolutions (oneDNN or
     cuDNN); the kernel gradient is k matrix products over the flattened batch, which

@@ -14,8 +14,8 @@ from cpc_tf.config import Config, to_dict
 def build_frontend(cfg: Config) -> keras.layers.Layer | None:
     """The log-mel layer a model needs before its encoder, else None.
 
-    ``mel2d``: square patches per CPC window (Bajorath et al. 2021, §2.2.1). ``melconv``: one log-mel
-    spectrogram of the whole crop (centred frames of ``n_fft`` samples every ``hop``).
+    ``mel2d``: square patches per CPC window (Bajorath et al. 2021, §2.2.1). ``melconv``: one
+    log-mel spectrogram of the whole crop (centred frames of ``n_fft`` samples every ``hop``).
     """
     if cfg.model.encoder == "melconv":
         from cpc_tf.dsp.frontend import LogMelSpectrogram

@@ -13,7 +13,8 @@ from cpc_tf.models.layers import Shape, build_chain, run_chain
 
 @keras.saving.register_keras_serializable(package="cpc_tf")
 class ProjectionHead(keras.layers.Layer):
-    """SimCLR projector g_proj (Spijkervet & Burgoyne 2021, §3.3): z = W2 ReLU(W1 h), both without bias.
+    """SimCLR projector g_proj (Spijkervet & Burgoyne 2021, §3.3): z = W2 ReLU(W1 h), both without
+    bias.
 
     ``dims`` lists the layer sizes (default [512, 128]); every layer but the last is
     followed by ReLU. With h ∈ R^512: 512·512 + 512·128 = 327,680 parameters.
@@ -54,7 +55,8 @@ class ProjectionHead(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package="cpc_tf")
 class Predictors(keras.layers.Layer):
-    """CPC's k linear predictors (Bajorath et al. 2021, §2.2.4): ẑ_{T+k} = W_k c_T, one matrix per step.
+    """CPC's k linear predictors (Bajorath et al. 2021, §2.2.4): ẑ_{T+k} = W_k c_T, one matrix per
+    step.
 
     Input c ``[..., c_dim]`` (``[B, c_dim]`` or ``[B, L, c_dim]``); output
     ``[..., k, units]`` with ``units`` the encoder's code size. The maps are linear with

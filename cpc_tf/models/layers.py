@@ -34,7 +34,8 @@ def activation_layer(
     """A Keras activation layer for ``name`` ('relu' | 'leaky_relu' | 'linear').
 
     'leaky_relu' uses Keras' default negative slope (0.3), which is what the seed's
-    tf.keras code got from ``LeakyReLU()`` (Bajorath et al. 2021, Tables 1-3). 'linear' returns None.
+    tf.keras code got from ``LeakyReLU()`` (Bajorath et al. 2021, Tables 1-3). 'linear' returns
+    None.
     """
     if name == "relu":
         return keras.layers.ReLU(dtype=dtype, name=layer_name)
@@ -148,9 +149,10 @@ class ConvBlock(keras.layers.Layer):
     The convolution and BatchNorm are the drop-in faster versions of
     :mod:`cpc_tf.models.fastops` (same variables and results as Keras' layers).
 
-    Used for Bajorath et al. 2021, Table 1 (strided, valid padding, LeakyReLU), SampleCNN (Spijkervet & Burgoyne 2021
-    §3.3: kernel 3, BN, ReLU), TUNe (Vélez Vásquez & Burgoyne 2022, §3.1: kernel 3, stride 1, same padding, BN,
-    ReLU) and CLMR's CPC encoder (Spijkervet & Burgoyne 2021, §3.5, explicit zero padding, ReLU).
+    Used for Bajorath et al. 2021, Table 1 (strided, valid padding, LeakyReLU), SampleCNN
+    (Spijkervet & Burgoyne 2021 §3.3: kernel 3, BN, ReLU), TUNe (Vélez Vásquez & Burgoyne 2022,
+    §3.1: kernel 3, stride 1, same padding, BN, ReLU) and CLMR's CPC encoder (Spijkervet &
+    Burgoyne 2021, §3.5, explicit zero padding, ReLU).
 
     Args:
         filters: output channels.

@@ -201,7 +201,8 @@ def step_weights(num_steps: int, kind: str = "uniform") -> tf.Tensor:
 def nt_xent(
     z1: tf.Tensor, z2: tf.Tensor, temperature: float = 0.5, gather: bool = True
 ) -> tuple[tf.Tensor, tf.Tensor]:
-    """NT-Xent, the normalised temperature-scaled cross entropy of SimCLR (Spijkervet & Burgoyne 2021, §3.4).
+    """NT-Xent, the normalised temperature-scaled cross entropy of SimCLR (Spijkervet & Burgoyne
+    2021, §3.4).
 
     Views are L2-normalised, scored by cosine similarity / τ against all 2N views of
     the global batch with the self-similarity masked out, so each query has 2N-1

@@ -19,8 +19,8 @@ initialisation (Vélez Vásquez & Burgoyne 2022, §3.1 and §4.1). With ``F`` in
   bottleneck for the deepest one): the 3:2 input/output ratio of the paper.
 
 With ``n_exp = 0`` the network is a plain chain of conv blocks and pools, i.e. a
-SampleCNN-like encoder (Vélez Vásquez & Burgoyne 2022 abstract and end of §3: with no expansive layers
-TUNe reduces to CLMR's encoder). The time axis shrinks by 3 per
+SampleCNN-like encoder (Vélez Vásquez & Burgoyne 2022 abstract and end of §3: with no expansive
+layers TUNe reduces to CLMR's encoder). The time axis shrinks by 3 per
 pool, so the input needs ``3 ** max(n_con, n_con - n_exp + n_tail)`` samples at least
 (59,049 = 3^10 in the paper, §4.1).
 
@@ -73,7 +73,8 @@ class TUNePlan:
 def tune_plan(
     n_con: int, n_exp: int, n_tail: int, filters: int, rep_dim: int, plus: bool
 ) -> TUNePlan:
-    """The channel schedule of TUNe (Vélez Vásquez & Burgoyne 2022, §3; widths as in the authors' code).
+    """The channel schedule of TUNe (Vélez Vásquez & Burgoyne 2022, §3; widths as in the authors'
+    code).
 
     Contractive block i has ``filters * 2**i`` channels, the bottleneck ``filters *
     2**n_con``; expansive level j (from the bottom) has the width of the skip it meets;

@@ -4,7 +4,8 @@ Modules, by responsibility:
 
 - :mod:`~cpc_tf.training.distribute`: the strategy, and the cluster (chief, workers, lost peers).
 - :mod:`~cpc_tf.training.run_folder`: the run folder's paths, run.json and history.csv.
-- :mod:`~cpc_tf.training.optim`: the optimiser, learning-rate schedule, dtype policy, compiled model.
+- :mod:`~cpc_tf.training.optim`: the optimiser, learning-rate schedule, dtype policy, compiled
+  model.
 - :mod:`~cpc_tf.training.loop`: the ``strategy.run`` loop that drives the Keras callbacks.
 - :mod:`~cpc_tf.training.callbacks`: atomic checkpoints and backups, checkpoint retention,
   per-step scalars, the standard callback set.

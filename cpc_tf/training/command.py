@@ -338,7 +338,9 @@ def _record(run: RunFolder | None, **state: Any) -> None:
 def _recording_stops(
     run: RunFolder | None, backup: AtomicBackupAndRestore, strategy: tf.distribute.Strategy
 ) -> Iterator[None]:
-    """Record in run.json why training stopped, and turn a full disk or a lost peer into one line."""
+    """Record in run.json why training stopped, and turn a full disk or a lost peer into one
+    line.
+    """
     try:
         yield
     except KeyboardInterrupt:

@@ -50,7 +50,7 @@ def tf_config(ports: list[int], index: int, host: str = "127.0.0.1") -> str:
 def worker_argv(argv: list[str]) -> list[str]:
     """The user's `train` arguments, minus --workers, plus --strategy multiworker."""
     out, skip = [], False
-    for i, a in enumerate(argv):
+    for a in argv:
         if skip:
             skip = False
             continue

@@ -56,7 +56,8 @@ class WarmupSchedule(keras.optimizers.schedules.LearningRateSchedule):
 
 
 def make_optimizer(cfg: Config, total_steps: int = 0) -> keras.optimizers.Optimizer:
-    """The configured optimiser with the configured learning rate (CLMR's public code ignores the configured rate).
+    """The configured optimiser with the configured learning rate (CLMR's public code ignores the
+    configured rate).
 
     ``total_steps`` (epochs × steps per epoch) is where a cosine schedule reaches 0.
     """
@@ -83,7 +84,9 @@ def make_optimizer(cfg: Config, total_steps: int = 0) -> keras.optimizers.Optimi
 
 
 def policy_name(cfg: Config) -> str:
-    """Keras' dtype policy for `cfg`: mixed_float16 on GPUs, mixed_bfloat16 on CPUs, else float32."""
+    """Keras' dtype policy for `cfg`: mixed_float16 on GPUs, mixed_bfloat16 on CPUs, else
+    float32.
+    """
     if not cfg.train.mixed_precision:
         return "float32"
     return "mixed_float16" if tf.config.list_logical_devices("GPU") else "mixed_bfloat16"

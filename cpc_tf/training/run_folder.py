@@ -85,7 +85,9 @@ class RunFolder:
         return os.path.join(self.root, "tensorboard")
 
     def is_owned(self) -> bool:
-        """True when run.json says cpc_tf wrote this folder (also for runs older than the marker)."""
+        """True when run.json says cpc_tf wrote this folder (also for runs older than the
+        marker).
+        """
         state = self.read_state()
         legacy = (
             "status" in state and "steps_per_epoch" in state and os.path.isfile(self.config_path)
@@ -140,7 +142,9 @@ class RunFolder:
             return {}
 
     def write_state(self, clear: tuple[str, ...] = (), **updates: Any) -> None:
-        """Merge `updates` into run.json (atomically, keys in `clear` dropped), marking it as a run."""
+        """Merge `updates` into run.json (atomically, keys in `clear` dropped), marking it as a
+        run.
+        """
         state = {k: v for k, v in self.read_state().items() if k not in clear}
         state.update(updates)
         state[RUN_MARKER] = RUN_FORMAT
@@ -200,9 +204,11 @@ def _numbers(row: dict[str, str | None]) -> dict[str, float]:
 
 
 def check_output_folder(path: str, owned: bool, what: str) -> None:
-    """Refuse to write into `path` when it is a non-empty folder that cpc_tf did not make (not `owned`).
+    """Refuse to write into `path` when it is a non-empty folder that cpc_tf did not make (not
+    `owned`).
 
-    The rule shared by ``train --out`` and ``tune --out``; ``--force`` (``owned=True``) overrides it.
+    The rule shared by ``train --out`` and ``tune --out``; ``--force`` (``owned=True``) overrides
+    it.
     """
     if owned or not os.path.isdir(path) or not os.listdir(path):
         return
