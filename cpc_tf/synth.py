@@ -17,6 +17,7 @@ Clips are generated with numpy only, from a seed, so every run writes the same b
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -270,10 +271,19 @@ def synth_clip(
     return (0.8 * sig / peak).astype(np.float32)
 
 
+def _wav_writer(audio: np.ndarray, sample_rate: int) -> Callable[[str], None]:
+    """A writer of `audio` as 16-bit WAV, for :func:`cpc_tf.fileio.atomic_write`."""
+
+    def write(tmp: str) -> None:
+        import soundfile as sf
+
+        sf.write(tmp, audio, sample_rate, subtype="PCM_16")
+
+    return write
+
+
 def write_dataset(out_dir: str, spec: SynthSpec = SynthSpec()) -> list[str]:
     """Write ``out_dir/<class>/<class>_<i>.wav`` for every class; returns the paths."""
-    import soundfile as sf
-
     from cpc_tf.fileio import atomic_write
 
     paths = []
@@ -290,11 +300,6 @@ def write_dataset(out_dir: str, spec: SynthSpec = SynthSpec()) -> list[str]:
                     seed=spec.seed * 100_003 + c_idx * 1009 + i,
                     snr_db=spec.snr_db,
                 )
-                atomic_write(
-                    lambda tmp, audio=audio: sf.write(
-                        tmp, audio, spec.sample_rate, subtype="PCM_16"
-                    ),
-                    path,
-                )
+                atomic_write(_wav_writer(audio, spec.sample_rate), path)
             paths.append(path)
     return paths

@@ -7,13 +7,13 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
+from helpers import TINY_CPC, synth_folder, tiny_config
 
 import cpc_tf
 from cpc_tf.cli import main
 from cpc_tf.config import dump_config
 from cpc_tf.errors import DataError, InputError
 from cpc_tf.models.saving import load_keras_file
-from helpers import TINY_CPC, synth_folder, tiny_config
 
 
 @pytest.fixture()
@@ -50,7 +50,15 @@ def test_extract_from_a_run_with_a_bad_model_file_is_one_line(
     run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     audio = synth_folder(tmp_path / "audio", files=1, seconds=1.0, rate=8000)
-    argv = ["extract", "--run", str(run), "--audio-dir", str(audio), "--out", str(tmp_path / "e.npz")]
+    argv = [
+        "extract",
+        "--run",
+        str(run),
+        "--audio-dir",
+        str(audio),
+        "--out",
+        str(tmp_path / "e.npz"),
+    ]
     _lambda_model(run / "model.keras")
     assert main(argv) == 1
     err = capsys.readouterr().err.strip().splitlines()
@@ -59,5 +67,7 @@ def test_extract_from_a_run_with_a_bad_model_file_is_one_line(
     (run / "model.keras").write_bytes(np.zeros(64, np.uint8).tobytes())
     assert main(argv) == 1
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == [f"cpc_tf: error: {run / 'model.keras'} is not a .keras file (not a zip archive: truncated?)"]
+    assert err == [
+        f"cpc_tf: error: {run / 'model.keras'} is not a .keras file (not a zip archive: truncated?)"
+    ]
     assert not (tmp_path / "e.npz").exists()

@@ -1,4 +1,4 @@
-"""Run folders and .keras files written before the package split still load and give the same numbers."""
+"""Run folders written before the package split still load and give the same numbers."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import REPO_ROOT
 
 import cpc_tf
 from cpc_tf.training import load_run_model
-from helpers import REPO_ROOT
 
 FIXTURES = REPO_ROOT / "tests" / "fixtures" / "old_runs"
 

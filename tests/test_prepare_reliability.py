@@ -191,8 +191,10 @@ def test_a_one_hz_header_keeps_prepare_small(tmp_path: Path) -> None:
     # devices) must not change the measurement
     keep = ("PATH", "HOME", "LANG", "TMPDIR", "VIRTUAL_ENV")
     env = {k: os.environ[k] for k in keep if k in os.environ}
-    env.update(PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
-               TF_CPP_MIN_LOG_LEVEL="3")
+    env.update(
+        PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+        TF_CPP_MIN_LOG_LEVEL="3",
+    )
     done = subprocess.run(
         [sys.executable, "-c", code, *prepare_args(d, tmp_path)],
         capture_output=True,

@@ -98,4 +98,3 @@ def load_keras_file(path: str) -> tuple[Any, Config, str]:
             f"not a cpc_tf model (CPC, SimCLR or a supervised run){hint}"
         )
     return model, model.cfg, path
-

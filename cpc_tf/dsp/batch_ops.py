@@ -8,11 +8,11 @@ frames. The random-number algorithm of every augmentation draw is named here too
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, TypeAlias
 
 import tensorflow as tf
 
-Length = int | tf.Tensor
+Length: TypeAlias = "int | tf.Tensor"
 
 # Philox, named so the stream does not hang on a device's default choice. Note that an
 # XLA-compiled graph (jit_compile) draws a different stream from the same seed than

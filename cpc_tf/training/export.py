@@ -8,8 +8,8 @@ import keras
 import tensorflow as tf
 
 from cpc_tf.errors import DataError
-from cpc_tf.models.saving import keras_reason, load_keras_file
 from cpc_tf.fileio import atomic_write
+from cpc_tf.models.saving import keras_reason, load_keras_file
 from cpc_tf.training.run_folder import RunFolder
 
 
