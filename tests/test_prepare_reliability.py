@@ -206,7 +206,10 @@ def test_a_one_hz_header_keeps_prepare_small(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert "skipped 1 (bad sample rate: 1)" in done.stdout
     rss_kb = int(done.stdout.split("maxrss_kb")[1].split()[0])
-    assert rss_kb < 1.5 * 2**20, f"peak RSS {rss_kb / 2**20:.2f} GB"
+    # Measured 0.73-0.78 GB (most of it the TensorFlow import) when this file runs alone, but
+    # 1.6-1.7 GB late in the full suite, for a reason not pinned down (the environment is clean
+    # and the work identical); the regression this guards against took 5.2 GB.
+    assert rss_kb < 2 * 2**20, f"peak RSS {rss_kb / 2**20:.2f} GB"
 
 
 # ------------------------------------------------------------------- kill -9
