@@ -449,10 +449,12 @@ def tune(args: argparse.Namespace) -> int:
     )
     done = sum(1 for r in rows if r["status"] == "COMPLETED")
     failed = sum(1 for r in rows if r["status"] == "FAILED")
-    print(
-        f"cpc_tf: sweep in {args.out}: {done} completed, {failed} failed trial(s); "
-        f"see {os.path.join(args.out, 'results.md')} and best.yaml"
-    )
+    results = os.path.join(args.out, "results.md")
+    if os.path.exists(os.path.join(args.out, "best.yaml")):
+        where = f"see {results} and best.yaml"
+    else:
+        where = f"no trial beats chance (no best.yaml); see {results}"
+    print(f"cpc_tf: sweep in {args.out}: {done} completed, {failed} failed trial(s); {where}")
     return 0
 
 

@@ -40,3 +40,18 @@ def probe_accuracy(
         x[train_idx], y[train_idx], x[test_idx], y[test_idx], cfg, train_files=paths[train_idx]
     )
     return float(result.accuracy)
+
+
+def probe_chance(paths: np.ndarray, labels: np.ndarray, cfg: EvalConfig) -> float:
+    """The probe accuracy of always answering the commonest class of the training side, on the
+    same file-level split as :func:`probe_accuracy` (chance for a sweep's probe objective).
+    """
+    import numpy as np
+
+    from cpc_tf.evaluation.splits import split_by_file
+
+    keep = labels != ""
+    y, paths = labels[keep], paths[keep]
+    train_idx, test_idx = split_by_file(paths, y, test_fraction=cfg.test_fraction, seed=cfg.seed)
+    classes, counts = np.unique(y[train_idx], return_counts=True)
+    return float(np.mean(y[test_idx] == classes[int(np.argmax(counts))]))

@@ -60,6 +60,7 @@ from cpc_tf.models.registration import (
 )
 from cpc_tf.models.shapes import (
     code_hop_samples,
+    contrastive_chance,
     encoder_input_shape,
     encoder_output_dim,
     encoder_output_shape,
@@ -70,6 +71,7 @@ from cpc_tf.models.shapes import (
 from cpc_tf.models.tunet import TUNe
 
 __all__ = [
+    "contrastive_chance",
     "AUTOREGRESSORS",
     "ENCODERS",
     "Builder",

@@ -76,3 +76,22 @@ def _code_positions(cfg: Config) -> int:
 def melconv_frames(cfg: Config) -> int:
     """Log-mel frames of one crop (centred STFT: 1 + crop // hop)."""
     return 1 + cfg.crop_samples // cfg.model.melconv.hop
+
+
+def contrastive_chance(cfg: Config) -> float:
+    """The contrastive accuracy of guessing: one over the candidates a prediction is scored against.
+
+    SimCLR scores a view against the other 2B-1 views of the global batch B (Chen et al. 2020).
+    CPC with ``same_step`` negatives scores a prediction against the B codes at the same step;
+    with ``batch`` negatives, against every code of the global batch (B clips × codes per clip),
+    or ``num_negatives`` drawn ones plus the positive. A queue of earlier codes only adds
+    candidates, so the value is an upper bound of chance there.
+    """
+    batch = int(cfg.train.batch_size)
+    if cfg.model.family == "simclr":
+        return 1.0 / max(1, 2 * batch - 1)
+    if cfg.model.negatives == "same_step":
+        return 1.0 / max(1, batch)
+    if cfg.model.num_negatives > 0:
+        return 1.0 / (cfg.model.num_negatives + 1)
+    return 1.0 / max(1, batch * _code_positions(cfg))

@@ -14,10 +14,17 @@ import tensorflow as tf
 
 from cpc_tf.config import Config, dump_config, replace_keys
 from cpc_tf.errors import DataError, TrainingError
-from cpc_tf.evaluation.objective import probe_accuracy
+from cpc_tf.evaluation.objective import probe_accuracy, probe_chance
 from cpc_tf.fileio import atomic_write_text
 from cpc_tf.training import TrainOptions, compile_model, history_rows, train
-from cpc_tf.tuning.results import TRIAL_TIME_FILE, _last_error_line, _read_seconds, write_results
+from cpc_tf.tuning.results import (
+    TRIAL_TIME_FILE,
+    _last_error_line,
+    _read_seconds,
+    is_contrastive_accuracy,
+    write_chance,
+    write_results,
+)
 from cpc_tf.tuning.sweep import PROBE_OBJECTIVE, Sweep
 
 
@@ -141,16 +148,25 @@ class SweepHyperModel(kt.HyperModel):
             for k, v in row.items():
                 if k != "epoch":
                     history.history.setdefault(k, []).append(v)
+        chance = None
         if self.labels:
-            acc = self._probe(model, cfg)
+            acc, chance = self._probe(model, cfg)
             epochs = max(1, len(next(iter(history.history.values()), [])))
             history.history[PROBE_OBJECTIVE] = [acc] * epochs
+        elif is_contrastive_accuracy(self.sweep.objective):
+            from cpc_tf.models.registry import contrastive_chance
+
+            chance = contrastive_chance(cfg)
+        if chance is not None:
+            write_chance(run_dir, chance)
         if self.sweep.objective not in history.history:
             raise TrainingError(f"the trial reported no {self.sweep.objective}")
         return history
 
-    def _probe(self, model: keras.Model, cfg: Config) -> float:
-        """Extract the trial's embeddings of the audio folder and probe them on the labels."""
+    def _probe(self, model: keras.Model, cfg: Config) -> tuple[float, float]:
+        """Extract the trial's embeddings of the audio folder and probe them on the labels;
+        returns the accuracy and its chance level (the commonest class).
+        """
         import numpy as np
 
         from cpc_tf.audio.cache import open_cache_for
@@ -165,9 +181,10 @@ class SweepHyperModel(kt.HyperModel):
         labels = np.array(
             parse_label_source(self.labels, self.audio_dir).labels_for(paths.tolist()), dtype=str
         )
-        return probe_accuracy(
+        accuracy = probe_accuracy(
             arrays["embeddings"], paths, labels, cfg.eval, source=f"--labels {self.labels}"
         )
+        return accuracy, probe_chance(paths, labels, cfg.eval)
 
     @staticmethod
     def _prepare_run_dir(run_dir: str, cfg: Config) -> bool:

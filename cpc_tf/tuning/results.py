@@ -17,6 +17,30 @@ from cpc_tf.fileio import atomic_write_text
 from cpc_tf.tuning.sweep import Sweep
 
 TRIAL_TIME_FILE = "trial_time.json"
+CHANCE_FILE = "chance.json"
+_CONTRASTIVE_ACCURACY = re.compile(r"^(val_)?(cpc|simclr)_acc(_k\d+)?$")
+
+
+def is_contrastive_accuracy(objective: str) -> bool:
+    """Whether `objective` is a contrastive accuracy, whose chance level the config gives."""
+    return bool(_CONTRASTIVE_ACCURACY.match(objective))
+
+
+def write_chance(run_dir: str, chance: float) -> None:
+    """Record the chance level of a trial's objective beside its run folder."""
+    if os.path.isdir(run_dir):
+        atomic_write_text(os.path.join(run_dir, CHANCE_FILE), json.dumps({"chance": chance}))
+
+
+def _read_chance(tune_dir: str, trial_id: str) -> float | None:
+    for sub in ("", "exec_0"):
+        try:
+            path = os.path.join(tune_dir, "trials", trial_id, sub, CHANCE_FILE)
+            with open(path, encoding="utf-8") as fh:
+                return float(json.load(fh)["chance"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return None
 
 
 def _read_seconds(run_dir: str) -> float:
@@ -65,6 +89,7 @@ def _trial_rows(tuner: kt.Tuner, sweep: Sweep, tune_dir: str) -> list[dict[str, 
             )
         row["seconds"] = round(seconds, 1) if seconds else None
         row["error"] = _last_error_line(trial.message)[:300] if trial.status == "FAILED" else ""
+        row["chance"] = _read_chance(tune_dir, trial_id)
         rows.append(row)
     return rows
 
@@ -73,6 +98,22 @@ def _best_first(rows: list[dict[str, Any]], sweep: Sweep) -> list[dict[str, Any]
     sign = -1 if sweep.direction == "max" else 1
     return sorted(
         rows, key=lambda r: (r[sweep.objective] is None, sign * (r[sweep.objective] or 0.0))
+    )
+
+
+def _beats_chance(row: dict[str, Any], sweep: Sweep) -> bool:
+    """Whether a maximised objective lies above its recorded chance level (True when unknown)."""
+    chance, value = row.get("chance"), row[sweep.objective]
+    return sweep.direction != "max" or chance is None or value is None or value > chance
+
+
+def _no_trial_beats_chance(best: dict[str, Any], sweep: Sweep) -> str:
+    value = _fmt(best[sweep.objective])
+    return (
+        f"**No trial beats chance.** The highest `{sweep.objective}`, {value} "
+        f"(trial {best['trial']}), is not above its chance level, {_fmt(best['chance'])} (guessing "
+        "among the candidates, or the commonest class for a probe); so no best trial is named and "
+        "no best.yaml is written. Train longer, or search other settings."
     )
 
 
@@ -125,6 +166,12 @@ def write_results(tuner: kt.Tuner, sweep: Sweep, tune_dir: str) -> list[dict[str
         for r in ranked
     ]
     best = next((r for r in ranked if r[sweep.objective] is not None), None)
+    if best and not _beats_chance(best, sweep):
+        md += ["", _no_trial_beats_chance(best, sweep)]
+        best_path = os.path.join(tune_dir, "best.yaml")
+        if os.path.exists(best_path):  # written by this sweep while a trial still beat chance
+            os.remove(best_path)
+        best = None
     if best:
         cfg = replace_keys(
             sweep.base,
