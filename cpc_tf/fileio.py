@@ -76,12 +76,13 @@ def remove_stale_temps(folder: str) -> None:
                 pass
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether process `pid` still runs (a process of another user counts as running)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except (PermissionError, OSError):
+    except OSError:  # e.g. no permission to signal it: it exists
         return True
     return True
 
@@ -109,7 +110,7 @@ def remove_stale_temps_of(path: str) -> int:
             pid_text.isdigit()
             and ours
             and int(pid_text) != os.getpid()
-            and not _pid_alive(int(pid_text))
+            and not pid_alive(int(pid_text))
         ):
             with contextlib.suppress(OSError):
                 _remove(os.path.join(folder, entry))

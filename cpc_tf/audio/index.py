@@ -30,6 +30,7 @@ from cpc_tf.fileio import (
     is_remote,
     join_path,
     list_names,
+    pid_alive,
     remove_quietly,
     replace_file,
 )
@@ -211,9 +212,5 @@ def remove_orphaned_spools(folder: str) -> None:
         m = _TMP_SPOOL_RE.match(name)
         if m is None or int(m.group(1)) == os.getpid():
             continue
-        try:
-            os.kill(int(m.group(1)), 0)
-        except ProcessLookupError:
+        if not pid_alive(int(m.group(1))):
             shutil.rmtree(os.path.join(folder, name), ignore_errors=True)
-        except OSError:
-            pass  # alive (someone else's process)

@@ -33,6 +33,7 @@ import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
 
+from cpc_tf.checks import shown as _shown
 from cpc_tf.errors import ConfigError
 
 __all__ = [
@@ -289,12 +290,6 @@ class CsvLabels(LabelSource):
     @property
     def warnings(self) -> list[str]:
         return list(self._warnings)
-
-
-def _shown(text: str, limit: int = 120) -> str:
-    """A name as it may be printed: control characters escaped, long values cut."""
-    shown = repr(text)
-    return shown if len(shown) <= limit else shown[: limit - 4] + "...'"
 
 
 def _find_csv(csv_path: str, audio_dir: str | os.PathLike[str] | None) -> str:
