@@ -1,7 +1,7 @@
 """Representation quality on the Free Spoken Digit Dataset: trained vs random init vs MFCC.
 
 For each preset (default: the seed's ``cpc_conv1d_gru``, CLMR's ``clmr_samplecnn`` and the
-recommended ``cpc_wave`` and ``simclr_mel``):
+recommended ``cpc_wave``, ``simclr_wave`` and ``simclr_mel``):
 
 1. pre-train on the official training takes of FSDD (takes 5-49, 2,700 files, no labels)
    for a fixed budget: ``--minutes`` of this machine (the step time is measured first
@@ -43,7 +43,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 FSDD = REPO.parent / "shared" / "data" / "fsdd" / "recordings"
 TASKS = {"digit": r"regex:^(\d)_", "speaker": r"regex:^\d_([a-z]+)_"}
-DEFAULT_PRESETS = "cpc_conv1d_gru,clmr_samplecnn,cpc_wave,simclr_mel"
+DEFAULT_PRESETS = "cpc_conv1d_gru,clmr_samplecnn,cpc_wave,simclr_wave,simclr_mel"
 
 
 def log(msg: str) -> None:

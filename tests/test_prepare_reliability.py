@@ -297,6 +297,30 @@ def test_kill_9_leaves_no_process_and_no_debris(tmp_path: Path) -> None:
     }
 
 
+def test_a_script_without_a_main_guard_finishes_and_is_told_why(tmp_path: Path) -> None:
+    # 'spawn' workers re-run the caller's main script; without the guard each worker
+    # used to call open_cache again and wait forever for its parent's cache lock
+    d = tmp_path / "audio"
+    for i in range(6):
+        fx.write_sine(d / f"{i}.wav", 0.2, 8000, freq=300 + 50 * i)
+    script = tmp_path / "unguarded.py"
+    script.write_text(
+        "from cpc_tf.audio.cache import open_cache\n"
+        f"cache = open_cache({str(d)!r}, 8000, cache_dir={str(tmp_path / 'cache')!r}, "
+        "workers=3, progress=False)\n"
+        "print('clips', len(cache.clips))\n"
+    )
+    env = dict(
+        os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
+    )
+    proc = subprocess.run(
+        [sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=240
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "clips 6" in proc.stdout
+    assert "if __name__" in proc.stderr
+
+
 def test_orphaned_spools_of_remote_caches_are_removed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

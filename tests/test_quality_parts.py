@@ -185,6 +185,22 @@ def test_simclr_mel_runs_the_spectrogram_chain_in_the_model():
     assert np.isfinite(float(model.train_step((x, x))["loss"]))
 
 
+def test_simclr_wave_preset_ends_in_one_frame_and_trains():
+    from cpc_tf.config import load_config, resolve_config_path
+    from cpc_tf.models.encoders import samplecnn_output_steps
+    from cpc_tf.models.factory import build_model
+
+    cfg = load_config(resolve_config_path("simclr_wave"))
+    assert (cfg.crop_samples, cfg.data.sample_rate) == (3**9, 16000)
+    assert samplecnn_output_steps(cfg.crop_samples, len(cfg.model.samplecnn.channels)) == 1
+    assert (cfg.train.optimizer, cfg.train.lr_schedule) == ("adamw", "cosine")
+    model = build_model(cfg)
+    x = tf.random.stateless_normal([2, cfg.crop_samples], [5, 1])
+    assert model(x).shape == (2, cfg.model.samplecnn.out_filters)
+    model.compile(optimizer="adam")
+    assert np.isfinite(float(model.train_step((x, x[:, ::-1]))["loss"]))
+
+
 # ------------------------------------------------------------------ optimiser
 def test_warmup_cosine_schedule():
     from cpc_tf.training import WarmupSchedule

@@ -44,6 +44,7 @@ from cpc_tf.audio import files as audio_files
 from cpc_tf.audio.builder import Builder, BuildSettings, CacheUpdate
 from cpc_tf.audio.files import SkippedFile
 from cpc_tf.audio.index import INDEX_NAME, ClipInfo, clip_from_json, read_index
+from cpc_tf.audio.pool import check_not_bootstrapping
 from cpc_tf.audio.records import RECORD_SECONDS, parse_record, serialize_record
 from cpc_tf.audio.report import format_duration, printable
 from cpc_tf.checks import check_number
@@ -229,6 +230,7 @@ def open_cache(
     :class:`DataError` for a missing, empty or audio-less folder and for a folder where
     no file decodes; a single bad file is only listed in ``skipped``.
     """
+    check_not_bootstrapping()
     started = time.perf_counter()
     sample_rate = check_number("sample_rate", sample_rate, integer=True, minimum=1)
     workers = check_number("workers", workers, integer=True, minimum=0)

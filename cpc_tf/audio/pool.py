@@ -68,6 +68,22 @@ def _spawn_works() -> bool:
     return os.path.isfile(path)
 
 
+def check_not_bootstrapping() -> None:
+    """Raise when called from a spawned worker that is still importing the parent's script.
+
+    'spawn' workers import the parent's main script. A script that calls cpc_tf at its
+    top level, without ``if __name__ == "__main__":``, would run that call again in
+    every worker, which then waits forever for the cache lock held by its parent. The
+    worker stops with this message instead; the parent decodes in its own process.
+    """
+    if getattr(multiprocessing.current_process(), "_inheriting", False):
+        raise RuntimeError(
+            "cpc_tf was called while a decoding worker was starting: the worker re-runs "
+            "your main script, so put the script's calls under "
+            "'if __name__ == \"__main__\":' (the parent decodes in its own process meanwhile)"
+        )
+
+
 def _succeeded(future: Future[Any]) -> bool:
     """True for a future that finished without an exception (never blocks)."""
     return future.done() and not future.cancelled() and future.exception() is None
