@@ -51,7 +51,7 @@ class DataConfig:
         0,
         min=0,
         help="explicit crop length in samples; 0 derives it from clip_seconds "
-        "(SimCLR uses 59049 = 3^10, Spijkervet & Burgoyne 2021, §3.2)",
+        "(SimCLR uses 59049 = 3^10, Spijkervet & Burgoyne 2021, §3.3)",
     )
     short_clip_policy: Literal["loop", "pad"] = _f(
         "loop", help="clips shorter than a crop are looped or zero-padded"
@@ -192,7 +192,7 @@ class ModelConfig:
         "from earlier batches (a MoCo-style queue, He et al. 2020)",
     )
     projection_dims: list[int] = _f(
-        [512, 128], help="SimCLR head (Spijkervet & Burgoyne 2021, §3.4)"
+        [512, 128], help="SimCLR head (Spijkervet & Burgoyne 2021, §3.3)"
     )
     temperature: float = _f(
         0.5, min=0.0, min_exclusive=True, help="NT-Xent tau (Spijkervet & Burgoyne 2021, §3.4)"
